@@ -1,0 +1,44 @@
+"""genloom: a plugin-based SDK for generative models.
+
+Three lines for an app::
+
+    import genloom
+    model = genloom.load("models/digits-gan")
+    images = model.generate(n=16, seed=0).images
+
+Importing genloom is cheap: torch loads only when a model is built, trained or run.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("genloom")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+from genloom import plugins  # noqa: E402
+from genloom.api import load, train  # noqa: E402
+from genloom.config import GeneratorConfig  # noqa: E402
+from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError  # noqa: E402
+from genloom.generator import Capabilities, ExportSpec, Generator, GraphSpec  # noqa: E402
+from genloom.hookspecs import hookimpl  # noqa: E402
+from genloom.sampling import ImageSampling  # noqa: E402
+
+__all__ = [
+    "ArtifactError",
+    "Capabilities",
+    "ConfigError",
+    "DataError",
+    "ExportSpec",
+    "Generator",
+    "GeneratorConfig",
+    "GenloomError",
+    "GraphSpec",
+    "ImageSampling",
+    "PluginError",
+    "__version__",
+    "hookimpl",
+    "load",
+    "plugins",
+    "train",
+]

@@ -1,0 +1,5 @@
+"""``python -m genloom`` runs the CLI."""
+
+from genloom.cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""Model directories: ``manifest.json`` + ``model.safetensors`` + extra files, hash-checked.
+
+Every file is written atomically and its sha256 recorded in the manifest, which is
+written last, so a directory with a manifest is complete. Loading checks the
+format version and every hash before anything is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genloom.config import StrictModel, describe_validation_error, validate_model
+from genloom.errors import ArtifactError
+from genloom.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+
+if TYPE_CHECKING:
+    from genloom.generator import Generator
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class FileRecord(StrictModel):
+    """One file of an artifact and the hash it must have."""
+
+    sha256: str = Field(description="Hex sha256 of the file's bytes.")
+    size: int = Field(ge=0, description="Size in bytes.")
+
+
+class TrainingSummary(StrictModel):
+    """How a model was trained, as recorded in its manifest."""
+
+    data: str = Field(description="The --data source it trained on.")
+    steps: int = Field(ge=0, description="Optimisation steps taken.")
+    seconds: float = Field(ge=0, description="Wall-clock training time, resumed runs added up.")
+    final_metrics: dict[str, float] = Field(default_factory=dict, description="Last logged losses and evaluation figures.")
+    resumed: int = Field(0, ge=0, description="How many times the run was resumed from a checkpoint.")
+
+
+class Manifest(BaseModel):
+    """What an artifact directory holds; ``manifest.json`` is this model as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = Field(description="Artifact format; loaders refuse a newer one than they know.")
+    kind: Literal["model", "export"] = Field("model", description="A torch model, or an ONNX export of one.")
+    generator: str = Field(description="Registered name of the generator.")
+    plugin: str = Field(description="Plugin that registered the generator.")
+    plugin_version: str = Field(description="Version of that plugin's distribution.")
+    genloom_version: str = Field(description="genloom version that wrote the artifact.")
+    modality: str = Field(description="image or text.")
+    config: dict[str, Any] = Field(description="The generator's validated config.")
+    facts: dict[str, Any] = Field(description="What the generator learned from its data (shapes, classes, ...).")
+    files: dict[str, FileRecord] = Field(description="Every file of the artifact with its sha256.")
+    training: TrainingSummary | None = Field(None, description="How the model was trained.")
+    created_at: str = Field(description="UTC time of writing, ISO 8601.")
+
+
+def write_artifact(directory: Path, files: dict[str, bytes], **fields: Any) -> Manifest:
+    """Write ``files`` then ``manifest.json`` (from ``fields``) into ``directory``, each atomically."""
+    from genloom import __version__
+
+    records = {}
+    for name, data in files.items():
+        _check_file_name(name)
+        atomic_write_bytes(directory / name, data)
+        records[name] = FileRecord(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        genloom_version=__version__,
+        files=records,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **fields,
+    )
+    atomic_write_text(directory / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(directory: Path, verify: bool = True) -> Manifest:
+    """Read and check ``directory/manifest.json``; with ``verify``, check every file's hash too."""
+    path = Path(directory) / MANIFEST_FILE
+    if not path.is_file():
+        raise ArtifactError(f"'{directory}' is not a genloom model: it has no {MANIFEST_FILE} (train or export into it first)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); the model directory is damaged") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise ArtifactError(f"{path} has no integer format_version; it was not written by genloom")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has format version {version}, newer than this genloom reads (up to {FORMAT_VERSION}); upgrade genloom"
+        )
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ArtifactError(describe_validation_error(exc, Manifest, what=str(path))) from None
+    if verify:
+        for name, record in manifest.files.items():
+            _check_file_name(name)
+            file = Path(directory) / name
+            if not file.is_file():
+                raise ArtifactError(f"{file} is missing (listed in {MANIFEST_FILE}); copy the whole model directory")
+            if sha256_file(file) != record.sha256:
+                raise ArtifactError(f"{file} is corrupted: its sha256 does not match {MANIFEST_FILE}; re-train or re-copy it")
+    return manifest
+
+
+def artifact_id(directory: Path) -> str:
+    """The sha256 of ``manifest.json``, which pins every file through their hashes."""
+    return sha256_file(Path(directory) / MANIFEST_FILE)
+
+
+def save_generator(generator: Generator, directory: Path, training: TrainingSummary | None = None) -> Manifest:
+    """Save a built generator's weights, extra files and manifest into ``directory``."""
+    from genloom import weights
+    from genloom.plugins import get_registry
+
+    registration = get_registry().entries["generator"].get(generator.name)
+    registered = registration is not None and registration.value is type(generator)
+    files = {WEIGHTS_FILE: weights.to_bytes(weights.module_tensors(generator.modules)), **generator.extra_files()}
+    return write_artifact(
+        directory,
+        files,
+        generator=generator.name,
+        plugin=registration.plugin if registered else "unregistered",
+        plugin_version=registration.plugin_version if registered else "",
+        modality=generator.modality,
+        config=generator.config.model_dump(mode="json"),
+        facts=generator.facts,
+        training=training,
+    )
+
+
+def load_generator(
+    directory: Path, manifest: Manifest | None = None, generator_cls: type[Generator] | None = None
+) -> Generator:
+    """Rebuild the generator saved in ``directory``, by default through the plugin that registered it."""
+    from genloom import weights
+    from genloom.plugins import get_registry
+
+    manifest = manifest or read_manifest(directory)
+    if manifest.kind != "model":
+        raise ArtifactError(f"'{directory}' is an ONNX export; load it with genloom.load(), not as a torch generator")
+    if generator_cls is None:
+        generator_cls = get_registry().generator(manifest.generator).value
+    elif generator_cls.name != manifest.generator:
+        raise ArtifactError(f"'{directory}' holds a '{manifest.generator}' model, not a '{generator_cls.name}' one")
+    config = validate_model(generator_cls.Config, manifest.config, what=f"config in {directory / MANIFEST_FILE}")
+    generator = generator_cls(config)
+    extra = {name: (Path(directory) / name).read_bytes() for name in manifest.files if name != WEIGHTS_FILE}
+    generator.restore(manifest.facts, extra)
+    generator.modules = generator.build()
+    weights_path = Path(directory) / WEIGHTS_FILE
+    weights.load_module_tensors(generator.modules, weights.from_bytes(weights_path.read_bytes(), str(weights_path)), str(weights_path))
+    for module in generator.modules.values():
+        module.eval()
+    return generator
+
+
+def _check_file_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_FILE:
+        raise ArtifactError(f"artifact file name {name!r} is not allowed; use a plain name like 'tokenizer.json'")

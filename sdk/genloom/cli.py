@@ -1,0 +1,192 @@
+"""The ``genloom`` command line, built on the public API.
+
+Bad input prints one line on stderr (``genloom: error: ...``) and exits 2;
+only a bug in genloom or a plugin shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from genloom.errors import GenloomError, NotAvailableError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``genloom`` console script."""
+    from genloom.training import TrainingInterrupted
+
+    try:
+        code = cli.main(args=argv, prog_name="genloom", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "genloom"
+        _fail(f"{exc.format_message()} (see `{where} --help`)", EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), EXIT_BAD_INPUT)
+    except (click.Abort, TrainingInterrupted) as exc:
+        _fail(str(exc) or "aborted", EXIT_INTERRUPTED)
+    except GenloomError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"genloom: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="genloom")
+def cli() -> None:
+    """genloom: train generative models, export them to ONNX, generate anywhere."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json: bool) -> None:
+    """List plugins (with load errors), generators and data sources."""
+    from genloom.plugins import get_registry
+
+    registry = get_registry()
+    generators = {name: _generator_row(reg) for name, reg in registry.entries["generator"].items()}
+    sources = {
+        name: {"usage": f"{name}:{reg.value.argument}" if reg.value.argument else name, "modality": reg.value.modality,
+               "description": reg.value.description, "plugin": reg.plugin}
+        for name, reg in registry.entries["data source"].items()
+    }
+    conflicts = [{"kind": kind, "name": name, "plugins": owners} for (kind, name), owners in registry.conflicts.items()]
+    if as_json:
+        report = {
+            "plugins": [vars(info) for info in registry.plugins],
+            "generators": generators,
+            "data_sources": sources,
+            "exporters": registry.names("exporter"),
+            "runtime_drivers": registry.names("runtime driver"),
+            "conflicts": conflicts,
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo("Plugins:")
+    for info in registry.plugins:
+        status = f"FAILED: {info.error}" if info.error else "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        click.echo(f"  {info.name:<24} {info.version or '-':<10} {info.origin:<12} {status}")
+    for conflict in conflicts:
+        click.echo(f"  CONFLICT: {conflict['kind']} '{conflict['name']}' is registered by {' and '.join(conflict['plugins'])}")
+    click.echo("Generators:")
+    for name, row in sorted(generators.items()):
+        flags = ", ".join(row["capabilities"]) or "-"
+        click.echo(f"  {name:<16} {row['modality']:<6} [{flags}] {row['description']}")
+    click.echo("Data sources (--data):")
+    for name, row in sorted(sources.items()):
+        click.echo(f"  {row['usage']:<20} {row['modality']:<6} {row['description']}")
+
+
+@cli.command()
+@click.argument("name")
+def schema(name: str) -> None:
+    """Print the JSON schema of generator NAME's config (every knob, its default and meaning)."""
+    from genloom.plugins import get_registry
+
+    click.echo(json.dumps(get_registry().generator(name).value.Config.model_json_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--data", "data", required=True, metavar="SOURCE", help="Data source, e.g. digits, image-folder:PATH, text:PATH.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the model, checkpoints and logs.")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps (the config's 'steps').")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Set a config field; repeatable. See `genloom schema NAME`.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[str, ...], resume: bool, quiet: bool) -> None:
+    """Train generator NAME on a data source; the model is saved in --out."""
+    from genloom.api import train as train_model
+    from genloom.config import parse_overrides
+
+    overrides = parse_overrides(settings)
+    if steps is not None:
+        overrides["steps"] = steps
+    manifest = train_model(name, data, out, resume=resume, progress=not quiet, **overrides)
+    summary = manifest.training
+    figures = ", ".join(f"{k}={v:.4g}" for k, v in summary.final_metrics.items()) if summary else ""
+    click.echo(f"trained '{name}' for {summary.steps if summary else 0} steps in {summary.seconds if summary else 0:.1f}s ({figures})")
+    click.echo(f"model saved in {out}")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of images.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed; the same seed gives the same output.")
+@click.option("--labels", help="Comma-separated class labels (conditional models), e.g. 0,1,2.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("generated.png"), show_default=True, help="PNG grid to write.")
+@click.option("--npy", type=click.Path(path_type=Path), help="Also write the raw float array (N, H, W, C) as .npy.")
+def generate(model_dir: Path, n: int, seed: int | None, labels: str | None, out: Path, npy: Path | None) -> None:
+    """Generate from the model in MODEL_DIR."""
+    import genloom
+    from genloom.fileio import atomic_path
+
+    settings: dict[str, Any] = {"n": n, "seed": seed}
+    if labels:
+        settings["labels"] = _parse_labels(labels)
+    result = genloom.load(model_dir).generate(**settings)
+    with atomic_path(out) as tmp:
+        result.grid().save(tmp, format="PNG")
+    click.echo(f"wrote {len(result.array)} images to {out}")
+    if npy:
+        import numpy as np
+
+        with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, result.array)
+        click.echo(f"wrote array {result.array.shape} to {npy}")
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(model_dir: Path, as_json: bool) -> None:
+    """Describe the model in MODEL_DIR (checks every file's hash)."""
+    import genloom
+
+    details = genloom.load(model_dir).info()
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    for key in ("path", "generator", "plugin", "plugin_version", "modality", "backend", "device", "artifact_sha256"):
+        click.echo(f"{key:<16} {details[key]}")
+    click.echo(f"{'config':<16} {json.dumps(details['config'])}")
+    click.echo(f"{'facts':<16} {json.dumps(details['facts'])}")
+    if details.get("training"):
+        click.echo(f"{'training':<16} {json.dumps(details['training'])}")
+
+
+def _not_yet(command: str) -> None:
+    @cli.command(name=command, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def placeholder() -> None:
+        raise NotAvailableError(f"`genloom {command}` is not available yet in this version of genloom")
+
+    placeholder.help = f"Not available yet in this version of genloom."
+
+
+for _command in ("export", "bench", "eval"):
+    _not_yet(_command)
+
+
+def _parse_labels(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {text!r}", param_hint="--labels") from None
+
+
+def _generator_row(registration: Any) -> dict[str, Any]:
+    cls = registration.value
+    flags = [flag for flag, on in vars(cls.capabilities).items() if on]
+    return {"modality": cls.modality, "capabilities": flags, "description": cls.description,
+            "plugin": registration.plugin, "plugin_version": registration.plugin_version}

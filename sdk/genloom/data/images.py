@@ -1,0 +1,107 @@
+"""Image data sources: scikit-learn's digits, a folder of pictures, a .npz of arrays."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from genloom.data.types import ImageData
+from genloom.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def load_digits(argument: str | None) -> ImageData:
+    """``digits``: the 1,797 8x8 handwritten digits that ship inside scikit-learn."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    pixels, labels = sklearn_digits(return_X_y=True)
+    images = (pixels / 16.0).reshape(-1, 1, 8, 8)
+    return ImageData(images, source="digits", labels=labels, class_names=[str(d) for d in range(10)])
+
+
+def load_image_folder(argument: str | None) -> ImageData:
+    """``image-folder:PATH``: PNG/JPEG files in PATH, or in class sub-folders of PATH (one label per folder).
+
+    All images take the size of the most common one; grayscale folders give one
+    channel, anything else RGB.
+    """
+    root = Path(argument or "")
+    if not root.is_dir():
+        raise DataError(f"image-folder: '{root}' is not a folder; give a folder of PNG/JPEG files")
+    loose = _image_files(root)
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and _image_files(d))
+    if loose and class_dirs:
+        raise DataError(
+            f"image-folder: '{root}' has images both at its top and in sub-folders; "
+            "put every image in a class sub-folder, or none"
+        )
+    if not loose and not class_dirs:
+        raise DataError(f"image-folder: no .png/.jpg/.jpeg files in '{root}' or its sub-folders")
+    files = loose or [f for d in class_dirs for f in _image_files(d)]
+    labels = None if loose else [i for i, d in enumerate(class_dirs) for _ in _image_files(d)]
+    images = _read_images(files)
+    class_names = [d.name for d in class_dirs] or None
+    return ImageData(images, source=f"image-folder:{root}", labels=labels, class_names=class_names)
+
+
+def load_npz(argument: str | None) -> ImageData:
+    """``npz:PATH``: an ``images`` array (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 or float in [0, 1]; optional ``labels``."""
+    path = Path(argument or "")
+    if not path.is_file():
+        raise DataError(f"npz: '{path}' is not a file; give a .npz saved with numpy.savez")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"npz: cannot read '{path}' ({exc}); save it with numpy.savez") from None
+    with archive:
+        if "images" not in archive.files:
+            raise DataError(f"npz: '{path}' has no 'images' array (it has: {', '.join(archive.files) or 'nothing'})")
+        images = _to_nchw(archive["images"], path)
+        labels = archive["labels"] if "labels" in archive.files else None
+    return ImageData(images, source=f"npz:{path}", labels=labels)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_images(files: list[Path]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    pictures = []
+    for file in files:
+        try:
+            with Image.open(file) as picture:
+                picture.load()
+                pictures.append(picture)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"image-folder: cannot read '{file}' ({exc}); remove it or re-save it as PNG") from None
+    mode = "L" if all(p.mode in ("1", "L", "I;16", "I") for p in pictures) else "RGB"
+    size, _ = Counter(p.size for p in pictures).most_common(1)[0]
+    resized = sum(p.size != size for p in pictures)
+    if resized:
+        log.info("image-folder: resized %d of %d images to %dx%d", resized, len(pictures), *size)
+    arrays = [np.asarray(p.convert(mode).resize(size, Image.Resampling.LANCZOS), dtype=np.float32) for p in pictures]
+    stacked = np.stack(arrays) / 255.0
+    return stacked[:, None] if mode == "L" else stacked.transpose(0, 3, 1, 2)
+
+
+def _to_nchw(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
+        array = array.transpose(0, 3, 1, 2)
+    if array.ndim != 4 or array.shape[1] not in (1, 3):
+        raise DataError(f"npz: 'images' in '{path}' has shape {array.shape}; use (N,H,W), (N,H,W,C) or (N,C,H,W) with C=1 or 3")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    array = array.astype(np.float32)
+    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise DataError(f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or save uint8")
+    return array

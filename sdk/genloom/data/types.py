@@ -1,0 +1,100 @@
+"""The two kinds of training data, held in memory as numpy arrays or text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from genloom.errors import DataError
+
+
+@dataclass
+class ImageData:
+    """Images as float32 ``(N, C, H, W)`` in ``[0, 1]``, with optional integer class labels."""
+
+    images: np.ndarray
+    source: str
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    modality: ClassVar[str] = "image"
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[0] == 0:
+            raise DataError(f"data source '{self.source}' holds no images (array shape {self.images.shape})")
+        self.images = np.ascontiguousarray(self.images, dtype=np.float32)
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if self.labels.shape != (len(self.images),):
+                raise DataError(
+                    f"data source '{self.source}': {len(self.labels)} labels for {len(self.images)} images; "
+                    "give exactly one label per image"
+                )
+            if self.class_names is None:
+                self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, 0 for unlabelled data."""
+        return len(self.class_names) if self.class_names else 0
+
+    def facts(self) -> dict[str, Any]:
+        """What a generator needs to know to be built for this data (saved in the manifest)."""
+        channels, height, width = self.images.shape[1:]
+        return {
+            "channels": int(channels),
+            "height": int(height),
+            "width": int(width),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names or [],
+        }
+
+    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Draw ``batch_size`` distinct examples (all of them when there are fewer)."""
+        index = rng.choice(len(self), size=min(batch_size, len(self)), replace=False)
+        labels = self.labels[index] if self.labels is not None else None
+        return self.images[index], labels
+
+
+@dataclass
+class TextData:
+    """A training corpus as one string; documents are separated by blank lines."""
+
+    text: str
+    source: str
+    modality: ClassVar[str] = "text"
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise DataError(f"data source '{self.source}' holds no text; point it at non-empty .txt or .md files")
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def facts(self) -> dict[str, Any]:
+        """What a generator needs to know to be built for this data (saved in the manifest)."""
+        return {"characters": len(self.text)}
+
+
+Dataset = Union[ImageData, TextData]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A named way to get a :data:`Dataset`, as registered by a plugin.
+
+    ``open`` receives the part of ``--data NAME:ARGUMENT`` after the colon, or
+    ``None`` when there is none. ``argument`` names that part for help texts
+    (``"PATH"``); leave it empty for a source that takes no argument.
+    """
+
+    name: str
+    open: Callable[[str | None], Dataset]
+    description: str
+    argument: str = ""
+    modality: str = field(default="image")

@@ -1,0 +1,310 @@
+"""Plugin discovery and the registry of everything plugins provide.
+
+Plugins come from three places: genloom's own core plugins (the built-in data
+sources), the ``genloom`` entry-point group of installed distributions, and
+objects registered in this process with :func:`register` (for apps and tests).
+``GENLOOM_PLUGINS`` limits which entry-point plugins load (comma-separated entry
+point names; empty means none). ``GENLOOM_TRACE_PLUGINS=1`` turns on pluggy's
+hook-call tracing, written to stderr.
+
+Each plugin is loaded and each of its hooks is called on its own, so a plugin
+that fails to import, implements an unknown hook, or raises in a hook is recorded
+with its error and every other plugin keeps working. The registry is built once
+per process, on first use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from genloom import hookspecs
+from genloom.errors import DataError, PluginError
+
+ENTRY_POINT_GROUP = "genloom"
+ENV_SELECT = "GENLOOM_PLUGINS"
+ENV_TRACE = "GENLOOM_TRACE_PLUGINS"
+CORE_PLUGINS = ("genloom.data.builtin",)
+
+# What each hook registers, in the words used in messages.
+HOOK_KINDS = {
+    "register_generators": "generator",
+    "register_data_sources": "data source",
+    "register_exporters": "exporter",
+    "register_runtime_drivers": "runtime driver",
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One plugin as ``genloom plugins`` shows it."""
+
+    name: str
+    version: str
+    origin: str  # "core", "entry point", or "in process"
+    error: str | None = None
+    provides: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Registration(Generic[T]):
+    """Something a plugin registered, with the plugin it came from."""
+
+    name: str
+    value: T
+    plugin: str
+    plugin_version: str
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins provide, by kind and name."""
+
+    plugins: list[PluginInfo]
+    entries: dict[str, dict[str, Registration[Any]]]
+    conflicts: dict[tuple[str, str], list[str]]
+
+    def generator(self, name: str) -> Registration[Any]:
+        """The generator class registered as ``name``."""
+        return self._lookup("generator", name)
+
+    def data_source(self, name: str) -> Registration[Any]:
+        """The data source registered as ``name``."""
+        return self._lookup("data source", name)
+
+    def exporter(self, name: str) -> Registration[Any]:
+        """The exporter registered as ``name``."""
+        return self._lookup("exporter", name)
+
+    def runtime_driver(self, name: str) -> Registration[Any]:
+        """The runtime driver registered as ``name``."""
+        return self._lookup("runtime driver", name)
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of one kind (``"generator"``, ``"data source"``, ...)."""
+        return sorted(self.entries.get(kind, {}))
+
+    def open_data(self, spec: str) -> Any:
+        """Open ``--data`` ``NAME`` or ``NAME:ARGUMENT`` through the registered data source."""
+        name, sep, argument = spec.partition(":")
+        source = self.data_source(name).value
+        if source.argument and not argument:
+            raise DataError(f"data source '{name}' needs {source.argument}: use --data {name}:{source.argument}")
+        if not source.argument and sep:
+            raise DataError(f"data source '{name}' takes no argument: use --data {name}")
+        return source.open(argument if sep else None)
+
+    def _lookup(self, kind: str, name: str) -> Registration[Any]:
+        if (kind, name) in self.conflicts:
+            raise PluginError(_conflict_message(kind, name, self.conflicts[(kind, name)]))
+        found = self.entries.get(kind, {}).get(name)
+        if found is not None:
+            return found
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        failed = [p.name for p in self.plugins if p.error]
+        broken = f"; plugins that failed to load: {', '.join(failed)} (see `genloom plugins`)" if failed else ""
+        raise PluginError(f"no {kind} named '{name}' ({hint}available: {', '.join(known) or 'none'}){broken}")
+
+
+_registered_in_process: list[tuple[str, object]] = []
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def register(plugin: object, name: str | None = None) -> None:
+    """Register a plugin object (a module or any object with hook functions) in this process.
+
+    Apps and tests use this for plugins that are not installed as distributions.
+    The registry is rebuilt on its next use.
+    """
+    global _registry
+    plugin_name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    with _lock:
+        _registered_in_process.append((plugin_name, plugin))
+        _registry = None
+
+
+def unregister(name: str) -> None:
+    """Remove a plugin registered with :func:`register`; the registry is rebuilt on its next use."""
+    global _registry
+    with _lock:
+        _registered_in_process[:] = [(n, p) for n, p in _registered_in_process if n != name]
+        _registry = None
+
+
+def reset() -> None:
+    """Forget the built registry, so the next use discovers plugins again (after installing one)."""
+    global _registry
+    with _lock:
+        _registry = None
+
+
+def get_registry() -> Registry:
+    """The registry of this process, built on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = _build_registry()
+        return _registry
+
+
+def _build_registry() -> Registry:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    if os.environ.get(ENV_TRACE):
+        manager.trace.root.setwriter(sys.stderr.write)
+        manager.enable_tracing()
+
+    loaded: list[tuple[str, str, str, object]] = []  # name, version, origin, plugin object
+    infos: list[PluginInfo] = []
+
+    def add(name: str, version: str, origin: str, plugin: object) -> None:
+        error = _register_checked(manager, name, plugin)
+        if error:
+            infos.append(PluginInfo(name, version, origin, error))
+        else:
+            loaded.append((name, version, origin, plugin))
+
+    from genloom import __version__
+
+    for module_name in CORE_PLUGINS:
+        add(module_name, __version__, "core", importlib.import_module(module_name))
+    for entry_point, version, error in _selected_entry_points():
+        if error:
+            infos.append(PluginInfo(entry_point, version, "entry point", error))
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            infos.append(PluginInfo(entry_point.name, version, "entry point", f"import failed: {_describe(exc)}"))
+            continue
+        add(entry_point.name, version, "entry point", plugin)
+    for name, plugin in list(_registered_in_process):
+        add(name, str(getattr(plugin, "__version__", "")), "in process", plugin)
+    manager.check_pending()
+
+    entries: dict[str, dict[str, Registration[Any]]] = {kind: {} for kind in HOOK_KINDS.values()}
+    owners: dict[tuple[str, str], list[str]] = {}
+    for name, version, origin, plugin in loaded:
+        others = [p for p in manager.get_plugins() if p is not plugin]
+        provided: dict[str, list[Registration[Any]]] = {}
+        try:
+            for hook_name, kind in HOOK_KINDS.items():
+                collected: list[Registration[Any]] = []
+                call_one_plugin = manager.subset_hook_caller(hook_name, remove_plugins=others)
+                call_one_plugin(register=_collector(kind, name, version, collected))
+                provided[kind] = collected
+        except Exception as exc:  # a plugin's hook raised: show it, keep the others
+            infos.append(PluginInfo(name, version, origin, f"{hook_name} failed: {_describe(exc)}"))
+            continue
+        for kind, registrations in provided.items():
+            for registration in registrations:
+                owners.setdefault((kind, registration.name), []).append(name)
+                entries[kind].setdefault(registration.name, registration)
+        infos.append(PluginInfo(name, version, origin, None, {k: [r.name for r in v] for k, v in provided.items() if v}))
+
+    conflicts = {key: plugins for key, plugins in owners.items() if len(plugins) > 1}
+    for kind, name in conflicts:
+        del entries[kind][name]
+    return Registry(infos, entries, conflicts)
+
+
+def _register_checked(manager: pluggy.PluginManager, name: str, plugin: object) -> str | None:
+    """Register ``plugin``; return why it was rejected, or None."""
+    try:
+        manager.register(plugin, name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        return f"rejected: {exc}"
+    known = list(HOOK_KINDS)
+    for caller in manager.get_hookcallers(plugin) or []:
+        if not caller.has_spec():
+            manager.unregister(plugin)
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return f"plugin '{name}' implements unknown hook '{caller.name}' ({hint}genloom hooks: {', '.join(known)})"
+    return None
+
+
+def _selected_entry_points() -> Iterable[tuple[Any, str, str | None]]:
+    """Entry points of the ``genloom`` group that GENLOOM_PLUGINS allows, with their version."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry_point.name, entry_point)
+    selected = os.environ.get(ENV_SELECT)
+    wanted = sorted(found) if selected is None else [n.strip() for n in selected.split(",") if n.strip()]
+    for name in wanted:
+        if name not in found:
+            yield name, "", f"{ENV_SELECT} names '{name}', which is not installed (installed: {', '.join(sorted(found)) or 'none'})"
+            continue
+        entry_point = found[name]
+        version = entry_point.dist.version if entry_point.dist is not None else ""
+        yield entry_point, version, None
+
+
+def _collector(kind: str, plugin: str, version: str, into: list[Registration[Any]]) -> Callable[[Any], None]:
+    """The ``register`` callable handed to one plugin's hook."""
+    validate = _VALIDATORS[kind]
+
+    def register(value: Any) -> None:
+        into.append(Registration(validate(value), value, plugin, version))
+
+    return register
+
+
+def _generator_name(value: Any) -> str:
+    from genloom.generator import Generator
+
+    if not (isinstance(value, type) and issubclass(value, Generator)):
+        raise PluginError(f"register_generators expects a genloom.Generator subclass, got {value!r}")
+    value.check_declaration()
+    return value.name
+
+
+def _data_source_name(value: Any) -> str:
+    from genloom.data import DataSource
+
+    if not isinstance(value, DataSource):
+        raise PluginError(f"register_data_sources expects a genloom.data.DataSource, got {value!r}")
+    return value.name
+
+
+def _named(kind: str) -> Callable[[Any], str]:
+    def name_of(value: Any) -> str:
+        name = getattr(value, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"a registered {kind} needs a non-empty string attribute 'name', got {value!r}")
+        return name
+
+    return name_of
+
+
+_VALIDATORS: dict[str, Callable[[Any], str]] = {
+    "generator": _generator_name,
+    "data source": _data_source_name,
+    "exporter": _named("exporter"),
+    "runtime driver": _named("runtime driver"),
+}
+
+
+def _conflict_message(kind: str, name: str, plugins: list[str]) -> str:
+    sides = " and ".join(f"'{p}'" for p in plugins)
+    return (
+        f"{kind} '{name}' is registered by more than one plugin: {sides}; "
+        f"uninstall one, or choose with {ENV_SELECT}=<entry point names>"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

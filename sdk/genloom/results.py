@@ -1,0 +1,57 @@
+"""What ``generate`` returns: the output plus the provenance that reproduces it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result came from: enough to trace it to a model and a call, and to make it again."""
+
+    generator: str
+    plugin: str
+    plugin_version: str
+    artifact_sha256: str
+    seed: int | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Generated images: ``array`` is float32 ``(N, H, W, C)`` in ``[0, 1]``."""
+
+    array: np.ndarray
+    provenance: Provenance
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The images as PIL images (mode ``L`` or ``RGB``)."""
+        return [_to_pil(image) for image in self.array]
+
+    def grid(self, columns: int | None = None) -> Image.Image:
+        """All images tiled in one picture."""
+        return image_grid(self.array.transpose(0, 3, 1, 2), columns)
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> Image.Image:
+    """Tile float ``(N, C, H, W)`` images in ``[0, 1]`` into one PIL image, ``columns`` wide (square by default)."""
+    count, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.ones((rows * (height + padding) + padding, columns * (width + padding) + padding, channels), np.float32)
+    for index, image in enumerate(images):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        canvas[top : top + height, left : left + width] = image.transpose(1, 2, 0)
+    return _to_pil(canvas)
+
+
+def _to_pil(image: np.ndarray) -> Image.Image:
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)

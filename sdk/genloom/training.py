@@ -1,0 +1,154 @@
+"""The shared training loop every generator trains with.
+
+It seeds everything, draws batches, calls the generator's ``train_step``, shows
+a progress bar with the live losses, logs to ``metrics.jsonl``, evaluates and
+writes samples on schedule, writes an atomic checkpoint every
+``checkpoint_every`` steps (and on Ctrl-C), resumes from it exactly (weights,
+optimizer state, step, RNG states), and finally saves the model artifact and a
+PNG of the loss curves. Same seed and config give the same weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genloom.artifacts import MANIFEST_FILE, Manifest, TrainingSummary
+from genloom.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from genloom.config import validate_model
+from genloom.data.types import Dataset
+from genloom.errors import ArtifactError, DataError
+from genloom.generator import Generator
+from genloom.metrics import METRICS_FILE, PLOT_FILE, MetricsLog
+
+SAMPLES_DIR = "samples"
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C, once the checkpoint at the interrupted step is safely written."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved in {checkpoint}, continue with --resume")
+        self.step = step
+
+
+def train(
+    generator_cls: type[Generator],
+    data: Dataset,
+    out_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> Manifest:
+    """Train ``generator_cls`` on ``data`` into ``out_dir`` and return the saved model's manifest.
+
+    ``overrides`` are config values (validated against ``generator_cls.Config``).
+    With ``resume``, the run continues from ``out_dir``'s checkpoint; overrides
+    apply on top of the checkpoint's config (typically a larger ``steps``).
+    """
+    import torch
+
+    out = Path(out_dir)
+    checkpoint_path = out / CHECKPOINT_FILE
+    checkpoint = load_checkpoint(checkpoint_path) if resume else None
+    if checkpoint is None and (checkpoint_path.exists() or (out / MANIFEST_FILE).exists()):
+        raise ArtifactError(f"'{out}' already holds a training run; pass --resume to continue it, or choose a new --out")
+    if checkpoint is not None and checkpoint.data != data.source:
+        raise DataError(f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data {checkpoint.data}")
+    values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
+    config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
+
+    generator = generator_cls(config)
+    if checkpoint is None:
+        generator.fit_data(data)
+    else:
+        generator.restore(checkpoint.facts, checkpoint.files)
+    torch.manual_seed(config.seed)
+    generator.modules = generator.build()
+    optimizers = generator.configure_optimizers()
+    rng = np.random.default_rng(config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out / METRICS_FILE)
+    step, seconds, resumed = 0, 0.0, 0
+    if checkpoint is not None:
+        checkpoint.restore(generator, optimizers, rng, checkpoint_path)
+        step, seconds, resumed = checkpoint.step, checkpoint.seconds, checkpoint.resumed + 1
+        metrics.truncate_after(step)
+
+    def freeze(at_step: int, elapsed: float) -> None:
+        save_checkpoint(checkpoint_path, generator, optimizers, rng, step=at_step, data=data.source, seconds=elapsed, resumed=resumed)
+
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter() - seconds
+    last: dict[str, float] = {}
+    evaluated_at = sampled_at = -1
+    with tqdm(total=config.steps, initial=step, desc=f"train {generator.name}", disable=None if progress else True, dynamic_ncols=True) as bar:
+        try:
+            while step < config.steps:
+                for module in generator.modules.values():
+                    module.train()
+                losses = generator.train_step(generator.get_batch(data, rng), optimizers, step)
+                step += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.steps:
+                    last.update(losses)
+                    metrics.append(step, losses)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+                if config.eval_every and step % config.eval_every == 0:
+                    last.update(_evaluate(generator, data, metrics, step))
+                    evaluated_at = step
+                if config.sample_every and step % config.sample_every == 0:
+                    _write_samples(generator, out, step)
+                    sampled_at = step
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    freeze(step, time.perf_counter() - started)
+        except KeyboardInterrupt:
+            freeze(step, time.perf_counter() - started)
+            raise TrainingInterrupted(step, checkpoint_path) from None
+
+    if evaluated_at != step:
+        last.update(_evaluate(generator, data, metrics, step))
+    if sampled_at != step:
+        _write_samples(generator, out, step)
+    seconds = time.perf_counter() - started
+    freeze(step, seconds)
+    metrics.plot(out / PLOT_FILE)
+    summary = TrainingSummary(data=data.source, steps=step, seconds=round(seconds, 3), final_metrics=last, resumed=resumed)
+    return generator.save(out, training=summary)
+
+
+@contextlib.contextmanager
+def inference(generator: Generator) -> Iterator[None]:
+    """Eval mode without gradients; the modules' previous modes are restored afterwards."""
+    import torch
+
+    modes = {name: module.training for name, module in generator.modules.items()}
+    for module in generator.modules.values():
+        module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for name, module in generator.modules.items():
+            module.train(modes[name])
+
+
+def _evaluate(generator: Generator, data: Dataset, metrics: MetricsLog, step: int) -> dict[str, float]:
+    with inference(generator):
+        figures = {f"eval/{k}": v for k, v in generator.evaluate(data).items()}
+    if figures:
+        metrics.append(step, figures)
+    return figures
+
+
+def _write_samples(generator: Generator, out: Path, step: int) -> None:
+    (out / SAMPLES_DIR).mkdir(exist_ok=True)
+    with inference(generator):
+        generator.write_samples(out / SAMPLES_DIR, step)

@@ -1,0 +1,224 @@
+"""Discovery through real entry points, isolation of broken plugins, conflicts, selection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import genloom
+from genloom.errors import PluginError
+from genloom.plugins import get_registry
+from tests.conftest import assert_one_line_error, install_fake_distribution, run_cli
+
+GENERATOR_MODULE = """
+import genloom
+
+class Named(genloom.Generator):
+    name = "{name}"
+    modality = "image"
+
+@genloom.hookimpl
+def register_generators(register):
+    register(Named)
+"""
+
+
+def install_generator_plugin(site: Path, dist: str, entry_point: str, generator: str) -> None:
+    module = f"fake_{dist.replace('-', '_')}"
+    install_fake_distribution(site, dist, {entry_point: module}, {module: GENERATOR_MODULE.format(name=generator)})
+
+
+def plugin(name: str) -> genloom.plugins.PluginInfo:
+    return next(p for p in get_registry().plugins if p.name == name)
+
+
+def test_builtin_generators_come_from_entry_points_with_their_distribution_version() -> None:
+    gan = get_registry().generator("gan")
+    assert gan.plugin == "gan" and gan.plugin_version == genloom.__version__
+    assert plugin("gan").origin == "entry point"
+
+
+def test_an_installed_plugin_is_discovered_through_its_entry_point(site: Path) -> None:
+    install_generator_plugin(site, "genloom-extra", "extra", "extra-gen")
+    found = get_registry().generator("extra-gen")
+    assert (found.plugin, found.plugin_version) == ("extra", "1.0")
+    assert plugin("extra").provides == {"generator": ["extra-gen"]}
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_keep_working(site: Path) -> None:
+    install_fake_distribution(site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "raise RuntimeError('no GPU driver here')\n"})
+    install_generator_plugin(site, "genloom-fine", "fine", "fine-gen")
+    assert plugin("broken").error == "import failed: RuntimeError: no GPU driver here"
+    assert get_registry().generator("fine-gen").plugin == "fine"
+    assert get_registry().generator("gan").plugin == "gan"
+
+
+def test_a_plugin_whose_hook_raises_is_reported_and_registers_nothing(site: Path) -> None:
+    source = """
+import genloom
+
+@genloom.hookimpl
+def register_data_sources(register):
+    raise ValueError("config file missing")
+"""
+    install_fake_distribution(site, "genloom-raising", {"raising": "fake_raising"}, {"fake_raising": source})
+    assert plugin("raising").error == "register_data_sources failed: ValueError: config file missing"
+    assert "digits" in get_registry().names("data source")
+
+
+def test_an_unknown_hook_name_names_the_plugin_and_the_hook(site: Path) -> None:
+    source = """
+import genloom
+
+@genloom.hookimpl
+def register_generator(register):
+    pass
+"""
+    install_fake_distribution(site, "genloom-typo", {"typo": "fake_typo"}, {"fake_typo": source})
+    error = plugin("typo").error
+    assert "plugin 'typo'" in error and "unknown hook 'register_generator'" in error
+    assert "did you mean 'register_generators'?" in error
+    assert get_registry().generator("gan")
+
+
+def test_two_plugins_registering_one_generator_name_are_both_named(site: Path, tmp_path: Path) -> None:
+    install_generator_plugin(site, "genloom-one", "one", "twin")
+    install_generator_plugin(site, "genloom-two", "two", "twin")
+    with pytest.raises(PluginError, match="generator 'twin' is registered by more than one plugin: 'one' and 'two'"):
+        get_registry().generator("twin")
+    assert get_registry().generator("gan")
+    result = run_cli("train", "twin", "--data", "digits", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "'one' and 'two'", "GENLOOM_PLUGINS")
+
+
+def test_genloom_plugins_selects_entry_points(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_generator_plugin(site, "genloom-extra", "extra", "extra-gen")
+    monkeypatch.setenv("GENLOOM_PLUGINS", "extra")
+    assert get_registry().names("generator") == ["extra-gen"]
+    monkeypatch.setenv("GENLOOM_PLUGINS", "extra,missing")
+    genloom.plugins.reset()
+    assert "GENLOOM_PLUGINS names 'missing', which is not installed" in plugin("missing").error
+
+
+def test_with_entry_points_disabled_no_generator_is_left() -> None:
+    """The core knows no plugin by name: without entry points there are no generators."""
+    result = run_cli("plugins", "--json", env={"GENLOOM_PLUGINS": ""})
+    report = json.loads(result.stdout)
+    assert report["generators"] == {}
+    assert [p["name"] for p in report["plugins"]] == ["genloom.data.builtin"]
+    assert "digits" in report["data_sources"]
+
+
+def test_sdk_source_never_imports_a_builtin_plugin() -> None:
+    sdk = Path(genloom.__file__).parent
+    for path in sdk.rglob("*.py"):
+        text = path.read_text()
+        for name in ("genloom_gan", "genloom_vae", "genloom_text", "genloom_onnx"):
+            assert name not in text, f"{path} mentions {name}"
+
+
+def test_in_process_registration_for_apps_and_tests() -> None:
+    namespace: dict = {}
+    exec(GENERATOR_MODULE.format(name="inproc"), namespace)
+    module = type(sys)("fake_inproc")
+    module.__dict__.update(namespace)
+    genloom.plugins.register(module, name="my-app-plugin")
+    assert get_registry().generator("inproc").plugin == "my-app-plugin"
+    genloom.plugins.unregister("my-app-plugin")
+    assert "inproc" not in get_registry().names("generator")
+
+
+def test_exporters_and_runtime_drivers_register_by_name(site: Path) -> None:
+    source = """
+import genloom
+
+class Exporter:
+    name = "tarball"
+
+    def export(self, model_dir, out_dir, **options):
+        pass
+
+class Driver:
+    name = "image-from-latent-v2"
+
+@genloom.hookimpl
+def register_exporters(register):
+    register(Exporter())
+
+@genloom.hookimpl
+def register_runtime_drivers(register):
+    register(Driver())
+"""
+    install_fake_distribution(site, "genloom-deploy", {"deploy": "fake_deploy"}, {"fake_deploy": source})
+    assert get_registry().exporter("tarball").plugin == "deploy"
+    assert get_registry().runtime_driver("image-from-latent-v2").plugin == "deploy"
+    with pytest.raises(PluginError, match="no exporter named 'tarbal' \\(did you mean 'tarball'"):
+        get_registry().exporter("tarbal")
+
+
+def test_a_registered_object_without_a_name_is_rejected(site: Path) -> None:
+    source = """
+import genloom
+
+@genloom.hookimpl
+def register_runtime_drivers(register):
+    register(object())
+"""
+    install_fake_distribution(site, "genloom-nameless", {"nameless": "fake_nameless"}, {"fake_nameless": source})
+    assert "a registered runtime driver needs a non-empty string attribute 'name'" in plugin("nameless").error
+
+
+def test_registering_something_that_is_not_a_generator_is_a_plugin_error(site: Path) -> None:
+    source = """
+import genloom
+
+@genloom.hookimpl
+def register_generators(register):
+    register(object)
+"""
+    install_fake_distribution(site, "genloom-wrong", {"wrong": "fake_wrong"}, {"fake_wrong": source})
+    assert "register_generators expects a genloom.Generator subclass" in plugin("wrong").error
+
+
+def test_plugins_command_shows_failures_next_to_working_plugins(site: Path) -> None:
+    install_fake_distribution(site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "import not_a_module\n"})
+    result = run_cli("plugins")
+    assert result.returncode == 0, result.stderr
+    broken = next(line for line in result.stdout.splitlines() if line.strip().startswith("broken"))
+    assert "FAILED: import failed: ModuleNotFoundError" in broken
+    assert any(line.strip().startswith("gan ") and "image" in line for line in result.stdout.splitlines())
+
+
+def test_listing_plugins_does_not_import_torch() -> None:
+    code = "import sys; from genloom.plugins import get_registry; get_registry(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_trace_plugins_prints_pluggy_hook_calls() -> None:
+    result = run_cli("plugins", env={"GENLOOM_TRACE_PLUGINS": "1"})
+    assert result.returncode == 0
+    assert "register_generators" in result.stderr and "register_data_sources" in result.stderr
+
+
+def test_every_hookspec_is_documented_with_its_signature_and_tested() -> None:
+    """Meta-test: adding a hook means documenting it in docs/plugins.md and testing it."""
+    import inspect
+
+    from genloom import hookspecs
+
+    root = Path(__file__).parents[1]
+    guide = (root / "docs" / "plugins.md").read_text()
+    this_test = inspect.getsource(test_every_hookspec_is_documented_with_its_signature_and_tested)
+    tests = "".join(p.read_text() for p in (root / "tests").glob("test_*.py")).replace(this_test, "")
+    specs = [f for name, f in vars(hookspecs).items() if name.startswith("register_") and callable(f)]
+    assert {f.__name__ for f in specs} == set(genloom.plugins.HOOK_KINDS)
+    for spec in specs:
+        assert spec.__doc__, f"{spec.__name__} has no docstring"
+        signature = f"{spec.__name__}({', '.join(inspect.signature(spec).parameters)})"
+        assert f"`{signature}`" in guide, f"docs/plugins.md does not document `{signature}`"
+        assert f"def {spec.__name__}(register)" in tests, f"no test implements {spec.__name__}"
