@@ -6,11 +6,12 @@ This module imports no torch: the networks load when a model is built.
 from collections.abc import Callable
 
 import genloom
-from genloom_gan.generator import DCGAN
+from genloom_gan.generator import DCGAN, ConditionalDCGAN
 
-__all__ = ["DCGAN"]
+__all__ = ["ConditionalDCGAN", "DCGAN"]
 
 
 @genloom.hookimpl
 def register_generators(register: Callable[[type[genloom.Generator]], None]) -> None:
     register(DCGAN)
+    register(ConditionalDCGAN)

@@ -1,9 +1,15 @@
-"""DCGAN: a convolutional generator and discriminator trained with the non-saturating loss."""
+"""DCGAN generators: unconditional (``gan``) and class-conditional (``cgan``).
+
+Losses: non-saturating BCE, hinge, or WGAN-GP with its gradient penalty. Samples
+come from an exponential moving average of the generator's weights.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import copy
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 import genloom
@@ -14,16 +20,20 @@ if TYPE_CHECKING:
 
 
 class DCGANConfig(genloom.GeneratorConfig):
-    """Knobs of the DCGAN generator."""
+    """Knobs of the DCGAN generators."""
 
-    steps: int = Field(2000, ge=1, description="Optimisation steps (one discriminator and one generator update each).")
+    steps: int = Field(2000, ge=1, description="Generator updates (each after `d_steps` discriminator updates).")
     sample_every: int = Field(500, ge=0, description="Write a sample grid every N steps (0: only at the end).")
     latent_dim: int = Field(32, ge=1, le=1024, description="Size of the noise vector the generator starts from.")
-    width: int = Field(64, ge=8, le=1024, description="Channels of the widest convolution.")
+    width: int = Field(64, ge=8, le=1024, description="Channels of the first discriminator convolution; the generator mirrors it.")
+    loss: Literal["non-saturating", "hinge", "wgan-gp"] = Field("non-saturating", description="Adversarial loss.")
+    gp_weight: float = Field(10.0, ge=0, description="Weight of the gradient penalty (loss wgan-gp only).")
+    d_steps: int = Field(1, ge=1, le=10, description="Discriminator updates per generator update (5 is usual with wgan-gp).")
     lr_generator: float = Field(2e-4, gt=0, description="Adam learning rate of the generator.")
     lr_discriminator: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator.")
-    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimizers.")
-    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of both optimizers.")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimizers (0.0 is usual with wgan-gp).")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of both optimizers (0.9 is usual with wgan-gp).")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the moving average of generator weights used for sampling (0: sample the raw generator).")
 
 
 class DCGAN(genloom.Generator):
@@ -32,8 +42,13 @@ class DCGAN(genloom.Generator):
     name = "gan"
     modality = "image"
     Config = DCGANConfig
-    description = "DCGAN: convolutional generator + discriminator, non-saturating loss"
+    description = "DCGAN: convolutional generator + discriminator; non-saturating, hinge or WGAN-GP loss"
     config: DCGANConfig
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model is conditioned on (0: unconditional)."""
+        return self.facts["num_classes"] if self.capabilities.conditional else 0
 
     def fit_data(self, data: Any) -> None:
         super().fit_data(data)
@@ -41,16 +56,17 @@ class DCGAN(genloom.Generator):
 
         size = (self.facts["height"], self.facts["width"])
         if size[0] != size[1] or upsampling_levels(size[0]) is None:
-            raise DataError(f"gan: images are {size[0]}x{size[1]}; it needs square images of 8, 16, 32 or 64 pixels (resize them)")
+            raise DataError(f"{self.name}: images are {size[0]}x{size[1]}; it needs square images of 8, 16, 32 or 64 pixels (resize them)")
 
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_gan.nets import ConvDiscriminator, ConvGenerator
 
-        channels, size = self.facts["channels"], self.facts["height"]
-        return {
-            "generator": ConvGenerator(self.config.latent_dim, channels, size, self.config.width),
-            "discriminator": ConvDiscriminator(channels, size, self.config.width),
-        }
+        channels, size, classes = self.facts["channels"], self.facts["height"], self.num_classes
+        generator = ConvGenerator(self.config.latent_dim, channels, size, self.config.width, classes)
+        modules = {"generator": generator, "discriminator": ConvDiscriminator(channels, size, self.config.width, classes)}
+        if self.config.ema_decay:
+            modules["generator_ema"] = copy.deepcopy(generator).requires_grad_(False)
+        return modules
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         import torch
@@ -61,28 +77,72 @@ class DCGAN(genloom.Generator):
             "discriminator": torch.optim.Adam(self.modules["discriminator"].parameters(), self.config.lr_discriminator, betas=betas),
         }
 
+    def get_batch(self, data: Any, rng: np.random.Generator) -> list[Any]:
+        """One real batch per discriminator update."""
+        return [super(DCGAN, self).get_batch(data, rng) for _ in range(self.config.d_steps)]
+
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         import torch
-        import torch.nn.functional as F
 
-        generator, discriminator = self.modules["generator"], self.modules["discriminator"]
-        real = batch[0] * 2 - 1
-        fake = generator(torch.randn(len(real), self.config.latent_dim))
+        from genloom_gan.losses import discriminator_loss, generator_loss, gradient_penalty
 
-        d_loss = F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake.detach())).mean()
-        optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizers["discriminator"].step()
+        generator, discriminator, kind = self.modules["generator"], self.modules["discriminator"], self.config.loss
+        figures: dict[str, float] = {}
+        for images, labels in batch:
+            real, labels = images * 2 - 1, labels if self.num_classes else None
+            with torch.no_grad():
+                fake = generator(torch.randn(len(real), self.config.latent_dim), labels)
+            d_loss = discriminator_loss(kind, discriminator(real, labels), discriminator(fake, labels))
+            figures["d_loss"] = d_loss.item()
+            if kind == "wgan-gp":
+                penalty = gradient_penalty(lambda x: discriminator(x, labels), real, fake)
+                figures["gradient_penalty"] = penalty.item()
+                d_loss = d_loss + self.config.gp_weight * penalty
+            optimizers["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            optimizers["discriminator"].step()
 
-        g_loss = F.softplus(-discriminator(fake)).mean()
+        fake = generator(torch.randn(len(real), self.config.latent_dim), labels)
+        g_loss = generator_loss(kind, discriminator(fake, labels))
         optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers["generator"].step()
-        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        self._update_ema()
+        return {**figures, "g_loss": g_loss.item()}
 
     def sample(self, settings: genloom.ImageSampling) -> Any:
         import torch
 
-        latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype="float32")
-        images = self.modules["generator"](torch.from_numpy(latents))
-        return ((images + 1) / 2).clamp(0, 1).numpy()
+        latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
+        labels = None
+        if self.num_classes:
+            chosen = settings.labels or list(range(self.num_classes))
+            labels = torch.tensor([chosen[i % len(chosen)] for i in range(settings.n)])
+        network = self.modules.get("generator_ema", self.modules["generator"])
+        return ((network(torch.from_numpy(latents), labels) + 1) / 2).clamp(0, 1).numpy()
+
+    def _update_ema(self) -> None:
+        import torch
+
+        if "generator_ema" not in self.modules:
+            return
+        decay = self.config.ema_decay
+        live, average = self.modules["generator"], self.modules["generator_ema"]
+        with torch.no_grad():
+            for smooth, current in zip(average.parameters(), live.parameters()):
+                smooth.lerp_(current, 1 - decay)
+            for smooth, current in zip(average.buffers(), live.buffers()):
+                smooth.copy_(current)
+
+
+class ConditionalDCGAN(DCGAN):
+    """DCGAN conditioned on class labels from the data source (class sub-folders, npz labels, digits)."""
+
+    name = "cgan"
+    capabilities = genloom.Capabilities(conditional=True)
+    description = "class-conditional DCGAN (projection discriminator); sample with labels"
+
+    def fit_data(self, data: Any) -> None:
+        super().fit_data(data)
+        if not self.facts["num_classes"]:
+            raise DataError(f"cgan needs labelled images, but '{data.source}' has no labels; use class sub-folders, npz labels, or the gan generator")

@@ -50,8 +50,6 @@ class TorchModel:
             return
         if not self.generator.capabilities.conditional:
             raise ConfigError(f"'{self.generator.name}' is unconditional; drop labels (it was not trained to follow them)")
-        if len(request.labels) not in (1, request.n):
-            raise ConfigError(f"labels: give one label or n={request.n} labels, not {len(request.labels)}")
         wrong = [label for label in request.labels if not 0 <= label < classes]
         if wrong:
             raise ConfigError(f"labels: {wrong[0]} is not a trained class; use 0..{classes - 1}")

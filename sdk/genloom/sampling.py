@@ -14,7 +14,7 @@ class ImageSampling(StrictModel):
     n: int = Field(16, ge=1, le=65536, description="Number of images.")
     seed: int | None = Field(None, ge=0, description="Seed of the latents; the same seed gives the same images.")
     labels: list[int] | None = Field(
-        None, description="Class label per image (conditional generators); one label is repeated for all images."
+        None, min_length=1, description="Class labels (conditional generators), repeated in turn to fill n images."
     )
 
     def rng(self) -> np.random.Generator:

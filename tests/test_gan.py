@@ -1,0 +1,61 @@
+"""The GAN plugin's knobs: losses, discriminator steps, EMA sampling, the conditional variant."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genloom
+from genloom.errors import ConfigError, DataError
+from genloom.testing import check_generator
+from genloom_gan import ConditionalDCGAN
+
+TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0}
+
+
+@pytest.mark.parametrize(("loss", "logged"), [("non-saturating", {"d_loss", "g_loss"}), ("hinge", {"d_loss", "g_loss"}),
+                                              ("wgan-gp", {"d_loss", "g_loss", "gradient_penalty"})])
+def test_each_loss_trains_and_logs_its_terms(tmp_path: Path, loss: str, logged: set[str]) -> None:
+    manifest = genloom.train("gan", "digits", tmp_path, progress=False, steps=10, log_every=5, loss=loss, d_steps=2, **TINY)
+    assert set(manifest.training.final_metrics) == logged
+    assert all(math.isfinite(v) for v in manifest.training.final_metrics.values())
+    assert json.loads((tmp_path / "manifest.json").read_text())["config"]["loss"] == loss
+
+
+def test_an_unknown_loss_lists_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="field 'loss': Input should be 'non-saturating', 'hinge' or 'wgan-gp'"):
+        genloom.train("gan", "digits", tmp_path, progress=False, loss="lsgan")
+
+
+def test_samples_come_from_the_moving_average_generator(tmp_path: Path) -> None:
+    genloom.train("gan", "digits", tmp_path / "ema", progress=False, steps=20, **TINY)
+    genloom.train("gan", "digits", tmp_path / "raw", progress=False, steps=20, ema_decay=0, **TINY)
+    ema, raw = genloom.load(tmp_path / "ema"), genloom.load(tmp_path / "raw")
+    assert "generator_ema" in ema.generator.modules and "generator_ema" not in raw.generator.modules
+    # Same seed and steps: the live generators are identical, so any difference is the average.
+    assert not np.array_equal(ema.generate(n=4, seed=0).array, raw.generate(n=4, seed=0).array)
+
+
+def test_the_conditional_gan_conforms_and_follows_labels(tmp_path: Path) -> None:
+    check_generator(ConditionalDCGAN, data="digits", workdir=tmp_path, **TINY)
+    model = genloom.load(tmp_path / "conformance-cgan")
+    threes, sevens = model.generate(n=4, seed=0, labels=[3]).array, model.generate(n=4, seed=0, labels=[7]).array
+    assert not np.array_equal(threes, sevens)
+    with pytest.raises(ConfigError, match="labels: 10 is not a trained class; use 0..9"):
+        model.generate(n=2, labels=[10])
+
+
+def test_the_conditional_gan_needs_labelled_data(tmp_path: Path) -> None:
+    np.savez(tmp_path / "unlabelled.npz", images=np.zeros((8, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="cgan needs labelled images"):
+        genloom.train("cgan", f"npz:{tmp_path / 'unlabelled.npz'}", tmp_path / "out", progress=False)
+
+
+def test_unsupported_image_sizes_are_a_clear_error(tmp_path: Path) -> None:
+    np.savez(tmp_path / "odd.npz", images=np.zeros((4, 10, 10), np.uint8))
+    with pytest.raises(DataError, match="images are 10x10; it needs square images of 8, 16, 32 or 64 pixels"):
+        genloom.train("gan", f"npz:{tmp_path / 'odd.npz'}", tmp_path / "out", progress=False)
