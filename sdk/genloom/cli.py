@@ -171,7 +171,7 @@ def _not_yet(command: str) -> None:
     def placeholder() -> None:
         raise NotAvailableError(f"`genloom {command}` is not available yet in this version of genloom")
 
-    placeholder.help = f"Not available yet in this version of genloom."
+    placeholder.help = "Not available yet in this version of genloom."
 
 
 for _command in ("export", "bench", "eval"):
