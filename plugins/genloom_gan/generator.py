@@ -102,6 +102,7 @@ class DCGAN(genloom.Generator):
             d_loss.backward()
             optimizers["discriminator"].step()
 
+        # The generator update draws fresh noise for the classes of the last real batch.
         fake = generator(torch.randn(len(real), self.config.latent_dim), labels)
         g_loss = generator_loss(kind, discriminator(fake, labels))
         optimizers["generator"].zero_grad(set_to_none=True)
