@@ -68,7 +68,9 @@ def test_schema_documents_every_knob() -> None:
         (["schema", "nope"], ["no generator named 'nope'"]),
         (["export", "{model}"], ["not available yet"]),
         (["bench", "{model}"], ["not available yet"]),
-        (["eval", "{model}"], ["not available yet"]),
+        (["eval", "{model}"], ["Missing option '--data'"]),
+        (["eval", "{model}", "--data", "digits:16"], ["the model makes 8x8 images", "'digits:16' holds 16x16"]),
+        (["eval", "{model}", "--data", "pydoc"], ["makes image", "holds text"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_traceback(model: Path, tmp_path: Path, args: list[str], fragments: list[str]) -> None:

@@ -23,6 +23,27 @@ def test_digits_ship_with_an_installed_package() -> None:
     assert data.class_names == [str(d) for d in range(10)] and set(data.labels) == set(range(10))
 
 
+def test_digits_upscale_to_larger_sizes_keeping_labels() -> None:
+    small, large = open_data("digits"), open_data("digits:32")
+    assert large.images.shape == (1797, 1, 32, 32) and large.source == "digits:32"
+    assert 0.0 <= large.images.min() and large.images.max() <= 1.0
+    np.testing.assert_array_equal(small.labels, large.labels)
+    # Upscaling keeps the picture: averaging 4x4 blocks gives back the 8x8 digit, roughly.
+    pooled = large.images.reshape(1797, 1, 8, 4, 8, 4).mean(axis=(3, 5))
+    assert np.abs(pooled - small.images).mean() < 0.05
+
+
+def test_the_validation_split_is_fixed_and_disjoint() -> None:
+    data = open_data("digits")
+    train, validation = data.split(0.1)
+    again, _ = data.split(0.1)
+    assert (len(train), len(validation)) == (1618, 179) and (train.part, validation.part) == ("train", "validation")
+    np.testing.assert_array_equal(train.images, again.images)
+    rows = {row.tobytes() for row in train.images}
+    assert not any(row.tobytes() in rows for row in validation.images if (data.images == row).all(axis=(1, 2, 3)).sum() == 1)
+    assert data.split(0.0)[1] is None
+
+
 def test_pydoc_is_pythons_own_english_documentation() -> None:
     data = open_data("pydoc")
     assert len(data.text) > 400_000 and "assert" in data.text
@@ -122,7 +143,9 @@ def test_text_problems_are_clear(tmp_path: Path) -> None:
 def test_data_source_arguments_are_checked() -> None:
     with pytest.raises(DataError, match="needs PATH: use --data npz:PATH"):
         open_data("npz")
-    with pytest.raises(DataError, match="takes no argument: use --data digits"):
+    with pytest.raises(DataError, match="takes no argument: use --data pydoc"):
+        open_data("pydoc:extra")
+    with pytest.raises(DataError, match="digits: SIZE must be one of 8, 16, 32, 64 .*got 'extra'"):
         open_data("digits:extra")
     with pytest.raises(PluginError, match="no data source named 'digts' \\(did you mean 'digits'"):
         open_data("digts")

@@ -47,15 +47,3 @@ def test_the_conditional_gan_conforms_and_follows_labels(tmp_path: Path) -> None
     assert not np.array_equal(threes, sevens)
     with pytest.raises(ConfigError, match="labels: 10 is not a trained class; use 0..9"):
         model.generate(n=2, labels=[10])
-
-
-def test_the_conditional_gan_needs_labelled_data(tmp_path: Path) -> None:
-    np.savez(tmp_path / "unlabelled.npz", images=np.zeros((8, 8, 8), np.uint8))
-    with pytest.raises(DataError, match="cgan needs labelled images"):
-        genloom.train("cgan", f"npz:{tmp_path / 'unlabelled.npz'}", tmp_path / "out", progress=False)
-
-
-def test_unsupported_image_sizes_are_a_clear_error(tmp_path: Path) -> None:
-    np.savez(tmp_path / "odd.npz", images=np.zeros((4, 10, 10), np.uint8))
-    with pytest.raises(DataError, match="images are 10x10; it needs square images of 8, 16, 32 or 64 pixels"):
-        genloom.train("gan", f"npz:{tmp_path / 'odd.npz'}", tmp_path / "out", progress=False)

@@ -13,7 +13,6 @@ import numpy as np
 from pydantic import Field
 
 import genloom
-from genloom.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -52,18 +51,14 @@ class DCGAN(genloom.Generator):
 
     def fit_data(self, data: Any) -> None:
         super().fit_data(data)
-        from genloom_gan.nets import upsampling_levels
-
-        size = (self.facts["height"], self.facts["width"])
-        if size[0] != size[1] or upsampling_levels(size[0]) is None:
-            raise DataError(f"{self.name}: images are {size[0]}x{size[1]}; it needs square images of 8, 16, 32 or 64 pixels (resize them)")
+        self.square_image_levels()
 
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_gan.nets import ConvDiscriminator, ConvGenerator
 
-        channels, size, classes = self.facts["channels"], self.facts["height"], self.num_classes
-        generator = ConvGenerator(self.config.latent_dim, channels, size, self.config.width, classes)
-        modules = {"generator": generator, "discriminator": ConvDiscriminator(channels, size, self.config.width, classes)}
+        channels, levels, classes = self.facts["channels"], self.square_image_levels(), self.num_classes
+        generator = ConvGenerator(self.config.latent_dim, channels, levels, self.config.width, classes)
+        modules = {"generator": generator, "discriminator": ConvDiscriminator(channels, levels, self.config.width, classes)}
         if self.config.ema_decay:
             modules["generator_ema"] = copy.deepcopy(generator).requires_grad_(False)
         return modules
@@ -115,12 +110,10 @@ class DCGAN(genloom.Generator):
         import torch
 
         latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
-        labels = None
-        if self.num_classes:
-            chosen = settings.labels or list(range(self.num_classes))
-            labels = torch.tensor([chosen[i % len(chosen)] for i in range(settings.n)])
+        labels = self.resolve_labels(settings.labels, settings.n)
         network = self.modules.get("generator_ema", self.modules["generator"])
-        return ((network(torch.from_numpy(latents), labels) + 1) / 2).clamp(0, 1).numpy()
+        images = network(torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels))
+        return ((images + 1) / 2).clamp(0, 1).numpy()
 
     def _update_ema(self) -> None:
         import torch
@@ -142,8 +135,3 @@ class ConditionalDCGAN(DCGAN):
     name = "cgan"
     capabilities = genloom.Capabilities(conditional=True)
     description = "class-conditional DCGAN (projection discriminator); sample with labels"
-
-    def fit_data(self, data: Any) -> None:
-        super().fit_data(data)
-        if not self.facts["num_classes"]:
-            raise DataError(f"cgan needs labelled images, but '{data.source}' has no labels; use class sub-folders, npz labels, or the gan generator")

@@ -1,4 +1,4 @@
-"""The DCGAN networks: depth follows the image size (4x4 doubled ``levels`` times).
+"""The DCGAN networks: depth follows the image size (4x4 doubled ``levels`` times, 1 to 4 for 8 to 64 pixels).
 
 With ``num_classes > 0`` both become class-conditional: the generator appends a
 learned class embedding to the latent, and the discriminator adds a projection
@@ -10,21 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SUPPORTED_SIZES = (8, 16, 32, 64)
-
-
-def upsampling_levels(size: int) -> int | None:
-    """How many times 4x4 doubles to reach ``size``; None for an unsupported size."""
-    return SUPPORTED_SIZES.index(size) + 1 if size in SUPPORTED_SIZES else None
-
 
 class ConvGenerator(nn.Module):
     """Latent vector (and class label) -> image in [-1, 1], through transposed convolutions that double the size."""
 
-    def __init__(self, latent_dim: int, channels: int, size: int, width: int, num_classes: int = 0) -> None:
+    def __init__(self, latent_dim: int, channels: int, levels: int, width: int, num_classes: int = 0) -> None:
         super().__init__()
-        levels = upsampling_levels(size)
-        assert levels is not None, f"unsupported image size {size}"
         hidden = width * 2 ** (levels - 1)
         self.start = (hidden, 4, 4)
         self.class_embedding = nn.Embedding(num_classes, latent_dim) if num_classes else None
@@ -45,10 +36,8 @@ class ConvGenerator(nn.Module):
 class ConvDiscriminator(nn.Module):
     """Image in [-1, 1] (and class label) -> one realness logit, through strided convolutions that halve the size."""
 
-    def __init__(self, channels: int, size: int, width: int, num_classes: int = 0) -> None:
+    def __init__(self, channels: int, levels: int, width: int, num_classes: int = 0) -> None:
         super().__init__()
-        levels = upsampling_levels(size)
-        assert levels is not None, f"unsupported image size {size}"
         layers: list[nn.Module] = []
         hidden_in, hidden = channels, width
         for _ in range(levels):

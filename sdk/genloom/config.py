@@ -39,6 +39,9 @@ class GeneratorConfig(StrictModel):
     eval_every: int = Field(0, ge=0, description="Run the generator's evaluation every N steps (0: only at the end).")
     checkpoint_every: int = Field(100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end).")
     sample_every: int = Field(0, ge=0, description="Write samples (e.g. an image grid) every N steps (0: only at the end).")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the data held out from training for evaluation (the same split every run)."
+    )
 
 
 def validate_model(model_cls: type[ModelT], values: Mapping[str, Any], *, what: str) -> ModelT:

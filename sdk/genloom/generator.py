@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -30,7 +31,7 @@ import numpy as np
 
 from genloom.config import GeneratorConfig
 from genloom.data.types import Dataset, ImageData
-from genloom.errors import DataError, PluginError
+from genloom.errors import ConfigError, DataError, PluginError
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 Modality = Literal["image", "text"]
 MODALITIES: tuple[str, ...] = ("image", "text")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+SQUARE_SIZES = (8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class Generator(ABC):
     """The pydantic model of its knobs; its JSON schema is their documentation."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     description: ClassVar[str] = ""
+    operations: ClassVar[dict[str, Literal["images", "array"]]] = {}
+    """Extra methods a loaded model offers besides ``generate``, by name, with the kind of result:
+    ``"images"`` (the method returns float32 ``(N, C, H, W)`` in ``[0, 1]``; users get an
+    ``ImageResult``) or ``"array"`` (a numpy array, as is). They run in eval mode without gradients."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         if not isinstance(config, self.Config):
@@ -111,8 +117,9 @@ class Generator(ABC):
     def fit_data(self, data: Dataset) -> None:
         """Learn what the model needs from its training data before it is built.
 
-        The default checks the modality and keeps ``data.facts()`` (image shape and
-        classes, or corpus size). Override to do more, e.g. train a tokenizer.
+        The default checks the modality (and, for a conditional generator, that the
+        data has labels) and keeps ``data.facts()`` (image shape and classes, or
+        corpus size). Override to do more, e.g. train a tokenizer.
         """
         if data.modality != self.modality:
             raise DataError(
@@ -120,6 +127,23 @@ class Generator(ABC):
                 "pick a data source of that modality (see `genloom plugins`)"
             )
         self.facts = data.facts()
+        if self.capabilities.conditional and not self.facts.get("num_classes"):
+            raise DataError(
+                f"'{self.name}' is conditional and needs labelled data, but '{data.source}' has no labels; "
+                "use class sub-folders or npz labels, or an unconditional generator"
+            )
+
+    def square_image_levels(self) -> int:
+        """For convolutional nets built around a 4x4 map: how many doublings reach the image size.
+
+        Returns 1, 2, 3 or 4 for square images of 8, 16, 32 or 64 pixels; any other
+        shape is a DataError that tells the user to resize.
+        """
+        height, width = self.facts["height"], self.facts["width"]
+        if height != width or height not in SQUARE_SIZES:
+            sizes = ", ".join(str(size) for size in SQUARE_SIZES[:-1])
+            raise DataError(f"{self.name}: images are {height}x{width}; it needs square images of {sizes} or {SQUARE_SIZES[-1]} pixels (resize them)")
+        return SQUARE_SIZES.index(height) + 1
 
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
         """Take back what :meth:`fit_data` learned, from a saved artifact or checkpoint."""
@@ -153,7 +177,10 @@ class Generator(ABC):
         """Run one optimisation step on ``batch``; return the losses to log, by name."""
 
     def evaluate(self, data: Dataset) -> dict[str, float]:
-        """Figures worth logging during training (validation loss, ...); none by default."""
+        """Figures on held-out ``data`` (the validation split): validation loss, ...; none by default.
+
+        Logged during training (``eval_every``) and reported by ``genloom eval``.
+        """
         return {}
 
     def write_samples(self, directory: Path, step: int) -> Path | None:
@@ -179,6 +206,28 @@ class Generator(ABC):
         Called in eval mode without gradients. Draw randomness from
         ``settings.rng()`` (numpy) so that a seed means the same everywhere.
         """
+
+    def resolve_labels(self, labels: Sequence[int] | None, n: int, *, required: bool = False) -> np.ndarray | None:
+        """The class label of each of ``n`` outputs, or None for an unconditional generator.
+
+        ``labels`` repeat in turn to fill ``n``; None means every class in turn (an
+        error when ``required``). A label outside the trained classes, or labels for
+        an unconditional generator, is a :class:`ConfigError` that says what to pass.
+        """
+        if not self.capabilities.conditional:
+            if labels is not None:
+                raise ConfigError(f"'{self.name}' is unconditional; drop labels (it was not trained to follow them)")
+            return None
+        classes = int(self.facts["num_classes"])
+        if labels is None:
+            if required:
+                raise ConfigError(f"labels: '{self.name}' needs the class of each image; pass labels=[...] with values 0..{classes - 1}")
+            labels = range(classes)
+        chosen = list(labels)
+        wrong = [label for label in chosen if not 0 <= label < classes]
+        if wrong or not chosen:
+            raise ConfigError(f"labels: {wrong[0] if wrong else 'an empty list'} is not a trained class; use 0..{classes - 1}")
+        return np.array([chosen[i % len(chosen)] for i in range(n)], dtype=np.int64)
 
     def export_spec(self) -> ExportSpec | None:
         """Describe the ONNX export; ``None`` (the default) means not exportable."""

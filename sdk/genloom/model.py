@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
@@ -27,12 +31,35 @@ class TorchModel:
         if self.generator.modality != "image":
             raise ConfigError(f"generation for {self.generator.modality} models is not available yet")
         request = validate_model(ImageSampling, settings, what="sampling settings")
-        self._check_labels(request)
+        self.generator.resolve_labels(request.labels, request.n)
         from genloom.training import inference
 
         with inference(self.generator):
             array = self.generator.sample(request)
         return ImageResult(array.transpose(0, 2, 3, 1).copy(), self._provenance(request.seed, request.model_dump()))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        """The generator's extra operations (``Generator.operations``), e.g. a VAE's ``encode``."""
+        generator = self.__dict__.get("generator")
+        kind = type(generator).operations.get(name) if generator is not None else None
+        if kind is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        method = getattr(generator, name)
+
+        @functools.wraps(method)
+        def operation(*args: Any, **kwargs: Any) -> Any:
+            from genloom.training import inference
+
+            with inference(generator):
+                output = method(*args, **kwargs)
+            if kind == "images":
+                return ImageResult(np.asarray(output).transpose(0, 2, 3, 1).copy(), self._provenance(None, {"operation": name}))
+            return output
+
+        return operation
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *type(self.generator).operations})
 
     def info(self) -> dict[str, Any]:
         """What this model is: generator, plugin, config, facts, training summary, and where it runs."""
@@ -41,18 +68,9 @@ class TorchModel:
             "backend": "torch",
             "device": "cpu",
             "artifact_sha256": self.artifact_sha256,
+            "operations": ["generate", *type(self.generator).operations],
             **self.manifest.model_dump(mode="json", exclude={"files"}),
         }
-
-    def _check_labels(self, request: ImageSampling) -> None:
-        classes = int(self.generator.facts.get("num_classes", 0))
-        if request.labels is None:
-            return
-        if not self.generator.capabilities.conditional:
-            raise ConfigError(f"'{self.generator.name}' is unconditional; drop labels (it was not trained to follow them)")
-        wrong = [label for label in request.labels if not 0 <= label < classes]
-        if wrong:
-            raise ConfigError(f"labels: {wrong[0]} is not a trained class; use 0..{classes - 1}")
 
     def _provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
         manifest = self.manifest

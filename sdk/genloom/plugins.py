@@ -98,7 +98,7 @@ class Registry:
         """Open ``--data`` ``NAME`` or ``NAME:ARGUMENT`` through the registered data source."""
         name, sep, argument = spec.partition(":")
         source = self.data_source(name).value
-        if source.argument and not argument:
+        if source.argument and source.argument_required and not argument:
             raise DataError(f"data source '{name}' needs {source.argument}: use --data {name}:{source.argument}")
         if not source.argument and sep:
             raise DataError(f"data source '{name}' takes no argument: use --data {name}")

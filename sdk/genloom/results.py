@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from genloom.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -37,6 +39,34 @@ class ImageResult:
     def grid(self, columns: int | None = None) -> Image.Image:
         """All images tiled in one picture."""
         return image_grid(self.array.transpose(0, 3, 1, 2), columns)
+
+
+def as_image_batch(images: Any, channels: int, size: int, *, what: str = "images") -> np.ndarray:
+    """User images -> float32 ``(N, C, H, W)`` in ``[0, 1]``, checked against the model's ``channels`` x ``size`` x ``size``.
+
+    Takes an :class:`ImageResult`, a PIL image or a list of them, or a numpy array
+    ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` (uint8, or float in ``[0, 1]``).
+    """
+    if isinstance(images, ImageResult):
+        images = images.array
+    if isinstance(images, Image.Image):
+        images = [images]
+    if isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
+        mode = "L" if channels == 1 else "RGB"
+        images = np.stack([np.asarray(i.convert(mode), dtype=np.uint8) for i in images])
+    array = np.asarray(images)
+    if array.shape in ((size, size), (size, size, channels)):  # one image
+        array = array.reshape(1, size, size, channels)
+    elif array.ndim == 3 and channels == 1:  # (N, H, W) grayscale
+        array = array[..., None]
+    expected = f"(N, {size}, {size}, {channels}) or one ({size}, {size}, {channels}) image"
+    if array.ndim != 4 or array.shape[1:] != (size, size, channels):
+        raise ConfigError(f"{what}: got an array of shape {array.shape}; this model takes {expected}")
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+    if not np.issubdtype(array.dtype, np.floating) or array.min() < 0.0 or array.max() > 1.0:
+        raise ConfigError(f"{what}: pixel values must be uint8 or floats in [0, 1]")
+    return array.astype(np.float32).transpose(0, 3, 1, 2).copy()
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> Image.Image:

@@ -6,6 +6,8 @@ writes samples on schedule, writes an atomic checkpoint every
 ``checkpoint_every`` steps (and on Ctrl-C), resumes from it exactly (weights,
 optimizer state, step, RNG states), and finally saves the model artifact and a
 PNG of the loss curves. Same seed and config give the same weights on the CPU.
+A fixed ``validation_fraction`` of the data is held out of training and given
+to the generator's ``evaluate``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def train(
     config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
 
     generator = generator_cls(config)
+    data, validation = data.split(config.validation_fraction)
     if checkpoint is None:
         generator.fit_data(data)
     else:
@@ -102,7 +105,7 @@ def train(
                     metrics.append(step, losses)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
                 if config.eval_every and step % config.eval_every == 0:
-                    last.update(_evaluate(generator, data, metrics, step))
+                    last.update(_evaluate(generator, validation, metrics, step))
                     evaluated_at = step
                 if config.sample_every and step % config.sample_every == 0:
                     _write_samples(generator, out, step)
@@ -114,7 +117,7 @@ def train(
             raise TrainingInterrupted(step, checkpoint_path) from None
 
     if evaluated_at != step:
-        last.update(_evaluate(generator, data, metrics, step))
+        last.update(_evaluate(generator, validation, metrics, step))
     if sampled_at != step:
         _write_samples(generator, out, step)
     seconds = time.perf_counter() - started
@@ -140,9 +143,11 @@ def inference(generator: Generator) -> Iterator[None]:
             module.train(modes[name])
 
 
-def _evaluate(generator: Generator, data: Dataset, metrics: MetricsLog, step: int) -> dict[str, float]:
+def _evaluate(generator: Generator, validation: Dataset | None, metrics: MetricsLog, step: int) -> dict[str, float]:
+    if validation is None:
+        return {}
     with inference(generator):
-        figures = {f"eval/{k}": v for k, v in generator.evaluate(data).items()}
+        figures = {f"eval/{k}": v for k, v in generator.evaluate(validation).items()}
     if figures:
         metrics.append(step, figures)
     return figures

@@ -16,13 +16,37 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+DIGIT_SIZES = (8, 16, 32, 64)
+
+
 def load_digits(argument: str | None) -> ImageData:
-    """``digits``: the 1,797 8x8 handwritten digits that ship inside scikit-learn."""
+    """``digits[:SIZE]``: the 1,797 8x8 handwritten digits that ship inside scikit-learn, upscaled to SIZE."""
     from sklearn.datasets import load_digits as sklearn_digits
 
+    size = _digit_size(argument)
     pixels, labels = sklearn_digits(return_X_y=True)
-    images = (pixels / 16.0).reshape(-1, 1, 8, 8)
-    return ImageData(images, source="digits", labels=labels, class_names=[str(d) for d in range(10)])
+    images = (pixels / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    if size != 8:
+        images = _resize(images, size)
+    source = "digits" if argument is None else f"digits:{size}"
+    return ImageData(images, source=source, labels=labels, class_names=[str(d) for d in range(10)])
+
+
+def _digit_size(argument: str | None) -> int:
+    if argument is None:
+        return 8
+    if not argument.isdigit() or int(argument) not in DIGIT_SIZES:
+        sizes = ", ".join(str(s) for s in DIGIT_SIZES)
+        raise DataError(f"digits: SIZE must be one of {sizes} (pixels per side), got {argument!r}; e.g. --data digits:32")
+    return int(argument)
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize of float ``(N, 1, H, W)`` images in [0, 1] to ``size`` x ``size``."""
+    from PIL import Image
+
+    resized = [np.asarray(Image.fromarray(image[0], mode="F").resize((size, size), Image.Resampling.BICUBIC)) for image in images]
+    return np.clip(np.stack(resized)[:, None], 0.0, 1.0)
 
 
 def load_image_folder(argument: str | None) -> ImageData:

@@ -10,6 +10,9 @@ import numpy as np
 
 from genloom.errors import DataError
 
+SPLIT_SEED = 20240601
+"""Seed of the train/validation split: fixed, so every run and `genloom eval` hold out the same examples."""
+
 
 @dataclass
 class ImageData:
@@ -19,6 +22,8 @@ class ImageData:
     source: str
     labels: np.ndarray | None = None
     class_names: list[str] | None = None
+    part: str = "all"
+    """Which part of the source this is: ``all``, ``train`` or ``validation``."""
     modality: ClassVar[str] = "image"
 
     def __post_init__(self) -> None:
@@ -54,6 +59,19 @@ class ImageData:
             "class_names": self.class_names or [],
         }
 
+    def split(self, fraction: float) -> tuple[ImageData, ImageData | None]:
+        """``(train, validation)``: a fixed random ``fraction`` held out (None when it rounds to no image)."""
+        held_out = int(len(self) * fraction)
+        if held_out == 0 or held_out == len(self):
+            return self, None
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(self))
+        return self.subset(order[held_out:], "train"), self.subset(order[:held_out], "validation")
+
+    def subset(self, index: np.ndarray, part: str = "all") -> ImageData:
+        """The images (and labels) at ``index``."""
+        labels = None if self.labels is None else self.labels[index]
+        return ImageData(self.images[index], source=self.source, labels=labels, class_names=self.class_names, part=part)
+
     def sample_batch(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Draw ``batch_size`` distinct examples (all of them when there are fewer)."""
         index = rng.choice(len(self), size=min(batch_size, len(self)), replace=False)
@@ -67,6 +85,8 @@ class TextData:
 
     text: str
     source: str
+    part: str = "all"
+    """Which part of the source this is: ``all``, ``train`` or ``validation``."""
     modality: ClassVar[str] = "text"
 
     def __post_init__(self) -> None:
@@ -80,6 +100,13 @@ class TextData:
         """What a generator needs to know to be built for this data (saved in the manifest)."""
         return {"characters": len(self.text)}
 
+    def split(self, fraction: float) -> tuple[TextData, TextData | None]:
+        """``(train, validation)``: the last ``fraction`` of the text is held out (None when it rounds to nothing)."""
+        cut = len(self.text) - int(len(self.text) * fraction)
+        if cut == len(self.text) or not self.text[:cut].strip() or not self.text[cut:].strip():
+            return self, None
+        return TextData(self.text[:cut], self.source, part="train"), TextData(self.text[cut:], self.source, part="validation")
+
 
 Dataset = Union[ImageData, TextData]
 
@@ -90,7 +117,8 @@ class DataSource:
 
     ``open`` receives the part of ``--data NAME:ARGUMENT`` after the colon, or
     ``None`` when there is none. ``argument`` names that part for help texts
-    (``"PATH"``); leave it empty for a source that takes no argument.
+    (``"PATH"``); leave it empty for a source that takes no argument, and set
+    ``argument_required=False`` when it may be left out.
     """
 
     name: str
@@ -98,3 +126,11 @@ class DataSource:
     description: str
     argument: str = ""
     modality: str = field(default="image")
+    argument_required: bool = True
+
+    @property
+    def usage(self) -> str:
+        """How to write it after ``--data``: ``digits[:SIZE]``, ``npz:PATH``, ``pydoc``."""
+        if not self.argument:
+            return self.name
+        return f"{self.name}:{self.argument}" if self.argument_required else f"{self.name}[:{self.argument}]"

@@ -1,0 +1,173 @@
+"""Convolutional VAEs: unconditional (``vae``) and class-conditional (``cvae``).
+
+The loss per image is reconstruction (Bernoulli cross-entropy, summed over
+pixels) plus ``beta`` times the KL divergence of q(z | x) from N(0, I); ``beta``
+can ramp up from 0 over the first steps (KL warm-up). Both terms are logged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+import genloom
+from genloom.errors import ConfigError
+from genloom.results import as_image_batch
+
+if TYPE_CHECKING:
+    import torch
+
+EVAL_SEED = 0
+"""Seed of the posterior samples in :meth:`ConvVAE.evaluate`, so its figures repeat."""
+
+
+class VAEConfig(genloom.GeneratorConfig):
+    """Knobs of the VAE generators."""
+
+    steps: int = Field(10000, ge=1, description="Optimisation steps.")
+    sample_every: int = Field(2000, ge=0, description="Write a sample grid every N steps (0: only at the end).")
+    eval_every: int = Field(2000, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
+    latent_dim: int = Field(16, ge=1, le=1024, description="Size of the latent code z.")
+    width: int = Field(32, ge=8, le=1024, description="Channels of the first encoder convolution; the decoder mirrors it.")
+    beta: float = Field(1.0, ge=0, description="Weight of the KL term (1: the ELBO; above 1: a beta-VAE, smoother latents).")
+    beta_warmup_steps: int = Field(500, ge=0, description="Steps over which the KL weight ramps linearly from 0 to beta (0: no warm-up).")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+
+
+class ConvVAE(genloom.Generator):
+    """Convolutional variational autoencoder for square images of 8, 16, 32 or 64 pixels."""
+
+    name = "vae"
+    modality = "image"
+    Config = VAEConfig
+    description = "convolutional VAE (beta, KL warm-up); encode, decode, reconstruct, interpolate"
+    operations = {"encode": "array", "decode": "images", "reconstruct": "images", "interpolate": "images"}
+    config: VAEConfig
+
+    def fit_data(self, data: Any) -> None:
+        super().fit_data(data)
+        self.square_image_levels()
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model is conditioned on (0: unconditional)."""
+        return self.facts["num_classes"] if self.capabilities.conditional else 0
+
+    def build(self) -> dict[str, torch.nn.Module]:
+        from genloom_vae.nets import ConvDecoder, ConvEncoder
+
+        channels, levels, config = self.facts["channels"], self.square_image_levels(), self.config
+        return {
+            "encoder": ConvEncoder(channels, levels, config.width, config.latent_dim, self.num_classes),
+            "decoder": ConvDecoder(config.latent_dim, channels, levels, config.width, self.num_classes),
+        }
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        import torch
+
+        parameters = [*self.modules["encoder"].parameters(), *self.modules["decoder"].parameters()]
+        return {"vae": torch.optim.Adam(parameters, lr=self.config.learning_rate)}
+
+    def beta_at(self, step: int) -> float:
+        """The KL weight at ``step``: ramps linearly to ``beta`` over ``beta_warmup_steps``."""
+        warmup = self.config.beta_warmup_steps
+        return self.config.beta * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+    def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
+        images, labels = batch
+        recon, kl = self._loss_terms(images, self._labels(labels), noise=None)
+        beta = self.beta_at(step)
+        loss = recon + beta * kl
+        optimizers["vae"].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers["vae"].step()
+        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Held-out figures per image, in nats: ``recon`` and ``kl``; ``elbo`` = -(recon + kl); ``recon_mse`` per pixel."""
+        import torch
+
+        noise = torch.Generator().manual_seed(EVAL_SEED)
+        labels = self._labels(None if data.labels is None else torch.from_numpy(data.labels))
+        images = torch.from_numpy(data.images)
+        recon, kl = self._loss_terms(images, labels, noise=noise)
+        mean, _ = self.modules["encoder"](images, labels)
+        mse = (torch.sigmoid(self.modules["decoder"](mean, labels)) - images).square().mean()
+        return {"recon": recon.item(), "kl": kl.item(), "elbo": -(recon + kl).item(), "recon_mse": mse.item()}
+
+    def sample(self, settings: genloom.ImageSampling) -> Any:
+        latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
+        return self._decode(latents, self.resolve_labels(settings.labels, settings.n))
+
+    # -- the extra operations a loaded model offers (see `operations`) ------------
+
+    def encode(self, images: Any, labels: list[int] | None = None) -> np.ndarray:
+        """Images -> their latent codes (the posterior means), float32 ``(N, latent_dim)``."""
+        batch = as_image_batch(images, self.facts["channels"], self.facts["height"])
+        return self._encode(batch, self.resolve_labels(labels, len(batch), required=True))
+
+    def decode(self, latents: Any, labels: list[int] | None = None) -> np.ndarray:
+        """Latent codes ``(N, latent_dim)`` (or one code) -> images; a conditional model takes the classes in turn without labels."""
+        codes = np.asarray(latents, dtype=np.float32)
+        codes = codes[None] if codes.ndim == 1 else codes
+        if codes.ndim != 2 or codes.shape[1] != self.config.latent_dim:
+            raise ConfigError(f"latents: got shape {codes.shape}; this model takes (N, {self.config.latent_dim})")
+        return self._decode(codes, self.resolve_labels(labels, len(codes)))
+
+    def reconstruct(self, images: Any, labels: list[int] | None = None) -> np.ndarray:
+        """Images -> encoded -> decoded again (through the posterior means)."""
+        batch = as_image_batch(images, self.facts["channels"], self.facts["height"])
+        classes = self.resolve_labels(labels, len(batch), required=True)
+        return self._decode(self._encode(batch, classes), classes)
+
+    def interpolate(self, start: Any, end: Any, steps: int = 8, labels: list[int] | None = None) -> np.ndarray:
+        """``steps`` images on the straight line between two latents; ``start``/``end`` are each an image or a latent code.
+
+        A conditional model takes the class of the path as ``labels=[c]``.
+        """
+        if steps < 2:
+            raise ConfigError(f"steps: an interpolation needs at least 2 steps, got {steps}")
+        classes = self.resolve_labels(labels, steps, required=True)
+        ends = [point if np.shape(point) == (self.config.latent_dim,) else self.encode(point, labels)[0] for point in (start, end)]
+        weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self._decode((1 - weights) * np.asarray(ends[0], np.float32) + weights * np.asarray(ends[1], np.float32), classes)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _loss_terms(self, images: torch.Tensor, labels: torch.Tensor | None, noise: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction (Bernoulli cross-entropy) and KL, each summed per image and averaged over the batch."""
+        import torch
+        import torch.nn.functional as F
+
+        mean, log_variance = self.modules["encoder"](images, labels)
+        epsilon = torch.randn(mean.shape, generator=noise)
+        latents = mean + torch.exp(0.5 * log_variance) * epsilon
+        logits = self.modules["decoder"](latents, labels)
+        recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
+        kl = -0.5 * (1 + log_variance - mean.square() - log_variance.exp()).sum() / len(images)
+        return recon, kl
+
+    def _encode(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        mean, _ = self.modules["encoder"](torch.from_numpy(images), None if labels is None else torch.from_numpy(labels))
+        return mean.numpy()
+
+    def _decode(self, latents: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        logits = self.modules["decoder"](torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels))
+        return torch.sigmoid(logits).numpy()
+
+    def _labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return labels if self.num_classes else None
+
+
+class ConditionalConvVAE(ConvVAE):
+    """Convolutional VAE conditioned on class labels from the data source."""
+
+    name = "cvae"
+    capabilities = genloom.Capabilities(conditional=True)
+    description = "class-conditional convolutional VAE; sample, decode and encode with labels"

@@ -1,0 +1,5 @@
+"""Evaluation of trained models: ``genloom eval`` and :func:`evaluate_model`."""
+
+from genloom.evaluation.report import EvalReport, SetComparison, evaluate_model
+
+__all__ = ["EvalReport", "SetComparison", "evaluate_model"]
