@@ -22,7 +22,7 @@ from genloom.config import GeneratorConfig  # noqa: E402
 from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError  # noqa: E402
 from genloom.generator import Capabilities, ExportSpec, Generator, GraphSpec  # noqa: E402
 from genloom.hookspecs import hookimpl  # noqa: E402
-from genloom.sampling import ImageSampling  # noqa: E402
+from genloom.sampling import ImageSampling, TextSampling  # noqa: E402
 
 __all__ = [
     "ArtifactError",
@@ -35,6 +35,7 @@ __all__ = [
     "GenloomError",
     "GraphSpec",
     "ImageSampling",
+    "TextSampling",
     "PluginError",
     "__version__",
     "hookimpl",

@@ -122,20 +122,59 @@ def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[st
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of images.")
+@click.option("-n", "n", type=click.IntRange(min=1), help="Images: how many (default 16). Text: sequences per prompt.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed; the same seed gives the same output.")
-@click.option("--labels", help="Comma-separated class labels (conditional models), e.g. 0,1,2.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("generated.png"), show_default=True, help="PNG grid to write.")
-@click.option("--npy", type=click.Path(path_type=Path), help="Also write the raw float array (N, H, W, C) as .npy.")
-def generate(model_dir: Path, n: int, seed: int | None, labels: str | None, out: Path, npy: Path | None) -> None:
-    """Generate from the model in MODEL_DIR."""
+@click.option("--labels", help="Comma-separated class labels (conditional image models), e.g. 0,1,2.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Images: the PNG grid to write (default generated.png).")
+@click.option("--npy", type=click.Path(path_type=Path), help="Images: also write the raw float array (N, H, W, C) as .npy.")
+@click.option("--prompt", "prompts", multiple=True, help="Text: a prompt; repeat for a batch.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Text: tokens to generate at most (default 64).")
+@click.option("--do-sample/--greedy", "do_sample", default=None, help="Text: sample, or decode greedily (the default).")
+@click.option("--temperature", type=float, help="Text: sampling temperature (> 0).")
+@click.option("--top-k", type=click.IntRange(min=1), help="Text: sample among the k most likely tokens (default 50).")
+@click.option("--top-p", type=float, help="Text: nucleus sampling mass, in (0, 1].")
+@click.option("--repetition-penalty", type=float, help="Text: penalty for repeated tokens (1.0: off).")
+@click.option("--stop", "stop", multiple=True, help="Text: stop at this string (repeatable).")
+@click.option("--stream", is_flag=True, help="Text: print the tokens as they are decoded.")
+def generate(model_dir: Path, n: int | None, seed: int | None, labels: str | None, out: Path | None, npy: Path | None,
+             prompts: tuple[str, ...], stream: bool, **text_options: Any) -> None:
+    """Generate from the model in MODEL_DIR: an image grid, or text on stdout."""
     import genloom
+
+    model = genloom.load(model_dir)
+    if model.generator.modality == "text":
+        if labels or out or npy:
+            raise click.UsageError("--labels, --out and --npy are for image models; this is a text model")
+        settings = {k: v for k, v in text_options.items() if v not in (None, ())}
+        settings.update(seed=seed, **({"prompt": list(prompts) if len(prompts) > 1 else prompts[0]} if prompts else {}))
+        if n:
+            settings["num_return_sequences"] = n
+        _generate_text(model, settings, stream)
+        return
+    given = [f"--{k.replace('_', '-')}" for k, v in text_options.items() if v not in (None, ())] + (["--prompt"] if prompts else [])
+    if given or stream:
+        raise click.UsageError(f"{', '.join(given) or '--stream'}: text options, but this is an image model")
+    _generate_images(model, {"n": n or 16, "seed": seed, **({"labels": _parse_labels(labels)} if labels else {})},
+                     out or Path("generated.png"), npy)
+
+
+def _generate_text(model: Any, settings: dict[str, Any], stream: bool) -> None:
+    if stream:
+        for piece in model.stream(**settings):
+            click.echo(piece, nl=False)
+        click.echo()
+        return
+    result = model.generate(**settings)
+    for index, text in enumerate(result.texts):
+        if index:
+            click.echo("----")
+        click.echo(text)
+
+
+def _generate_images(model: Any, settings: dict[str, Any], out: Path, npy: Path | None) -> None:
     from genloom.fileio import atomic_path
 
-    settings: dict[str, Any] = {"n": n, "seed": seed}
-    if labels:
-        settings["labels"] = _parse_labels(labels)
-    result = genloom.load(model_dir).generate(**settings)
+    result = model.generate(**settings)
     with atomic_path(out) as tmp:
         result.grid().save(tmp, format="PNG")
     click.echo(f"wrote {len(result.array)} images to {out}")
@@ -184,7 +223,8 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
-    click.echo(f"{report.generator} model in {report.model}, evaluated on '{report.data}' ({report.samples} images per set, seed {report.seed})")
+    sets = f" ({report.samples} images per set, seed {report.seed})" if report.samples else ""
+    click.echo(f"{report.generator} model in {report.model}, evaluated on '{report.data}'{sets}")
     if report.generated and report.real:
         cached = "cached" if report.classifier_cached else "trained now, cached"
         click.echo(f"features: a classifier of {report.classifier_task} on '{report.data}' ({cached}, held-out accuracy "
@@ -196,7 +236,9 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
                 click.echo(f"  {field.replace('_', ' '):<26}{model_value:>10.4g}{real_value:>14.4g}")
         click.echo(f"  {'images/s (torch)':<26}{report.images_per_second:>10.4g}")
     for name, value in report.held_out.items():
-        click.echo(f"  held-out {name:<17}{value:>10.4g}")
+        click.echo(f"  {'held-out ' + name:<36}{value:>10.4g}")
+    for name, value in report.baselines.items():
+        click.echo(f"  {'baseline ' + name:<36}{value:>10.4g}")
 
 
 def _not_yet(command: str) -> None:

@@ -39,6 +39,9 @@ class GeneratorConfig(StrictModel):
     eval_every: int = Field(0, ge=0, description="Run the generator's evaluation every N steps (0: only at the end).")
     checkpoint_every: int = Field(100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end).")
     sample_every: int = Field(0, ge=0, description="Write samples (e.g. an image grid) every N steps (0: only at the end).")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop when the generator's monitored validation figure has not improved for N evaluations (0: never)."
+    )
     validation_fraction: float = Field(
         0.1, ge=0, lt=1, description="Share of the data held out from training for evaluation (the same split every run)."
     )
@@ -65,6 +68,8 @@ def describe_validation_error(exc: ValidationError, model_cls: type[BaseModel], 
             hint = difflib.get_close_matches(field, known, n=1)
             suggestion = f"did you mean '{hint[0]}'? " if hint else ""
             problems.append(f"unknown field '{field}' ({suggestion}known fields: {', '.join(known)})")
+        elif not error["loc"]:  # a check across fields: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
         else:
             got = error.get("input")
             problems.append(f"field '{field}': {error['msg']} (got {got!r})")

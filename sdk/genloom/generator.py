@@ -88,6 +88,8 @@ class Generator(ABC):
     """The pydantic model of its knobs; its JSON schema is their documentation."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     description: ClassVar[str] = ""
+    monitor: ClassVar[str | None] = None
+    """The :meth:`evaluate` figure (lower is better) that ``early_stopping_patience`` watches, e.g. ``"val_loss"``."""
     operations: ClassVar[dict[str, Literal["images", "array"]]] = {}
     """Extra methods a loaded model offers besides ``generate``, by name, with the kind of result:
     ``"images"`` (the method returns float32 ``(N, C, H, W)`` in ``[0, 1]``; users get an

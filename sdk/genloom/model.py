@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.errors import ConfigError
 from genloom.generator import Generator
-from genloom.results import ImageResult, Provenance
-from genloom.sampling import ImageSampling
+from genloom.results import ImageResult, Provenance, TextResult
+from genloom.sampling import ImageSampling, TextSampling
 
 
 class TorchModel:
@@ -26,17 +26,31 @@ class TorchModel:
         self.directory = directory
         self.artifact_sha256 = artifact_id(directory)
 
-    def generate(self, **settings: Any) -> ImageResult:
-        """Generate with the modality's sampling settings, e.g. ``generate(n=16, seed=0, labels=[3])``."""
-        if self.generator.modality != "image":
-            raise ConfigError(f"generation for {self.generator.modality} models is not available yet")
-        request = validate_model(ImageSampling, settings, what="sampling settings")
-        self.generator.resolve_labels(request.labels, request.n)
+    def generate(self, **settings: Any) -> ImageResult | TextResult:
+        """Generate with the modality's settings: ``generate(n=16, seed=0, labels=[3])`` for images,
+        ``generate(prompt="Once", max_new_tokens=50, do_sample=True, top_p=0.9, seed=0)`` for text."""
+        from genloom.training import inference
+
+        if self.generator.modality == "text":
+            request = validate_model(TextSampling, settings, what="sampling settings")
+            with inference(self.generator):
+                decoded = self.generator.sample(request)
+            return TextResult(decoded.texts, decoded.tokens, self._provenance(request.seed, request.model_dump()))
+        image_request = validate_model(ImageSampling, settings, what="sampling settings")
+        self.generator.resolve_labels(image_request.labels, image_request.n)
+        with inference(self.generator):
+            array = self.generator.sample(image_request)
+        return ImageResult(array.transpose(0, 2, 3, 1).copy(), self._provenance(image_request.seed, image_request.model_dump()))
+
+    def stream(self, **settings: Any) -> Iterator[str]:
+        """Yield generated text piece by piece as it is decoded (text models; one prompt)."""
+        if not self.generator.capabilities.streamable:
+            raise ConfigError(f"'{self.generator.name}' does not stream; use generate()")
+        request = validate_model(TextSampling, settings, what="sampling settings")
         from genloom.training import inference
 
         with inference(self.generator):
-            array = self.generator.sample(request)
-        return ImageResult(array.transpose(0, 2, 3, 1).copy(), self._provenance(request.seed, request.model_dump()))
+            yield from self.generator.stream(request)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """The generator's extra operations (``Generator.operations``), e.g. a VAE's ``encode``."""

@@ -41,6 +41,20 @@ class ImageResult:
         return image_grid(self.array.transpose(0, 3, 1, 2), columns)
 
 
+@dataclass(frozen=True)
+class TextResult:
+    """Generated texts (each prompt's ``num_return_sequences`` in turn) and their new token ids."""
+
+    texts: list[str]
+    tokens: list[list[int]]
+    provenance: Provenance
+
+    @property
+    def text(self) -> str:
+        """The first (often the only) text."""
+        return self.texts[0]
+
+
 def as_image_batch(images: Any, channels: int, size: int, *, what: str = "images") -> np.ndarray:
     """User images -> float32 ``(N, C, H, W)`` in ``[0, 1]``, checked against the model's ``channels`` x ``size`` x ``size``.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genloom.config import StrictModel
 
@@ -20,3 +20,37 @@ class ImageSampling(StrictModel):
     def rng(self) -> np.random.Generator:
         """The numpy generator to draw latents from (fresh entropy when ``seed`` is None)."""
         return np.random.default_rng(self.seed)
+
+
+class TextSampling(StrictModel):
+    """Text generation settings, with the names and defaults of Hugging Face ``generate()``."""
+
+    prompt: str | list[str] = Field("", description="One prompt, or a batch of prompts of any lengths.")
+    max_new_tokens: int = Field(64, ge=1, le=1_000_000, description="Tokens to generate at most, per sequence.")
+    do_sample: bool = Field(False, description="Sample from the distribution (False: greedy decoding).")
+    temperature: float = Field(1.0, description="Divide the logits by this before sampling (> 0).")
+    top_k: int | None = Field(50, ge=1, description="Sample only among the k most likely tokens (None: all).")
+    top_p: float = Field(1.0, description="Sample only among the most likely tokens whose probabilities add up to top_p, in (0, 1].")
+    repetition_penalty: float = Field(1.0, gt=0, description="Penalise tokens already in the sequence (1.0: off; 1.2 is common).")
+    num_return_sequences: int = Field(1, ge=1, le=1024, description="Sequences to generate per prompt.")
+    seed: int | None = Field(None, ge=0, description="Seed of the sampling; the same seed gives the same text.")
+    stop: list[str] | None = Field(None, description="Stop a sequence when it produces one of these strings (not included).")
+
+    @model_validator(mode="after")
+    def _check_knobs(self) -> TextSampling:
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 when do_sample=True (got {self.temperature}); use do_sample=False for greedy decoding")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.stop is not None and not all(self.stop):
+            raise ValueError("stop strings must not be empty")
+        return self
+
+    @property
+    def prompts(self) -> list[str]:
+        """The prompts as a list."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def rng(self, sequence: int) -> np.random.Generator:
+        """The numpy generator of the ``sequence``-th return sequence of a prompt; independent of the batch it is in."""
+        return np.random.default_rng(None if self.seed is None else [self.seed, sequence])

@@ -9,8 +9,9 @@
 
 It asserts what every generator owes its users: its config round-trips through
 JSON and has a description on every field, a CPU smoke-train runs through the
-shared loop, save -> load -> sample gives identical output, the same seed gives
-the same result, and an export description (if any) is complete.
+shared loop, save -> load -> sample gives identical output (images, or texts for a
+batch of prompts), the same seed gives the same result, and an export
+description (if any) is complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from genloom.artifacts import load_generator
 from genloom.generator import Generator
 from genloom.plugins import get_registry
-from genloom.sampling import ImageSampling
+from genloom.sampling import ImageSampling, TextSampling
 from genloom.training import inference, train
 
 
@@ -41,6 +42,12 @@ def check_generator(generator_cls: type[Generator], data: str, workdir: str | Pa
         assert first.dtype == np.float32 and 0.0 <= first.min() and first.max() <= 1.0, "images must be float32 in [0, 1]"
         np.testing.assert_array_equal(first, second, err_msg="save -> load -> sample changed the output")
         np.testing.assert_array_equal(first, _sample(trained, ImageSampling(n=3, seed=7)), err_msg="same seed, other output")
+    else:
+        settings = TextSampling(prompt=["", "a"], max_new_tokens=6, do_sample=True, num_return_sequences=2, seed=7)
+        first, second = (_sample(g, settings) for g in (trained, reloaded))
+        assert len(first.texts) == 4 and all(isinstance(t, str) for t in first.texts), "sample() must return one text per sequence"
+        assert first.texts == second.texts, "save -> load -> sample changed the output"
+        assert first.texts == _sample(trained, settings).texts, "same seed, other output"
     check_export_spec(trained)
 
 
@@ -67,6 +74,7 @@ def check_export_spec(generator: Generator) -> None:
         assert not unknown, f"graph '{graph.name}': dynamic axes for unknown names {sorted(unknown)}"
 
 
-def _sample(generator: Generator, settings: ImageSampling) -> np.ndarray:
+def _sample(generator: Generator, settings: ImageSampling | TextSampling) -> Any:
     with inference(generator):
-        return np.asarray(generator.sample(settings))
+        output = generator.sample(settings)
+    return np.asarray(output) if isinstance(settings, ImageSampling) else output

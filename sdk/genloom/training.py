@@ -107,6 +107,10 @@ def train(
                 if config.eval_every and step % config.eval_every == 0:
                     last.update(_evaluate(generator, validation, metrics, step))
                     evaluated_at = step
+                    if _stalled(generator, config.early_stopping_patience, metrics):
+                        bar.write(f"early stop at step {step}: eval/{generator.monitor} has not improved for "
+                                  f"{config.early_stopping_patience} evaluations")
+                        break
                 if config.sample_every and step % config.sample_every == 0:
                     _write_samples(generator, out, step)
                     sampled_at = step
@@ -151,6 +155,20 @@ def _evaluate(generator: Generator, validation: Dataset | None, metrics: Metrics
     if figures:
         metrics.append(step, figures)
     return figures
+
+
+def _stalled(generator: Generator, patience: int, metrics: MetricsLog) -> bool:
+    """True when the monitored figure's best value is more than ``patience`` evaluations old.
+
+    Read from ``metrics.jsonl``, so a resumed run counts exactly as an uninterrupted one.
+    """
+    key = f"eval/{generator.monitor}"
+    if not patience or generator.monitor is None:
+        return False
+    history = [record[key] for record in metrics.read() if key in record]
+    if len(history) <= patience:
+        return False
+    return min(history[-patience:]) >= min(history[:-patience])
 
 
 def _write_samples(generator: Generator, out: Path, step: int) -> None:

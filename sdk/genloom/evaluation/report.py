@@ -1,4 +1,4 @@
-"""``genloom eval``: how good a trained image model's samples are, next to real data against itself."""
+"""``genloom eval``: how good a trained model is, next to real data against itself (images) or a baseline (text)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from genloom.data.types import ImageData
 from genloom.errors import DataError
+from genloom.evaluation.baselines import char_bigram_bits_per_byte
 from genloom.evaluation.classifier import classifier_for
 from genloom.evaluation.distances import NEIGHBOURS, frechet_distance, precision_recall
 
@@ -43,6 +44,7 @@ class EvalReport(BaseModel):
     real: SetComparison | None = Field(None, description="Real data against real data: the reference line.")
     images_per_second: float | None = Field(None, description="Generation speed of this run (torch, this machine).")
     held_out: dict[str, float] = Field(description="The generator's own figures on the held-out split (e.g. VAE ELBO).")
+    baselines: dict[str, float] = Field(default_factory=dict, description="Reference models on the same split (text: a character bigram).")
 
 
 def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_SAMPLES, seed: int = 0) -> EvalReport:
@@ -64,6 +66,9 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
     report: dict[str, Any] = {"model": str(model_dir), "generator": generator.name, "data": data.source, "seed": seed,
                               "neighbours": NEIGHBOURS, "held_out": held_out}
     if not isinstance(data, ImageData):
+        if validation is not None:
+            train, _ = data.split(generator.config.validation_fraction)
+            report["baselines"] = {"char_bigram_bits_per_byte": char_bigram_bits_per_byte(train.text, validation.text)}
         return EvalReport(samples=0, classifier_task="none", classifier_cached=False, **report)
 
     _check_shape(generator.facts, data)

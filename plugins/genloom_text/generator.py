@@ -1,0 +1,239 @@
+"""Text generators: ``gpt`` (decoder-only transformer with a KV cache) and ``lstm``.
+
+Both share the tokenizer (``genloom.tokenizer``), the sampling layer
+(``genloom.textgen``) and this training recipe: AdamW with weight decay, linear
+warm-up then cosine decay, gradient clipping, validation loss, perplexity and bits
+per byte on the held-out tail of the corpus, and early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+import genloom
+from genloom.errors import DataError
+from genloom.sampling import TextSampling
+from genloom.textgen import Decoded, generate, stream
+from genloom.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+TOKENIZER_FILE = "tokenizer.json"
+EVAL_WINDOWS = 64
+"""Context windows of the validation split scored per evaluation (evenly spaced, the same every time)."""
+
+
+class TextConfig(genloom.GeneratorConfig):
+    """Knobs shared by the text generators."""
+
+    steps: int = Field(1000, ge=1, description="Optimisation steps (at most: early stopping may end sooner).")
+    batch_size: int = Field(16, ge=1, description="Windows of context_length tokens per step.")
+    eval_every: int = Field(100, ge=0, description="Validation loss every N steps (0: only at the end).")
+    checkpoint_every: int = Field(100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end).")
+    early_stopping_patience: int = Field(3, ge=0, description="Stop when validation loss has not improved for N evaluations (0: never).")
+    tokenizer: Literal["bpe", "char"] = Field("bpe", description="Byte-level BPE learned on the corpus, or one token per byte ('char').")
+    vocab_size: int = Field(1024, ge=258, le=65536, description="Tokens in the BPE vocabulary (ignored by 'char': 257).")
+    context_length: int = Field(128, ge=8, le=8192, description="Tokens the model sees at once (training windows; the GPT's limit).")
+    width: int = Field(128, ge=8, le=8192, description="Embedding and hidden size.")
+    layers: int = Field(4, ge=1, le=96, description="Transformer blocks or LSTM layers.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout while training.")
+    learning_rate: float = Field(2e-3, gt=0, description="Peak AdamW learning rate, reached after warm-up.")
+    min_learning_rate: float = Field(2e-4, ge=0, description="Learning rate at the end of the cosine decay.")
+    warmup_steps: int = Field(100, ge=0, description="Steps of linear learning-rate warm-up.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices and embeddings only).")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0: no clipping).")
+
+
+class GPTConfig(TextConfig):
+    """Knobs of the GPT generator."""
+
+    heads: int = Field(4, ge=1, le=128, description="Attention heads (width must be a multiple).")
+    bias: bool = Field(True, description="Biases in the linear layers and LayerNorms (GPT-2 has them).")
+
+
+class LSTMConfig(TextConfig):
+    """Knobs of the LSTM generator."""
+
+    layers: int = Field(2, ge=1, le=16, description="Stacked LSTM layers.")
+    width: int = Field(256, ge=8, le=8192, description="Embedding and hidden size.")
+
+
+class TextGenerator(genloom.Generator):
+    """What the GPT and LSTM generators share: tokenizer, batches, optimisation, evaluation, sampling."""
+
+    modality = "text"
+    monitor = "val_loss"
+    capabilities = genloom.Capabilities(streamable=True)
+    operations = {}
+    config: TextConfig
+
+    def __init__(self, config: genloom.GeneratorConfig) -> None:
+        super().__init__(config)
+        self.tokenizer: Tokenizer | None = None
+        self._streams: dict[tuple[str, str, int], np.ndarray] = {}
+
+    # -- data and tokenizer ----------------------------------------------------------
+
+    def fit_data(self, data: Any) -> None:
+        super().fit_data(data)
+        self.tokenizer = Tokenizer.train(data.text, self.config.tokenizer, self.config.vocab_size)
+        self.facts.update(vocab_size=self.tokenizer.vocab_size, prepend_end_of_text=True)
+        if len(self.token_stream(data)) <= self.config.context_length:
+            raise DataError(f"'{data.source}' holds {len(self.token_stream(data))} tokens, fewer than context_length; lower context_length or add text")
+
+    def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        super().restore(facts, files)
+        self.tokenizer = Tokenizer.from_json(files[TOKENIZER_FILE])
+
+    def extra_files(self) -> dict[str, bytes]:
+        return {TOKENIZER_FILE: self.tokenizer.to_json().encode()}
+
+    def token_stream(self, data: Any) -> np.ndarray:
+        """The corpus as one token array: each paragraph (documents split at blank lines) after ``<|endoftext|>``."""
+        key = (data.source, data.part, len(data.text))
+        if key not in self._streams:
+            paragraphs = [p for p in data.text.split("\n\n") if p.strip()]
+            end = self.tokenizer.end_of_text
+            encoded = self.tokenizer.backend.encode_batch(paragraphs, add_special_tokens=False)
+            self._streams[key] = np.fromiter((t for e in encoded for t in (end, *e.ids)), dtype=np.int64)
+        return self._streams[key]
+
+    def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
+        import torch
+
+        tokens, length = self.token_stream(data), self.config.context_length
+        starts = rng.integers(0, len(tokens) - length, size=self.config.batch_size)
+        windows = np.stack([tokens[s : s + length + 1] for s in starts])
+        return torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+
+    # -- training -------------------------------------------------------------------
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.modules["model"]
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        import torch
+
+        parameters = [p for p in self.network.parameters() if p.requires_grad]
+        decay = [p for p in parameters if p.dim() >= 2]
+        no_decay = [p for p in parameters if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return {"model": torch.optim.AdamW(groups, lr=self.config.learning_rate, betas=(0.9, 0.95))}
+
+    def learning_rate_at(self, step: int) -> float:
+        """Linear warm-up to ``learning_rate``, then cosine decay to ``min_learning_rate`` at the last step."""
+        config = self.config
+        if step < config.warmup_steps:
+            return config.learning_rate * (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * (config.learning_rate - config.min_learning_rate)
+
+    def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
+        import torch
+        import torch.nn.functional as F
+
+        inputs, targets = batch
+        optimizer = optimizers["model"]
+        rate = self.learning_rate_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        logits, _ = self.network(inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip or float("inf"))
+        optimizer.step()
+        return {"loss": loss.item(), "lr": rate, "grad_norm": norm.item()}
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Validation loss (nats per token), perplexity, and bits per byte of the text, beside a character bigram's."""
+        import torch
+        import torch.nn.functional as F
+
+        tokens, length = self.token_stream(data), self.config.context_length
+        if len(tokens) <= length:
+            return {}
+        starts = np.linspace(0, len(tokens) - length - 1, num=min(EVAL_WINDOWS, len(tokens) - length), dtype=np.int64)
+        windows = torch.from_numpy(np.stack([tokens[s : s + length + 1] for s in np.unique(starts)]))
+        logits, _ = self.network(windows[:, :-1])
+        losses = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
+        byte_counts = torch.from_numpy(self.tokenizer.token_bytes())[windows[:, 1:].flatten()]
+        loss = losses.mean().item()
+        return {"val_loss": loss, "perplexity": math.exp(loss), "bits_per_byte": losses.sum().item() / math.log(2) / byte_counts.sum().item()}
+
+    # -- generation -------------------------------------------------------------------
+
+    @property
+    def context_length(self) -> int | None:
+        return self.config.context_length
+
+    @property
+    def prepend_end_of_text(self) -> bool:
+        return bool(self.facts.get("prepend_end_of_text", True))
+
+    def sample(self, settings: TextSampling) -> Decoded:
+        return generate(self, settings)
+
+    def stream(self, settings: TextSampling) -> Iterator[str]:
+        """Yield the new text piece by piece (one prompt)."""
+        return stream(self, settings)
+
+    def write_samples(self, directory: Path, step: int) -> Path | None:
+        path = Path(directory) / f"samples-{step:06d}.txt"
+        settings = TextSampling(prompt="", max_new_tokens=self.config.context_length // 2, do_sample=True,
+                                top_k=40, num_return_sequences=3, seed=self.config.seed)
+        path.write_text("\n\n----\n\n".join(self.sample(settings).texts) + "\n", encoding="utf-8")
+        return path
+
+
+class GPTGenerator(TextGenerator):
+    """Decoder-only transformer language model with a KV cache."""
+
+    name = "gpt"
+    Config = GPTConfig
+    description = "GPT: decoder-only transformer (pre-LN, tied embeddings) with KV cache; BPE or byte tokens"
+    config: GPTConfig
+
+    def build(self) -> dict[str, torch.nn.Module]:
+        from genloom_text.gpt import GPT
+
+        config = self.config
+        if config.width % config.heads:
+            raise genloom.ConfigError(f"field 'width': {config.width} is not a multiple of heads={config.heads}; pick e.g. width={config.heads * (config.width // config.heads or 1)}")
+        return {"model": GPT(self.facts["vocab_size"], config.context_length, config.layers, config.heads, config.width, config.bias, config.dropout)}
+
+    def session(self) -> Any:
+        from genloom_text.sessions import GPTSession
+
+        return GPTSession(self.network)
+
+
+class LSTMGenerator(TextGenerator):
+    """Multi-layer LSTM language model; its recurrent state is carried between steps."""
+
+    name = "lstm"
+    Config = LSTMConfig
+    description = "LSTM language model on the same tokenizer and sampling layers"
+    config: LSTMConfig
+
+    @property
+    def context_length(self) -> int | None:
+        return None
+
+    def build(self) -> dict[str, torch.nn.Module]:
+        from genloom_text.lstm import LSTMLanguageModel
+
+        return {"model": LSTMLanguageModel(self.facts["vocab_size"], self.config.layers, self.config.width, self.config.dropout)}
+
+    def session(self) -> Any:
+        from genloom_text.sessions import LSTMSession
+
+        return LSTMSession(self.network)

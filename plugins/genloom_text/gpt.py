@@ -1,0 +1,117 @@
+"""A decoder-only transformer in the plain style of nanoGPT, with a KV cache.
+
+Pre-LayerNorm blocks of causal multi-head self-attention and an MLP, learned
+position embeddings, and an output head tied to the token embedding. Parameter
+names and shapes follow GPT-2 (``wte``, ``h.N.attn.c_attn``, ...), so Hugging Face
+GPT-2 weights load into it with transposes only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per layer, keys and values ``(B, heads, past_length, head_dim)``."""
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        assert width % heads == 0, "width must be a multiple of heads"
+        self.heads, self.dropout = heads, dropout
+        self.c_attn = nn.Linear(width, 3 * width, bias=bias)
+        self.c_proj = nn.Linear(width, width, bias=bias)
+
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        batch, length, width = x.shape
+        q, k, v = (t.view(batch, length, self.heads, width // self.heads).transpose(1, 2) for t in self.c_attn(x).split(width, dim=2))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        causal = mask is None and past is None and length > 1
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        return self.c_proj(y.transpose(1, 2).reshape(batch, length, width)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width, bias=bias)
+        self.c_proj = nn.Linear(4 * width, width, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int, bias: bool, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width, bias=bias)
+        self.attn = CausalSelfAttention(width, heads, bias, dropout)
+        self.ln_2 = nn.LayerNorm(width, bias=bias)
+        self.mlp = MLP(width, bias, dropout)
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None):
+        attended, present = self.attn(self.ln_1(x), past, mask)
+        x = x + attended
+        return x + self.mlp(self.ln_2(x)), present
+
+
+class GPT(nn.Module):
+    """Token ids -> next-token logits, with an optional KV cache and attention mask for left padding."""
+
+    def __init__(self, vocab_size: int, context_length: int, layers: int, heads: int, width: int, bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.context_length = context_length
+        self.wte = nn.Embedding(vocab_size, width)
+        self.wpe = nn.Embedding(context_length, width)
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(Block(width, heads, bias, dropout) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(width, bias=bias)
+        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied input and output embeddings
+        self.apply(self._init_weights)
+        for name, parameter in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2's scaled init of the residual projections
+                nn.init.normal_(parameter, mean=0.0, std=0.02 / (2 * layers) ** 0.5)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self, tokens: torch.Tensor, past: KVCache | None = None, attention_mask: torch.Tensor | None = None, last_only: bool = False
+    ) -> tuple[torch.Tensor, KVCache]:
+        """``tokens`` ``(B, T)`` after ``past`` (``P`` cached positions); ``attention_mask`` ``(B, P + T)``, 0 at padding.
+
+        Returns logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``) and the cache extended by ``T``.
+        """
+        length = tokens.shape[1]
+        past_length = past[0][0].shape[2] if past else 0
+        if past_length + length > self.context_length:
+            raise ValueError(f"sequence of {past_length + length} tokens is longer than the context ({self.context_length})")
+        mask, positions = None, torch.arange(past_length, past_length + length, device=tokens.device)[None]
+        if attention_mask is not None:
+            keep = attention_mask.bool()
+            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past_length:]
+            causal = torch.ones(length, past_length + length, dtype=torch.bool, device=tokens.device).tril(past_length)
+            itself = torch.zeros_like(causal)
+            itself[:, past_length:] = torch.eye(length, dtype=torch.bool, device=tokens.device)
+            mask = (causal[None, None] & keep[:, None, None, :]) | itself  # a padded position sees itself: no empty rows
+        elif past_length and length > 1:
+            mask = torch.ones(length, past_length + length, dtype=torch.bool, device=tokens.device).tril(past_length)
+        x = self.drop(self.wte(tokens) + self.wpe(positions))
+        presents = []
+        for index, block in enumerate(self.h):
+            x, present = block(x, past[index] if past else None, mask)
+            presents.append(present)
+        x = self.ln_f(x[:, -1:] if last_only else x)
+        return self.lm_head(x), presents

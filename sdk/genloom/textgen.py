@@ -1,0 +1,162 @@
+"""Token-by-token text generation over any backend, in numpy: the one sampling layer.
+
+A backend (the torch GPT or LSTM, or an ONNX Runtime session) implements
+:class:`DecoderSession`: ``start`` runs the left-padded prompts once and
+``advance`` feeds one new token per sequence, each returning the next-token
+logits while the session keeps its KV cache or recurrent state. Everything
+else, the Hugging Face knobs, stop strings, end of text and streaming, lives here,
+so every backend samples the same tokens for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from genloom.errors import ConfigError
+from genloom.sampling import TextSampling
+from genloom.tokenizer import Tokenizer
+
+
+class DecoderSession(Protocol):
+    """One batch of sequences being decoded; holds the KV cache or recurrent state."""
+
+    def start(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Run int64 ``(B, T)`` prompts, left-padded where ``mask`` is 0; return float ``(B, V)`` next-token logits."""
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        """Append one int64 token per sequence, ``(B,)``; return the next ``(B, V)`` logits."""
+
+
+class TextModel(Protocol):
+    """What the decoding loop needs from a model: a tokenizer, a context size and sessions."""
+
+    tokenizer: Tokenizer
+    context_length: int | None
+    """Most tokens a sequence may hold (prompt + generated); None for no limit (an LSTM)."""
+    prepend_end_of_text: bool
+    """Start every prompt with ``<|endoftext|>``, as the model saw documents start in training."""
+
+    def session(self) -> DecoderSession: ...
+
+
+@dataclass
+class Decoded:
+    """The generated sequences, in order: each prompt's ``num_return_sequences`` in turn."""
+
+    texts: list[str]
+    tokens: list[list[int]]
+
+
+def generate(model: TextModel, settings: TextSampling) -> Decoded:
+    """Generate every sequence that ``settings`` asks for."""
+    final: list[list[int]] = []
+    for final in _decode(model, settings):  # noqa: B007 - each step extends the same lists; keep the last
+        pass
+    return Decoded([_cut_at_stop(model.tokenizer.decode(tokens), settings.stop) for tokens in final], final)
+
+
+def stream(model: TextModel, settings: TextSampling) -> Iterator[str]:
+    """Yield one sequence's new text piece by piece, as its tokens are decoded."""
+    if len(settings.prompts) * settings.num_return_sequences != 1:
+        raise ConfigError("stream: give one prompt and num_return_sequences=1 (use generate for batches)")
+    hold_back = max((len(s) for s in settings.stop or []), default=1) - 1
+    emitted = ""
+    text = ""
+    for new_tokens in _decode(model, settings):
+        text = model.tokenizer.decode(new_tokens[0])
+        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            continue
+        ready = _cut_at_stop(text, settings.stop)[: max(len(emitted), len(text) - hold_back)]
+        if len(ready) > len(emitted):
+            yield ready[len(emitted) :]
+            emitted = ready
+    final = _cut_at_stop(text, settings.stop)
+    if len(final) > len(emitted):
+        yield final[len(emitted) :]
+
+
+def _encode_prompts(model: TextModel, settings: TextSampling) -> list[list[int]]:
+    prompts = []
+    start = [model.tokenizer.end_of_text] if model.prepend_end_of_text else []
+    for prompt in settings.prompts:
+        tokens = start + model.tokenizer.encode(prompt)
+        if not tokens:
+            raise ConfigError("prompt: empty, and this model has no start token; give some text")
+        if model.context_length is not None and len(tokens) >= model.context_length:
+            raise ConfigError(
+                f"prompt: {len(tokens)} tokens, but the model's context holds {model.context_length} "
+                "(prompt plus generated tokens); shorten the prompt"
+            )
+        prompts.append(tokens)
+    return prompts
+
+
+def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]]]:
+    """Yield every sequence's generated tokens so far, after each step."""
+    prompts = [p for p in _encode_prompts(model, settings) for _ in range(settings.num_return_sequences)]
+    rngs = [settings.rng(i % settings.num_return_sequences) for i in range(len(prompts))]
+    width = max(len(p) for p in prompts)
+    tokens = np.zeros((len(prompts), width), np.int64)
+    mask = np.zeros((len(prompts), width), np.int64)
+    for row, prompt in enumerate(prompts):
+        tokens[row, width - len(prompt) :] = prompt
+        mask[row, width - len(prompt) :] = 1
+    budget = settings.max_new_tokens
+    if model.context_length is not None:
+        budget = min(budget, model.context_length - width)
+    end = model.tokenizer.end_of_text
+    session = model.session()
+    logits = session.start(tokens, mask)
+    generated: list[list[int]] = [[] for _ in prompts]
+    finished = [False] * len(prompts)
+    for _ in range(budget):
+        chosen = np.full(len(prompts), end, np.int64)
+        for row in range(len(prompts)):
+            if finished[row]:
+                continue
+            history = prompts[row] + generated[row]
+            chosen[row] = _choose(logits[row], history, settings, rngs[row])
+            if chosen[row] == end:
+                finished[row] = True
+                continue
+            generated[row].append(int(chosen[row]))
+            if settings.stop and any(s in model.tokenizer.decode(generated[row]) for s in settings.stop):
+                finished[row] = True
+        yield generated
+        if all(finished):
+            return
+        logits = session.advance(chosen)
+
+
+def _choose(logits: np.ndarray, history: list[int], settings: TextSampling, rng: np.random.Generator) -> int:
+    """Pick the next token as Hugging Face does: repetition penalty, then temperature, top-k and top-p when sampling."""
+    scores = logits.astype(np.float64)
+    if settings.repetition_penalty != 1.0:
+        seen = np.unique(history)
+        penalised = scores[seen]
+        scores[seen] = np.where(penalised < 0, penalised * settings.repetition_penalty, penalised / settings.repetition_penalty)
+    if not settings.do_sample:
+        return int(np.argmax(scores))
+    scores = scores / settings.temperature
+    if settings.top_k is not None and settings.top_k < len(scores):
+        threshold = np.partition(scores, -settings.top_k)[-settings.top_k]
+        scores = np.where(scores < threshold, -np.inf, scores)
+    probabilities = np.exp(scores - scores.max())
+    probabilities /= probabilities.sum()
+    if settings.top_p < 1.0:
+        order = np.argsort(-probabilities, kind="stable")
+        before = np.cumsum(probabilities[order]) - probabilities[order]  # mass of the more likely tokens
+        dropped = order[before >= settings.top_p]
+        probabilities[dropped] = 0.0
+        probabilities /= probabilities.sum()
+    cumulative = np.cumsum(probabilities)
+    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), len(cumulative) - 1))
+
+
+def _cut_at_stop(text: str, stop: list[str] | None) -> str:
+    cuts = [text.find(s) for s in stop or [] if s in text]
+    return text[: min(cuts)] if cuts else text
