@@ -41,6 +41,7 @@ class DCGAN(genloom.Generator):
     name = "gan"
     modality = "image"
     Config = DCGANConfig
+    capabilities = genloom.Capabilities(exportable=True)
     description = "DCGAN: convolutional generator + discriminator; non-saturating, hinge or WGAN-GP loss"
     config: DCGANConfig
 
@@ -111,9 +112,22 @@ class DCGAN(genloom.Generator):
 
         latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
         labels = self.resolve_labels(settings.labels, settings.n)
-        network = self.modules.get("generator_ema", self.modules["generator"])
-        images = network(torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels))
-        return ((images + 1) / 2).clamp(0, 1).numpy()
+        return self._sampler()(torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels)).numpy()
+
+    def export_spec(self) -> genloom.ExportSpec:
+        """One graph, ``generator``: ``latents`` (and ``labels``) to ``images`` in [0, 1], any batch size."""
+        import torch
+
+        inputs, names = (torch.zeros(2, self.config.latent_dim),), ["latents"]
+        if self.num_classes:
+            inputs, names = (*inputs, torch.zeros(2, dtype=torch.int64)), [*names, "labels"]
+        axes = {name: {0: "batch"} for name in [*names, "images"]}
+        return genloom.ExportSpec("image-from-latent", [genloom.GraphSpec("generator", self._sampler(), inputs, names, ["images"], axes)])
+
+    def _sampler(self) -> torch.nn.Module:
+        from genloom_gan.nets import ImageOutput
+
+        return ImageOutput(self.modules.get("generator_ema", self.modules["generator"]))
 
     def _update_ema(self) -> None:
         import torch
@@ -133,5 +147,5 @@ class ConditionalDCGAN(DCGAN):
     """DCGAN conditioned on class labels from the data source (class sub-folders, npz labels, digits)."""
 
     name = "cgan"
-    capabilities = genloom.Capabilities(conditional=True)
+    capabilities = genloom.Capabilities(conditional=True, exportable=True)
     description = "class-conditional DCGAN (projection discriminator); sample with labels"

@@ -53,3 +53,14 @@ class ConvDiscriminator(nn.Module):
         if self.class_projection is not None:
             logits = logits + (self.class_projection(labels) * features).sum(1)
         return logits
+
+
+class ImageOutput(nn.Module):
+    """The generator with its tanh output mapped to images in [0, 1]: what sampling and the ONNX export run."""
+
+    def __init__(self, generator: ConvGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return ((self.generator(latents, labels) + 1) / 2).clamp(0, 1)

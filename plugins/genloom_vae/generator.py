@@ -44,6 +44,7 @@ class ConvVAE(genloom.Generator):
     Config = VAEConfig
     description = "convolutional VAE (beta, KL warm-up); encode, decode, reconstruct, interpolate"
     operations = {"encode": "array", "decode": "images", "reconstruct": "images", "interpolate": "images"}
+    capabilities = genloom.Capabilities(exportable=True)
     config: VAEConfig
 
     def fit_data(self, data: Any) -> None:
@@ -149,17 +150,40 @@ class ConvVAE(genloom.Generator):
         kl = -0.5 * (1 + log_variance - mean.square() - log_variance.exp()).sum() / len(images)
         return recon, kl
 
+    def export_spec(self) -> genloom.ExportSpec:
+        """Two graphs: ``decoder`` (``latents`` and ``labels`` to ``images``) and ``encoder`` (``images`` to ``latents``)."""
+        import torch
+
+        from genloom_vae.nets import DecodedImages, PosteriorMean
+
+        labels = (torch.zeros(2, dtype=torch.int64),) if self.num_classes else ()
+        label_names = ["labels"] if self.num_classes else []
+        size, channels = self.facts["height"], self.facts["channels"]
+
+        def graph(name: str, module: torch.nn.Module, first: torch.Tensor, first_name: str, output: str) -> genloom.GraphSpec:
+            names = [first_name, *label_names]
+            return genloom.GraphSpec(name, module, (first, *labels), names, [output], {n: {0: "batch"} for n in [*names, output]})
+
+        return genloom.ExportSpec("image-from-latent", [
+            graph("decoder", DecodedImages(self.modules["decoder"]), torch.zeros(2, self.config.latent_dim), "latents", "images"),
+            graph("encoder", PosteriorMean(self.modules["encoder"]), torch.zeros(2, channels, size, size), "images", "latents"),
+        ])
+
     def _encode(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch
 
-        mean, _ = self.modules["encoder"](torch.from_numpy(images), None if labels is None else torch.from_numpy(labels))
-        return mean.numpy()
+        from genloom_vae.nets import PosteriorMean
+
+        encoder = PosteriorMean(self.modules["encoder"])
+        return encoder(torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)).numpy()
 
     def _decode(self, latents: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch
 
-        logits = self.modules["decoder"](torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels))
-        return torch.sigmoid(logits).numpy()
+        from genloom_vae.nets import DecodedImages
+
+        decoder = DecodedImages(self.modules["decoder"])
+        return decoder(torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels)).numpy()
 
     def _labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         return labels if self.num_classes else None
@@ -169,5 +193,5 @@ class ConditionalConvVAE(ConvVAE):
     """Convolutional VAE conditioned on class labels from the data source."""
 
     name = "cvae"
-    capabilities = genloom.Capabilities(conditional=True)
+    capabilities = genloom.Capabilities(conditional=True, exportable=True)
     description = "class-conditional convolutional VAE; sample, decode and encode with labels"

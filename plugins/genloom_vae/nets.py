@@ -54,3 +54,25 @@ class ConvDecoder(nn.Module):
         if self.class_embedding is not None:
             latents = torch.cat([latents, self.class_embedding(labels)], dim=1)
         return self.body(self.project(latents).view(-1, *self.start))
+
+
+class DecodedImages(nn.Module):
+    """Latents (and labels) -> images in [0, 1]: what sampling, ``decode`` and the ONNX export run."""
+
+    def __init__(self, decoder: ConvDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(latents, labels))
+
+
+class PosteriorMean(nn.Module):
+    """Images (and labels) -> the mean of q(z | x): what ``encode`` and the exported encoder run."""
+
+    def __init__(self, encoder: ConvEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(images, labels)[0]

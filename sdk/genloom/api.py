@@ -6,17 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from genloom.artifacts import Manifest, load_generator, read_manifest
-from genloom.errors import NotAvailableError
 from genloom.model import TorchModel
 from genloom.plugins import get_registry
 
 
-def load(path: str | Path) -> TorchModel:
-    """Open a model directory (hashes and format checked) and return a model with ``generate``."""
+def load(path: str | Path, *, providers: str = "auto", session_options: Any = None) -> Any:
+    """Open a model directory (hashes and format checked) and return a model with ``generate``.
+
+    A trained model runs in PyTorch; an ONNX export (``genloom export``) runs in ONNX
+    Runtime without torch, on ``providers`` ``"auto"`` (CUDA when it works, else the
+    CPU), ``"cuda"`` or ``"cpu"``, with optional ``onnxruntime.SessionOptions``.
+    """
     directory = Path(path)
     manifest = read_manifest(directory)
     if manifest.kind == "export":
-        raise NotAvailableError("running ONNX exports is not available yet in this version of genloom")
+        from genloom.runtime import load_export
+
+        return load_export(directory, manifest, providers, session_options)
     return TorchModel(load_generator(directory, manifest), manifest, directory)
 
 

@@ -60,6 +60,7 @@ class Manifest(BaseModel):
     facts: dict[str, Any] = Field(description="What the generator learned from its data (shapes, classes, ...).")
     files: dict[str, FileRecord] = Field(description="Every file of the artifact with its sha256.")
     training: TrainingSummary | None = Field(None, description="How the model was trained.")
+    export: dict[str, Any] | None = Field(None, description="ONNX exports: runtime driver, graphs, opset, measured parity.")
     created_at: str = Field(description="UTC time of writing, ISO 8601.")
 
 

@@ -197,7 +197,7 @@ def info(model_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    for key in ("path", "generator", "plugin", "plugin_version", "modality", "backend", "device", "artifact_sha256"):
+    for key in ("path", "kind", "generator", "plugin", "plugin_version", "modality", "backend", "device", "artifact_sha256"):
         click.echo(f"{key:<16} {details[key]}")
     click.echo(f"{'config':<16} {json.dumps(details['config'])}")
     click.echo(f"{'facts':<16} {json.dumps(details['facts'])}")
@@ -241,6 +241,22 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
         click.echo(f"  {'baseline ' + name:<36}{value:>10.4g}")
 
 
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the export (must not hold one).")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset, 17 to 22.")
+@click.option("--exporter", "exporter_name", default="onnx", show_default=True, help="Registered exporter to use.")
+def export(model_dir: Path, out: Path, opset: int, exporter_name: str) -> None:
+    """Export the trained model in MODEL_DIR to ONNX, checking its outputs against PyTorch."""
+    from genloom.plugins import get_registry
+
+    manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset)
+    export_facts = manifest.export or {}
+    for graph, difference in export_facts.get("parity_max_abs_diff", {}).items():
+        click.echo(f"graph '{graph}': max |onnxruntime - torch| = {difference:.2e} (tolerance {export_facts.get('tolerance')})")
+    click.echo(f"exported '{manifest.generator}' to {out} (driver {export_facts.get('driver')}, opset {export_facts.get('opset')})")
+
+
 def _not_yet(command: str) -> None:
     @cli.command(name=command, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     def placeholder() -> None:
@@ -249,7 +265,7 @@ def _not_yet(command: str) -> None:
     placeholder.help = "Not available yet in this version of genloom."
 
 
-for _command in ("export", "bench"):
+for _command in ("bench",):
     _not_yet(_command)
 
 

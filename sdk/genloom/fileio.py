@@ -9,6 +9,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+FILE_MODE = 0o644
+"""Permissions of written artifact files: readable by the services that load them."""
+DIRECTORY_MODE = 0o755
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -25,6 +29,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it private
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:

@@ -31,7 +31,7 @@ import numpy as np
 
 from genloom.config import GeneratorConfig
 from genloom.data.types import Dataset, ImageData
-from genloom.errors import ConfigError, DataError, PluginError
+from genloom.errors import DataError, PluginError
 
 if TYPE_CHECKING:
     import torch
@@ -216,20 +216,10 @@ class Generator(ABC):
         error when ``required``). A label outside the trained classes, or labels for
         an unconditional generator, is a :class:`ConfigError` that says what to pass.
         """
-        if not self.capabilities.conditional:
-            if labels is not None:
-                raise ConfigError(f"'{self.name}' is unconditional; drop labels (it was not trained to follow them)")
-            return None
-        classes = int(self.facts["num_classes"])
-        if labels is None:
-            if required:
-                raise ConfigError(f"labels: '{self.name}' needs the class of each image; pass labels=[...] with values 0..{classes - 1}")
-            labels = range(classes)
-        chosen = list(labels)
-        wrong = [label for label in chosen if not 0 <= label < classes]
-        if wrong or not chosen:
-            raise ConfigError(f"labels: {wrong[0] if wrong else 'an empty list'} is not a trained class; use 0..{classes - 1}")
-        return np.array([chosen[i % len(chosen)] for i in range(n)], dtype=np.int64)
+        from genloom.sampling import resolve_labels
+
+        return resolve_labels(None if labels is None else list(labels), n, num_classes=int(self.facts.get("num_classes", 0)),
+                              conditional=self.capabilities.conditional, generator=self.name, required=required)
 
     def export_spec(self) -> ExportSpec | None:
         """Describe the ONNX export; ``None`` (the default) means not exportable."""

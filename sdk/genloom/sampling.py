@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from genloom.config import StrictModel
+from genloom.errors import ConfigError
 
 
 class ImageSampling(StrictModel):
@@ -54,3 +55,27 @@ class TextSampling(StrictModel):
     def rng(self, sequence: int) -> np.random.Generator:
         """The numpy generator of the ``sequence``-th return sequence of a prompt; independent of the batch it is in."""
         return np.random.default_rng(None if self.seed is None else [self.seed, sequence])
+
+
+def resolve_labels(
+    labels: list[int] | None, n: int, *, num_classes: int, conditional: bool, generator: str, required: bool = False
+) -> np.ndarray | None:
+    """The class label of each of ``n`` outputs, or None for an unconditional model.
+
+    ``labels`` repeat in turn to fill ``n``; None means every class in turn (an
+    error when ``required``). A label outside the trained classes, or labels for
+    an unconditional model, is a :class:`ConfigError` that says what to pass.
+    """
+    if not conditional:
+        if labels is not None:
+            raise ConfigError(f"'{generator}' is unconditional; drop labels (it was not trained to follow them)")
+        return None
+    if labels is None:
+        if required:
+            raise ConfigError(f"labels: '{generator}' needs the class of each image; pass labels=[...] with values 0..{num_classes - 1}")
+        labels = list(range(num_classes))
+    chosen = list(labels)
+    wrong = [label for label in chosen if not 0 <= label < num_classes]
+    if wrong or not chosen:
+        raise ConfigError(f"labels: {wrong[0] if wrong else 'an empty list'} is not a trained class; use 0..{num_classes - 1}")
+    return np.array([chosen[i % len(chosen)] for i in range(n)], dtype=np.int64)

@@ -1,0 +1,17 @@
+"""genloom's ONNX exporter, registered through the public plugin hook.
+
+This module imports no torch or onnx: they load when an export runs.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import genloom
+from genloom_onnx.exporter import OnnxExporter
+
+__all__ = ["OnnxExporter"]
+
+
+@genloom.hookimpl
+def register_exporters(register: Callable[[Any], None]) -> None:
+    register(OnnxExporter())

@@ -1,0 +1,47 @@
+"""Choosing where ONNX Runtime runs: CUDA when it really works, the CPU otherwise."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from genloom.errors import ConfigError
+
+log = logging.getLogger("genloom.runtime")
+Providers = Literal["auto", "cuda", "cpu"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def create_session(path: str, providers: Providers, options: Any) -> Any:
+    """An ``onnxruntime.InferenceSession`` on the requested providers; ``session.get_providers()[0]`` is the one in use.
+
+    ``auto`` tries CUDA quietly (ONNX Runtime's own load errors are silenced) and
+    logs one line when it falls back to the CPU; ``cuda`` without a usable CUDA is a
+    ConfigError.
+    """
+    import onnxruntime
+
+    if providers not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"providers: {providers!r} is not one of 'auto', 'cuda', 'cpu'")
+    if providers != "cpu":
+        session = _try_cuda(onnxruntime, path, options)
+        if session is not None:
+            return session
+        if providers == "cuda":
+            raise ConfigError("providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are missing); use 'auto' or 'cpu'")
+        log.warning("genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU")
+    return onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
+
+
+def _try_cuda(onnxruntime: Any, path: str, options: Any) -> Any:
+    if CUDA not in onnxruntime.get_available_providers():
+        return None
+    onnxruntime.set_default_logger_severity(4)  # the failed library loads are not the user's business
+    try:
+        session = onnxruntime.InferenceSession(path, sess_options=options, providers=[CUDA, CPU])
+    except Exception:  # onnxruntime raises plain Exceptions for provider failures
+        return None
+    finally:
+        onnxruntime.set_default_logger_severity(2)
+    return session if session.get_providers()[0] == CUDA else None

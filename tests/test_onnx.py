@@ -1,0 +1,199 @@
+"""ONNX export of the image generators, and the torch-free runtime that runs the exports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genloom
+from genloom.errors import ArtifactError, ConfigError, GenloomError
+
+TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0, "eval_every": 0}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("torch-models")
+    for name in ("gan", "cgan", "vae", "cvae"):
+        genloom.train(name, "digits", root / name, progress=False, steps=30, **TINY)
+    return {name: root / name for name in ("gan", "cgan", "vae", "cvae")}
+
+
+@pytest.fixture(scope="module")
+def exported(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("exports")
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    for name, model_dir in trained.items():
+        exporter.export(model_dir, root / name)
+    return {name: root / name for name in trained}
+
+
+def test_an_export_is_self_describing_with_measured_parity(exported: dict[str, Path]) -> None:
+    import onnx
+
+    manifest = json.loads((exported["cvae"] / "manifest.json").read_text())
+    assert manifest["kind"] == "export" and manifest["export"]["driver"] == "image-from-latent"
+    assert [g["name"] for g in manifest["export"]["graphs"]] == ["decoder", "encoder"]
+    assert set(manifest["files"]) == {"decoder.onnx", "encoder.onnx"}
+    assert all(0 <= d <= 1e-4 for d in manifest["export"]["parity_max_abs_diff"].values())
+    metadata = {p.key: p.value for p in onnx.load(str(exported["cvae"] / "decoder.onnx")).metadata_props}
+    assert metadata["genloom.generator"] == "cvae" and metadata["genloom.driver"] == "image-from-latent"
+    assert metadata["genloom.graph"] == "decoder" and len(metadata["genloom.source_sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan", "vae", "cvae"])
+def test_the_runtime_generates_what_torch_generates_for_the_same_seed(trained: dict[str, Path], exported: dict[str, Path], name: str) -> None:
+    labels = {"labels": [1, 7, 3]} if name.startswith("c") else {}
+    from_torch = genloom.load(trained[name]).generate(n=5, seed=3, **labels)
+    onnx_model = genloom.load(exported[name], providers="cpu")
+    from_onnx = onnx_model.generate(n=5, seed=3, **labels)
+    np.testing.assert_allclose(from_onnx.array, from_torch.array, atol=1e-4, rtol=0)
+    assert from_onnx.provenance.seed == 3 and onnx_model.info()["provider"] == "CPUExecutionProvider"
+
+
+def test_labels_are_checked_the_same_way(exported: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="labels: 10 is not a trained class; use 0..9"):
+        genloom.load(exported["cgan"], providers="cpu").generate(n=2, labels=[10])
+    with pytest.raises(ConfigError, match="'gan' is unconditional; drop labels"):
+        genloom.load(exported["gan"], providers="cpu").generate(n=2, labels=[1])
+
+
+def test_loading_and_generating_from_an_export_never_imports_torch(exported: dict[str, Path]) -> None:
+    program = (
+        "import sys, genloom\n"
+        f"model = genloom.load({str(exported['cgan'])!r})\n"
+        "result = model.generate(n=4, seed=0, labels=[2])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(result.array.shape, model.info()['provider'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[:4] == ["(4,", "8,", "8,", "1)"]
+    # Without CUDA, 'auto' says so in one line instead of ONNX Runtime's load errors.
+    if "CUDAExecutionProvider" not in run.stdout:
+        assert run.stderr.strip().splitlines() == ["genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"]
+
+
+def cuda_works() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers() and Path("/proc/driver/nvidia").exists()
+
+
+@pytest.mark.skipif(cuda_works(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_is_a_clear_error(exported: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="providers='cuda': ONNX Runtime cannot run on CUDA here"):
+        genloom.load(exported["gan"], providers="cuda")
+    with pytest.raises(ConfigError, match="providers: 'tpu' is not one of 'auto', 'cuda', 'cpu'"):
+        genloom.load(exported["gan"], providers="tpu")
+
+
+@pytest.mark.skipif(not cuda_works(), reason="needs an NVIDIA GPU with CUDA libraries")
+def test_on_a_gpu_the_export_runs_on_cuda_and_matches_the_cpu(exported: dict[str, Path]) -> None:
+    on_gpu = genloom.load(exported["cgan"], providers="cuda")
+    assert on_gpu.info()["provider"] == "CUDAExecutionProvider"
+    on_cpu = genloom.load(exported["cgan"], providers="cpu")
+    np.testing.assert_allclose(on_gpu.generate(n=64, seed=1).array, on_cpu.generate(n=64, seed=1).array, atol=1e-4)
+
+
+def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = genloom.load(exported["cgan"], providers="cpu")
+    calls = [{"n": 1 + (i % 5), "seed": i, "labels": [i % 10]} for i in range(50)]
+    serial = [model.generate(**c).array for c in calls]
+    import genloom.runtime.providers as providers
+
+    monkeypatch.setattr(providers, "create_session", lambda *a, **k: pytest.fail("a session was created per call"))
+    results: dict[tuple[int, int], np.ndarray] = {}
+
+    def worker(thread: int) -> None:
+        for index, call in enumerate(calls):
+            results[(thread, index)] = model.generate(**call).array
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 16 * 50
+    assert all(np.array_equal(results[(t, i)], serial[i]) for t in range(16) for i in range(50))
+
+
+def test_export_refuses_what_it_cannot_do(trained: dict[str, Path], exported: dict[str, Path], tmp_path: Path) -> None:
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    with pytest.raises(ArtifactError, match="already holds an artifact"):
+        exporter.export(trained["gan"], exported["gan"])
+    with pytest.raises(ConfigError, match="opset: 9 is not supported; use 17 to 22"):
+        exporter.export(trained["gan"], tmp_path / "x", opset=9)
+
+
+THIRD_PARTY = '''
+import genloom, numpy as np
+from pydantic import Field
+
+class NoiseConfig(genloom.GeneratorConfig):
+    latent_dim: int = Field(4, description="Latent size.")
+    wobble: float = Field(0.0, description="Random noise the network adds (breaks ONNX parity).")
+
+class LinearImages(genloom.Generator):
+    """Third-party: one linear layer from latents to 8x8 images."""
+    name = "linear-images"
+    modality = "image"
+    Config = NoiseConfig
+    capabilities = genloom.Capabilities(exportable=True)
+
+    def build(self):
+        import torch
+        class Net(torch.nn.Module):
+            def __init__(net, wobble):
+                super().__init__(); net.linear = torch.nn.Linear(4, 64); net.wobble = wobble
+            def forward(net, latents):
+                images = torch.sigmoid(net.linear(latents)).view(-1, 1, 8, 8)
+                return images + net.wobble * torch.rand_like(images)
+        return {"net": Net(self.config.wobble)}
+
+    def configure_optimizers(self):
+        import torch
+        return {"net": torch.optim.SGD(self.modules["net"].parameters(), lr=0.01)}
+
+    def train_step(self, batch, optimizers, step):
+        return {"loss": 0.0}
+
+    def sample(self, settings):
+        import torch
+        latents = settings.rng().standard_normal((settings.n, 4), dtype=np.float32)
+        return self.modules["net"](torch.from_numpy(latents)).clamp(0, 1).numpy()
+
+    def export_spec(self):
+        import torch
+        return genloom.ExportSpec("image-from-latent", [genloom.GraphSpec(
+            "generator", self.modules["net"], (torch.zeros(2, 4),), ["latents"], ["images"],
+            {"latents": {0: "batch"}, "images": {0: "batch"}})])
+
+@genloom.hookimpl
+def register_generators(register):
+    register(LinearImages)
+'''
+
+
+def test_a_third_party_generator_exports_through_the_same_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "third_party_images.py").write_text(THIRD_PARTY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import third_party_images
+
+    genloom.plugins.register(third_party_images, name="third-party-images")
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    genloom.train("linear-images", "digits", tmp_path / "model", progress=False, steps=1)
+    exporter.export(tmp_path / "model", tmp_path / "export")
+    np.testing.assert_allclose(genloom.load(tmp_path / "export", providers="cpu").generate(n=3, seed=1).array,
+                               genloom.load(tmp_path / "model").generate(n=3, seed=1).array, atol=1e-5)
+
+    genloom.train("linear-images", "digits", tmp_path / "noisy", progress=False, steps=1, wobble=0.5)
+    with pytest.raises(GenloomError, match="graph 'generator': ONNX Runtime differs from PyTorch by up to .*; nothing was written"):
+        exporter.export(tmp_path / "noisy", tmp_path / "noisy-export")
+    assert not (tmp_path / "noisy-export").exists() and not list(tmp_path.glob(".noisy-export*"))
