@@ -17,21 +17,27 @@ from genloom.errors import ArtifactError, ConfigError, GenloomError
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0, "eval_every": 0}
 
 
+def train_each(names: tuple[str, ...], data: str, root: Path, **config: object) -> dict[str, Path]:
+    for name in names:
+        genloom.train(name, data, root / name, progress=False, **config)
+    return {name: root / name for name in names}
+
+
+def export_each(models: dict[str, Path], root: Path) -> dict[str, Path]:
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    for name, model_dir in models.items():
+        exporter.export(model_dir, root / name)
+    return {name: root / name for name in models}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("torch-models")
-    for name in ("gan", "cgan", "vae", "cvae"):
-        genloom.train(name, "digits", root / name, progress=False, steps=30, **TINY)
-    return {name: root / name for name in ("gan", "cgan", "vae", "cvae")}
+    return train_each(("gan", "cgan", "vae", "cvae"), "digits", tmp_path_factory.mktemp("torch-models"), steps=30, **TINY)
 
 
 @pytest.fixture(scope="module")
 def exported(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("exports")
-    exporter = genloom.plugins.get_registry().exporter("onnx").value
-    for name, model_dir in trained.items():
-        exporter.export(model_dir, root / name)
-    return {name: root / name for name in trained}
+    return export_each(trained, tmp_path_factory.mktemp("exports"))
 
 
 def test_an_export_is_self_describing_with_measured_parity(exported: dict[str, Path]) -> None:
@@ -64,20 +70,82 @@ def test_labels_are_checked_the_same_way(exported: dict[str, Path]) -> None:
         genloom.load(exported["gan"], providers="cpu").generate(n=2, labels=[1])
 
 
-def test_loading_and_generating_from_an_export_never_imports_torch(exported: dict[str, Path]) -> None:
+def test_loading_and_generating_from_exports_never_imports_torch(exported: dict[str, Path], text_exports: dict[str, Path]) -> None:
     program = (
         "import sys, genloom\n"
-        f"model = genloom.load({str(exported['cgan'])!r})\n"
-        "result = model.generate(n=4, seed=0, labels=[2])\n"
+        f"images = genloom.load({str(exported['cgan'])!r}).generate(n=4, seed=0, labels=[2])\n"
+        f"text = genloom.load({str(text_exports['gpt'])!r}, providers='cpu')\n"
+        "pieces = list(text.stream(prompt='The', max_new_tokens=5, do_sample=True, seed=0))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "print(result.array.shape, model.info()['provider'])\n"
+        "print(images.array.shape, len(pieces) > 0)\n"
     )
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[:4] == ["(4,", "8,", "8,", "1)"]
+    assert run.stdout.split() == ["(4,", "8,", "8,", "1)", "True"]
     # Without CUDA, 'auto' says so in one line instead of ONNX Runtime's load errors.
-    if "CUDAExecutionProvider" not in run.stdout:
+    if not cuda_works():
         assert run.stderr.strip().splitlines() == ["genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"]
+
+
+TEXT = {"width": 32, "layers": 2, "context_length": 32, "batch_size": 8, "vocab_size": 300, "eval_every": 0, "warmup_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def text_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("text-models")
+    corpus = root / "docs.txt"
+    corpus.write_text(genloom.plugins.get_registry().open_data("pydoc").text[:30_000], encoding="utf-8")
+    return train_each(("gpt", "lstm"), f"text:{corpus}", root, steps=40, **TEXT)
+
+
+@pytest.fixture(scope="module")
+def text_exports(text_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return export_each(text_models, tmp_path_factory.mktemp("text-exports"))
+
+
+def test_the_gpt_exports_one_decoder_graph_with_past_and_present_tensors(text_exports: dict[str, Path]) -> None:
+    import onnx
+
+    manifest = json.loads((text_exports["gpt"] / "manifest.json").read_text())
+    assert manifest["export"]["driver"] == "text-decoder" and set(manifest["files"]) == {"decoder.onnx", "tokenizer.json"}
+    graph = onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value",
+                                              "past_key_values.1.key", "past_key_values.1.value"]
+    assert [o.name for o in graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert manifest["export"]["parity_max_abs_diff"]["decoder"] <= 1e-4
+    metadata = {p.key: p.value for p in onnx.load(str(text_exports["lstm"] / "recurrent.onnx")).metadata_props}
+    assert metadata["genloom.driver"] == "text-recurrent" and metadata["genloom.tokenizer"] == "tokenizer.json"
+
+
+@pytest.mark.parametrize("name", ["gpt", "lstm"])
+def test_the_runtime_decodes_the_same_tokens_as_torch(text_models: dict[str, Path], text_exports: dict[str, Path], name: str) -> None:
+    torch_model, onnx_model = genloom.load(text_models[name]), genloom.load(text_exports[name], providers="cpu")
+    for knobs in ({}, {"do_sample": True, "top_p": 0.9, "seed": 4, "num_return_sequences": 2}):
+        request = {"prompt": ["The", "A much longer prompt than that", ""], "max_new_tokens": 12, **knobs}
+        assert onnx_model.generate(**request).tokens == torch_model.generate(**request).tokens
+    single = {"prompt": "The", "max_new_tokens": 12, "do_sample": True, "seed": 9}
+    assert "".join(onnx_model.stream(**single)) == torch_model.generate(**single).text
+
+
+def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Path]) -> None:
+    model = genloom.load(text_exports["gpt"], providers="cpu")
+    lengths: list[tuple[int, int]] = []
+    session, run = model.onnx, model.onnx.run
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(session, name)
+
+        def run(self, outputs: object, feeds: dict[str, np.ndarray]) -> object:
+            lengths.append((feeds["input_ids"].shape[1], feeds["past_key_values.0.key"].shape[2]))
+            return run(outputs, feeds)
+
+    model.onnx = Counting()
+    new_tokens = model.generate(prompt=["The", "Three more words"], max_new_tokens=6).tokens
+    prompt_length, steps = lengths[0][0], max(len(t) for t in new_tokens)
+    assert lengths[0][1] == 0  # the prompt runs once, with zero-length past tensors
+    assert lengths[1:] == [(1, prompt_length + i) for i in range(len(lengths) - 1)]  # then one position per run
+    assert len(lengths) == steps  # one run per generated token, none wasted
 
 
 def cuda_works() -> bool:

@@ -109,8 +109,9 @@ def test_with_entry_points_disabled_no_generator_is_left() -> None:
     result = run_cli("plugins", "--json", env={"GENLOOM_PLUGINS": ""})
     report = json.loads(result.stdout)
     assert report["generators"] == {}
-    assert [p["name"] for p in report["plugins"]] == ["genloom.data.builtin"]
-    assert "digits" in report["data_sources"]
+    assert [p["name"] for p in report["plugins"]] == ["genloom.data.builtin", "genloom.runtime.builtin"]
+    assert "digits" in report["data_sources"] and report["exporters"] == []
+    assert report["runtime_drivers"] == ["image-from-latent", "text-decoder", "text-recurrent"]
 
 
 def test_sdk_source_never_imports_a_builtin_plugin() -> None:

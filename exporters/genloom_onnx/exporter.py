@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +55,23 @@ class OnnxExporter:
         if spec is None:
             raise ConfigError(f"'{generator.name}' does not describe an ONNX export (its export_spec() is None)")
         stamp = {"genloom.generator": generator.name, "genloom.plugin": manifest.plugin, "genloom.driver": spec.driver,
-                 "genloom.source_sha256": artifact_id(source), "genloom.modality": generator.modality}
+                 "genloom.source_sha256": artifact_id(source), "genloom.modality": generator.modality,
+                 "genloom.tokenizer": spec.driver_options.get("tokenizer", "")}
         files: dict[str, bytes] = {}
         graphs, parity = [], {}
         with tempfile.TemporaryDirectory() as scratch:
             for graph in spec.graphs:
                 path = Path(scratch) / f"{graph.name}.onnx"
                 _export_graph(graph, path, opset)
-                _stamp(path, {**stamp, "genloom.graph": graph.name})
+                _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
                 parity[graph.name] = _check_parity(graph, path, int(manifest.facts.get("num_classes") or 1))
                 files[path.name] = path.read_bytes()
                 graphs.append({"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names})
         files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
-        export = {"driver": spec.driver, "opset": opset, "graphs": graphs, "parity_max_abs_diff": parity,
-                  "tolerance": FP32_TOLERANCE, "precision": "fp32", "source_sha256": stamp["genloom.source_sha256"]}
-        return _write_directory(out, files, manifest, export)
+        export = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, "graphs": graphs,
+                  "parity_max_abs_diff": parity, "tolerance": FP32_TOLERANCE, "precision": "fp32",
+                  "source_sha256": stamp["genloom.source_sha256"]}
+        return _write_directory(out, files, manifest, export, lambda staging: _check_end_to_end(source, staging))
 
 
 def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> None:
@@ -77,22 +81,34 @@ def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> None:
     graph.module.eval()
     arguments = {"input_names": graph.input_names, "output_names": graph.output_names, "dynamic_axes": graph.dynamic_axes,
                  "opset_version": opset}
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
+        quiet.setLevel(logging.ERROR)  # the exporter's progress and its notes about torchvision
         try:
             torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=True, verbose=False, **arguments)
         except Exception:  # noqa: BLE001 - any capture failure: the older exporter may still manage
             torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=False, **arguments)
+        finally:
+            quiet.setLevel(level)
     graph.module.eval()  # the exporter may hand back a module in training mode
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def _stamp(path: Path, fields: dict[str, str]) -> None:
+def _stamp(path: Path, fields: dict[str, str], dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Write ``fields`` into the model's metadata, and name every dynamic axis in its input and output shapes
+    (an exporter may have left the traced size there, which ONNX Runtime then warns about on every run)."""
     import onnx
 
     model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        for axis, name in dynamic_axes.get(value.name, {}).items():
+            dimension = value.type.tensor_type.shape.dim[axis]
+            dimension.ClearField("dim_value")
+            dimension.dim_param = name
     for key, value in fields.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -100,6 +116,8 @@ def _stamp(path: Path, fields: dict[str, str]) -> None:
 
 
 def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generator, classes: int) -> list[np.ndarray]:
+    if graph.sample_inputs is not None:
+        return list(graph.sample_inputs(batch, rng))
     inputs = []
     for example in graph.example_inputs:
         shape = (batch, *example.shape[1:])
@@ -115,7 +133,9 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
     import onnxruntime
     import torch
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     rng, worst = np.random.default_rng(), 0.0
     for batch in PARITY_BATCHES:
         inputs = _random_inputs(graph, batch, rng, classes)
@@ -132,8 +152,24 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
     return worst
 
 
-def _write_directory(out: Path, files: dict[str, bytes], source: Manifest, export: dict[str, Any]) -> Manifest:
-    """Write everything into a sibling temp directory, then rename it into place: whole or not at all."""
+def _check_end_to_end(source: Path, staging: Path) -> None:
+    """The public calls agree: the runtime, on the written export, generates what the torch model generates."""
+    torch_model, onnx_model = genloom.load(source), genloom.load(staging, providers="cpu")
+    if torch_model.generator.modality == "text":
+        prompts = ["The", "A somewhat longer prompt"] if not torch_model.generator.prepend_end_of_text else ["", "The", "A longer prompt"]
+        want, got = (m.generate(prompt=prompts, max_new_tokens=8).tokens for m in (torch_model, onnx_model))
+        if want != got:
+            raise ParityError(f"greedy decoding through the export gives {got}, PyTorch {want}; nothing was written")
+        return
+    labels = {"labels": [0, 1, 2]} if torch_model.generator.capabilities.conditional else {}
+    want, got = (m.generate(n=3, seed=0, **labels).array for m in (torch_model, onnx_model))
+    if np.abs(want - got).max() > FP32_TOLERANCE:
+        raise ParityError(f"generate() through the export differs from PyTorch by {np.abs(want - got).max():.3g}; nothing was written")
+
+
+def _write_directory(out: Path, files: dict[str, bytes], source: Manifest, export: dict[str, Any],
+                     verify: Callable[[Path], None]) -> Manifest:
+    """Write everything into a sibling temp directory, ``verify`` it, then rename it into place: whole or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -141,6 +177,7 @@ def _write_directory(out: Path, files: dict[str, bytes], source: Manifest, expor
             staging, files, kind="export", generator=source.generator, plugin=source.plugin, plugin_version=source.plugin_version,
             modality=source.modality, config=source.config, facts=source.facts, training=source.training, export=export,
         )
+        verify(staging)
         staging.chmod(DIRECTORY_MODE)  # mkdtemp makes it private
         if out.exists():
             out.rmdir()  # an empty folder the user made; anything in it stops the rename below

@@ -70,7 +70,7 @@ class TextGenerator(genloom.Generator):
 
     modality = "text"
     monitor = "val_loss"
-    capabilities = genloom.Capabilities(streamable=True)
+    capabilities = genloom.Capabilities(streamable=True, exportable=True)
     operations = {}
     config: TextConfig
 
@@ -179,6 +179,10 @@ class TextGenerator(genloom.Generator):
     def prepend_end_of_text(self) -> bool:
         return bool(self.facts.get("prepend_end_of_text", True))
 
+    def _driver_options(self, **layout: int) -> dict[str, Any]:
+        return {"context_length": self.context_length, "prepend_end_of_text": self.prepend_end_of_text,
+                "tokenizer": TOKENIZER_FILE, **layout}
+
     def sample(self, settings: TextSampling) -> Decoded:
         return generate(self, settings)
 
@@ -215,6 +219,31 @@ class GPTGenerator(TextGenerator):
 
         return GPTSession(self.network)
 
+    def export_spec(self) -> genloom.ExportSpec:
+        """One ``decoder`` graph with past/present KV tensors (optimum's names); one new token costs one run over one position."""
+        import torch
+
+        from genloom_text.gpt import DecoderGraph
+
+        layers, heads, head_dim = self.config.layers, self.config.heads, self.config.width // self.config.heads
+        cache = [f"{kind}.{i}.{part}" for kind in ("past_key_values", "present") for i in range(layers) for part in ("key", "value")]
+        past_names, present_names = cache[: 2 * layers], cache[2 * layers :]
+        total = "past_sequence_length + sequence_length"
+        axes = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "attention_mask": {0: "batch_size", 1: total},
+                "logits": {0: "batch_size", 1: "sequence_length"},
+                **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}, **{n: {0: "batch_size", 2: total} for n in present_names}}
+        vocab = self.facts["vocab_size"]
+
+        def sample_inputs(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+            past, new = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+            caches = [rng.standard_normal((batch, heads, past, head_dim), dtype=np.float32) for _ in past_names]
+            return (rng.integers(0, vocab, (batch, new), dtype=np.int64), np.ones((batch, past + new), np.int64), *caches)
+
+        example = sample_inputs(2, np.random.default_rng(0))
+        graph = genloom.GraphSpec("decoder", DecoderGraph(self.network), tuple(torch.from_numpy(x) for x in example),
+                                  ["input_ids", "attention_mask", *past_names], ["logits", *present_names], axes, sample_inputs)
+        return genloom.ExportSpec("text-decoder", [graph], self._driver_options(layers=layers, heads=heads, head_dim=head_dim))
+
 
 class LSTMGenerator(TextGenerator):
     """Multi-layer LSTM language model; its recurrent state is carried between steps."""
@@ -237,3 +266,22 @@ class LSTMGenerator(TextGenerator):
         from genloom_text.sessions import LSTMSession
 
         return LSTMSession(self.network)
+
+    def export_spec(self) -> genloom.ExportSpec:
+        """One ``recurrent`` graph: token ids and the hidden and cell state in, logits and the new state out."""
+        import torch
+
+        from genloom_text.lstm import RecurrentGraph
+
+        layers, width, vocab = self.config.layers, self.config.width, self.facts["vocab_size"]
+        axes = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+                **{name: {1: "batch_size"} for name in ("state.h", "state.c", "present_state.h", "present_state.c")}}
+
+        def sample_inputs(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+            state = [rng.standard_normal((layers, batch, width), dtype=np.float32) * 0.5 for _ in range(2)]
+            return (rng.integers(0, vocab, (batch, int(rng.integers(1, 4))), dtype=np.int64), *state)
+
+        example = sample_inputs(2, np.random.default_rng(0))
+        graph = genloom.GraphSpec("recurrent", RecurrentGraph(self.network), tuple(torch.from_numpy(x) for x in example),
+                                  ["input_ids", "state.h", "state.c"], ["logits", "present_state.h", "present_state.c"], axes, sample_inputs)
+        return genloom.ExportSpec("text-recurrent", [graph], self._driver_options(layers=layers, width=width))

@@ -96,18 +96,20 @@ class GPT(nn.Module):
         """
         length = tokens.shape[1]
         past_length = past[0][0].shape[2] if past else 0
-        if past_length + length > self.context_length:
+        if not torch.jit.is_tracing() and past_length + length > self.context_length:
             raise ValueError(f"sequence of {past_length + length} tokens is longer than the context ({self.context_length})")
-        mask, positions = None, torch.arange(past_length, past_length + length, device=tokens.device)[None]
+        query_positions = torch.arange(length, device=tokens.device) + past_length
+        mask, positions = None, query_positions[None]
         if attention_mask is not None:
-            keep = attention_mask.bool()
-            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, past_length:]
-            causal = torch.ones(length, past_length + length, dtype=torch.bool, device=tokens.device).tril(past_length)
-            itself = torch.zeros_like(causal)
-            itself[:, past_length:] = torch.eye(length, dtype=torch.bool, device=tokens.device)
-            mask = (causal[None, None] & keep[:, None, None, :]) | itself  # a padded position sees itself: no empty rows
+            # Built from comparisons, not tril(diagonal=...), so that an exported graph stays right for every length.
+            key_positions = torch.arange(attention_mask.shape[1], device=tokens.device)
+            causal = key_positions[None, :] <= query_positions[:, None]
+            itself = key_positions[None, :] == query_positions[:, None]  # a padded position sees itself: no empty rows
+            mask = (causal[None, None] & attention_mask.bool()[:, None, None, :]) | itself[None, None]
+            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -length:]
         elif past_length and length > 1:
-            mask = torch.ones(length, past_length + length, dtype=torch.bool, device=tokens.device).tril(past_length)
+            key_positions = torch.arange(past_length + length, device=tokens.device)
+            mask = key_positions[None, :] <= query_positions[:, None]
         x = self.drop(self.wte(tokens) + self.wpe(positions))
         presents = []
         for index, block in enumerate(self.h):
@@ -115,3 +117,18 @@ class GPT(nn.Module):
             presents.append(present)
         x = self.ln_f(x[:, -1:] if last_only else x)
         return self.lm_head(x), presents
+
+
+class DecoderGraph(nn.Module):
+    """The GPT as one ONNX decoder graph, with the input and output layout of Hugging Face optimum exports:
+    ``(input_ids, attention_mask, past_key_values.0.key, past_key_values.0.value, ...)`` ->
+    ``(logits, present.0.key, present.0.value, ...)``. A prompt runs with zero-length past tensors."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past_flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        past = [(past_flat[i], past_flat[i + 1]) for i in range(0, len(past_flat), 2)]
+        logits, presents = self.gpt(input_ids, past, attention_mask)
+        return (logits, *[tensor for pair in presents for tensor in pair])

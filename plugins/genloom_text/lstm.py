@@ -36,3 +36,15 @@ class LSTMLanguageModel(nn.Module):
             keep = mask[:, position].bool()[None, :, None]
             state = (torch.where(keep, new_state[0], state[0]), torch.where(keep, new_state[1], state[1]))
         return logits, state
+
+
+class RecurrentGraph(nn.Module):
+    """The LSTM as one ONNX graph: ``(input_ids, state.h, state.c)`` -> ``(logits, present_state.h, present_state.c)``."""
+
+    def __init__(self, model: LSTMLanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, (hidden, cell) = self.model(input_ids, (hidden, cell))
+        return logits, hidden, cell

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -67,14 +67,19 @@ class GraphSpec:
     input_names: list[str]
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
+    sample_inputs: Callable[[int, np.random.Generator], tuple[np.ndarray, ...]] | None = None
+    """Fresh valid inputs at a given batch size for the parity check (token ids, masks, caches);
+    by default floats are drawn at random and integer inputs as class labels."""
 
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """How a generator goes to ONNX: its graphs and the runtime driver that runs them."""
+    """How a generator goes to ONNX: its graphs, the runtime driver that runs them, and what the driver needs."""
 
     driver: str
     graphs: list[GraphSpec]
+    driver_options: dict[str, Any] = field(default_factory=dict)
+    """JSON-able settings for the driver (e.g. context length, cache layout); stored in the export's manifest."""
 
 
 class Generator(ABC):

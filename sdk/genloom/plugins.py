@@ -32,7 +32,7 @@ from genloom.errors import DataError, PluginError
 ENTRY_POINT_GROUP = "genloom"
 ENV_SELECT = "GENLOOM_PLUGINS"
 ENV_TRACE = "GENLOOM_TRACE_PLUGINS"
-CORE_PLUGINS = ("genloom.data.builtin",)
+CORE_PLUGINS = ("genloom.data.builtin", "genloom.runtime.builtin")
 
 # What each hook registers, in the words used in messages.
 HOOK_KINDS = {

@@ -113,7 +113,7 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
     logits = session.start(tokens, mask)
     generated: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
-    for _ in range(budget):
+    for step in range(budget):
         chosen = np.full(len(prompts), end, np.int64)
         for row in range(len(prompts)):
             if finished[row]:
@@ -127,7 +127,7 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
             if settings.stop and any(s in model.tokenizer.decode(generated[row]) for s in settings.stop):
                 finished[row] = True
         yield generated
-        if all(finished):
+        if all(finished) or step == budget - 1:
             return
         logits = session.advance(chosen)
 

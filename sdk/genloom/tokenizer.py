@@ -79,7 +79,7 @@ class Tokenizer:
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        return self.backend.decode(list(ids), skip_special_tokens=True)
+        return self.backend.decode(list(ids), skip_special_tokens=False)
 
 
 def _chunks(text: str, size: int = 1 << 16) -> list[str]:

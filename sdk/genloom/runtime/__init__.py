@@ -6,6 +6,8 @@ Imports numpy, onnxruntime (when a model opens), pydantic and tokenizers only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,27 @@ from genloom.artifacts import Manifest
 from genloom.errors import NotAvailableError
 from genloom.runtime.image import OnnxImageModel
 from genloom.runtime.providers import Providers
+from genloom.runtime.text import OnnxTextModel
 
-__all__ = ["OnnxImageModel", "load_export"]
+__all__ = ["OnnxImageModel", "OnnxTextModel", "RuntimeDriver", "load_export"]
 
 
-def load_export(directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> OnnxImageModel:
-    """Open an export directory with the driver its manifest names."""
+@dataclass(frozen=True)
+class RuntimeDriver:
+    """Opens one kind of export (the ``driver`` its manifest names) as a model with ``generate``."""
+
+    name: str
+    open: Callable[[Path, Manifest, Providers, Any], Any]
+    description: str = ""
+
+
+def load_export(directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> Any:
+    """Open an export directory with the registered runtime driver its manifest names."""
+    from genloom.plugins import get_registry
+
     driver = (manifest.export or {}).get("driver")
-    if driver != "image-from-latent":
-        raise NotAvailableError(f"'{directory}' needs the runtime driver '{driver}', which this version of genloom does not have yet")
-    return OnnxImageModel(directory, manifest, providers, session_options)
+    registry = get_registry()
+    if driver not in registry.names("runtime driver"):
+        known = ", ".join(registry.names("runtime driver")) or "none"
+        raise NotAvailableError(f"'{directory}' needs the runtime driver '{driver}', which no installed plugin provides (installed: {known})")
+    return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options)

@@ -16,7 +16,9 @@ CPU = "CPUExecutionProvider"
 def create_session(path: str, providers: Providers, options: Any) -> Any:
     """An ``onnxruntime.InferenceSession`` on the requested providers; ``session.get_providers()[0]`` is the one in use.
 
-    ``auto`` tries CUDA quietly (ONNX Runtime's own load errors are silenced) and
+    ``options`` are ``onnxruntime.SessionOptions`` (threads, graph optimisation
+    level, ...); by default ONNX Runtime logs errors only. ``auto`` tries CUDA
+    quietly (ONNX Runtime's own load errors are silenced) and
     logs one line when it falls back to the CPU; ``cuda`` without a usable CUDA is a
     ConfigError.
     """
@@ -24,6 +26,9 @@ def create_session(path: str, providers: Providers, options: Any) -> Any:
 
     if providers not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"providers: {providers!r} is not one of 'auto', 'cuda', 'cpu'")
+    if options is None:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: shape-inference notes are not the user's business
     if providers != "cpu":
         session = _try_cuda(onnxruntime, path, options)
         if session is not None:

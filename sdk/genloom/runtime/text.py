@@ -1,0 +1,112 @@
+"""Text exports run with ONNX Runtime through the same decoding loop (``genloom.textgen``) as the torch models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genloom.artifacts import Manifest, artifact_id
+from genloom.config import validate_model
+from genloom.results import Provenance, TextResult
+from genloom.runtime.providers import Providers, create_session
+from genloom.sampling import TextSampling
+from genloom.textgen import generate, stream
+from genloom.tokenizer import Tokenizer
+
+
+class OnnxTextModel:
+    """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all threads."""
+
+    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> None:
+        self.directory, self.manifest = directory, manifest
+        self.artifact_sha256 = artifact_id(directory)
+        export = manifest.export or {}
+        self.options: dict[str, Any] = export["driver_options"]
+        self.driver: str = export["driver"]
+        graph = export["graphs"][0]
+        self.onnx = create_session(str(directory / graph["file"]), providers, session_options)
+        self.tokenizer = Tokenizer.from_json((directory / self.options["tokenizer"]).read_bytes())
+        self.context_length: int | None = self.options.get("context_length")
+        self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
+        self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
+
+    @property
+    def provider(self) -> str:
+        return self.onnx.get_providers()[0]
+
+    def session(self) -> DecoderRun | RecurrentRun:
+        """A decoding session for :mod:`genloom.textgen`."""
+        return DecoderRun(self) if self.driver == "text-decoder" else RecurrentRun(self)
+
+    def generate(self, **settings: Any) -> TextResult:
+        """The same call as the torch path: ``generate(prompt="The", max_new_tokens=40, do_sample=True, seed=0)``."""
+        request = validate_model(TextSampling, settings, what="sampling settings")
+        decoded = generate(self, request)
+        provenance = Provenance(self.manifest.generator, self.manifest.plugin, self.manifest.plugin_version,
+                                self.artifact_sha256, request.seed, request.model_dump())
+        return TextResult(decoded.texts, decoded.tokens, provenance)
+
+    def stream(self, **settings: Any) -> Iterator[str]:
+        """Yield the new text piece by piece (one prompt)."""
+        yield from stream(self, validate_model(TextSampling, settings, what="sampling settings"))
+
+    def info(self) -> dict[str, Any]:
+        """What this export is, and where it runs."""
+        return {"path": str(self.directory), "backend": "onnxruntime", "device": self.provider, "provider": self.provider,
+                "artifact_sha256": self.artifact_sha256, "operations": ["generate", "stream"],
+                **self.manifest.model_dump(mode="json", exclude={"files"})}
+
+
+class DecoderRun:
+    """The KV cache as past/present tensors: the prompt with zero-length past, then one position per run."""
+
+    def __init__(self, model: OnnxTextModel) -> None:
+        self.model = model
+        self.cache: list[np.ndarray] = []
+        self.mask = np.zeros((0, 0), np.int64)
+
+    def start(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        options = self.model.options
+        empty = np.zeros((len(tokens), options["heads"], 0, options["head_dim"]), np.float32)
+        self.cache, self.mask = [empty] * len(self.model.cache_names), mask.astype(np.int64)
+        return self._run(tokens)
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        self.mask = np.concatenate([self.mask, np.ones((len(tokens), 1), np.int64)], axis=1)
+        return self._run(tokens[:, None])
+
+    def _run(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": tokens.astype(np.int64), "attention_mask": self.mask, **dict(zip(self.model.cache_names, self.cache))}
+        logits, *self.cache = self.model.onnx.run(None, feeds)
+        return logits[:, -1]
+
+
+class RecurrentRun:
+    """The LSTM state as tensors; padded prompt positions leave it as it was."""
+
+    def __init__(self, model: OnnxTextModel) -> None:
+        self.model = model
+        self.state: list[np.ndarray] = []
+
+    def start(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        options = self.model.options
+        self.state = [np.zeros((options["layers"], len(tokens), options["width"]), np.float32) for _ in range(2)]
+        if mask.all():
+            return self._run(tokens)
+        logits = np.empty(0)
+        for position in range(tokens.shape[1]):
+            before = self.state
+            logits = self._run(tokens[:, position : position + 1])
+            keep = mask[:, position].astype(bool)[None, :, None]
+            self.state = [np.where(keep, new, old) for new, old in zip(self.state, before)]
+        return logits
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        return self._run(tokens[:, None])
+
+    def _run(self, tokens: np.ndarray) -> np.ndarray:
+        logits, *self.state = self.model.onnx.run(None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]})
+        return logits[:, -1]
