@@ -265,3 +265,29 @@ def test_a_third_party_generator_exports_through_the_same_path(tmp_path: Path, m
     with pytest.raises(GenloomError, match="graph 'generator': ONNX Runtime differs from PyTorch by up to .*; nothing was written"):
         exporter.export(tmp_path / "noisy", tmp_path / "noisy-export")
     assert not (tmp_path / "noisy-export").exists() and not list(tmp_path.glob(".noisy-export*"))
+
+
+def test_fp16_and_int8_variants_report_their_error(trained: dict[str, Path], tmp_path: Path) -> None:
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    manifest = exporter.export(trained["cgan"], tmp_path / "cgan", fp16=True, int8=True)
+    variants = manifest.export["variants"]
+    assert set(variants) == {"fp16", "int8"} and all(0 < v["max_abs_diff"]["generator"] < 0.2 for v in variants.values())
+    reference = genloom.load(tmp_path / "cgan", providers="cpu").generate(n=4, seed=0, labels=[5]).array
+    for precision in ("fp16", "int8"):
+        model = genloom.load(tmp_path / "cgan", providers="cpu", precision=precision)
+        assert np.abs(model.generate(n=4, seed=0, labels=[5]).array - reference).max() < 0.2
+    exporter.export(trained["gan"], tmp_path / "plain")
+    with pytest.raises(ConfigError, match="precision: this export has fp32, not 'int8'; re-export with --int8"):
+        genloom.load(tmp_path / "plain", precision="int8")
+
+
+def test_text_variants_report_the_change_in_validation_perplexity(text_models: dict[str, Path], tmp_path: Path) -> None:
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    manifest = exporter.export(text_models["gpt"], tmp_path / "gpt", fp16=True, int8=True)
+    assert set(manifest.export["variants"]) == {"fp16", "int8"}
+    for figures in manifest.export["variants"].values():
+        assert figures["validation_perplexity_fp32"] > 1
+        assert figures["validation_perplexity"] == pytest.approx(figures["validation_perplexity_fp32"], rel=0.05)
+    with pytest.raises(ConfigError, match="--fp16: ONNX Runtime cannot run this graph's LSTM in half precision"):
+        exporter.export(text_models["lstm"], tmp_path / "lstm", fp16=True)
+    assert not (tmp_path / "lstm").exists()

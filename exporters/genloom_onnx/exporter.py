@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 
 import genloom
-from genloom.artifacts import Manifest, artifact_id, write_artifact
+from genloom.artifacts import MANIFEST_FILE, Manifest, artifact_id, write_artifact
 from genloom.errors import ArtifactError, ConfigError, GenloomError
-from genloom.fileio import DIRECTORY_MODE
+from genloom.fileio import DIRECTORY_MODE, atomic_write_text
 
 FP32_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
 DEFAULT_OPSET = 18
+NO_HALF_PRECISION = {"LSTM", "GRU", "RNN"}
+"""Operators whose half-precision sessions ONNX Runtime cannot run (measured: the LSTM crashes on creation)."""
 
 
 class ParityError(GenloomError):
@@ -40,8 +42,14 @@ class OnnxExporter:
 
     name = "onnx"
 
-    def export(self, model_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET) -> Manifest:
-        """Export the torch model in ``model_dir`` to ``out_dir``; returns the export's manifest."""
+    def export(self, model_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET, *,
+               fp16: bool = False, int8: bool = False) -> Manifest:
+        """Export the torch model in ``model_dir`` to ``out_dir``; returns the export's manifest.
+
+        ``fp16`` (weights and activations in half precision, inputs and outputs fp32) and
+        ``int8`` (dynamically quantized weights) add variants of every graph, with their
+        measured error (and, for text, the validation perplexity of each precision).
+        """
         from genloom.artifacts import load_generator, read_manifest
 
         source, out = Path(model_dir), Path(out_dir)
@@ -59,19 +67,35 @@ class OnnxExporter:
                  "genloom.tokenizer": spec.driver_options.get("tokenizer", "")}
         files: dict[str, bytes] = {}
         graphs, parity = [], {}
+        variant_error: dict[str, dict[str, float]] = {"fp16": {}, "int8": {}}
         with tempfile.TemporaryDirectory() as scratch:
             for graph in spec.graphs:
                 path = Path(scratch) / f"{graph.name}.onnx"
                 _export_graph(graph, path, opset)
                 _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
-                parity[graph.name] = _check_parity(graph, path, int(manifest.facts.get("num_classes") or 1))
+                classes = int(manifest.facts.get("num_classes") or 1)
+                parity[graph.name] = _check_parity(graph, path, classes)
                 files[path.name] = path.read_bytes()
-                graphs.append({"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names})
+                entry = {"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names, "variants": {}}
+                for precision in [p for p, wanted in (("fp16", fp16), ("int8", int8)) if wanted]:
+                    variant = _make_variant(path, precision)
+                    _stamp(variant, {"genloom.precision": precision}, {})
+                    variant_error[precision][graph.name] = _max_difference(graph, variant, classes)
+                    files[variant.name] = variant.read_bytes()
+                    entry["variants"][precision] = variant.name
+                graphs.append(entry)
         files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
         export = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, "graphs": graphs,
                   "parity_max_abs_diff": parity, "tolerance": FP32_TOLERANCE, "precision": "fp32",
-                  "source_sha256": stamp["genloom.source_sha256"]}
-        return _write_directory(out, files, manifest, export, lambda staging: _check_end_to_end(source, staging))
+                  "source_sha256": stamp["genloom.source_sha256"],
+                  "variants": {p: {"max_abs_diff": errors} for p, errors in variant_error.items() if errors}}
+
+        def verify(staging: Path) -> None:
+            _check_end_to_end(source, staging)
+            if generator.modality == "text" and export["variants"]:
+                _record_perplexities(staging, manifest, export)
+
+        return _write_directory(out, files, manifest, export, verify)
 
 
 def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> None:
@@ -128,7 +152,70 @@ def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generato
     return inputs
 
 
+def _make_variant(path: Path, precision: str) -> Path:
+    """``NAME.fp16.onnx`` (half precision inside, fp32 inputs and outputs) or ``NAME.int8.onnx`` (int8 weights)."""
+    import onnx
+
+    variant = path.with_name(f"{path.stem}.{precision}.onnx")
+    root, level = logging.getLogger(), logging.getLogger().level
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        root.setLevel(logging.ERROR)  # the quantizer's advice about pre-processing goes to the root logger
+        try:
+            if precision == "fp16":
+                from onnxruntime.transformers.float16 import convert_float_to_float16
+
+                model = onnx.load(str(path))
+                recurrent = sorted({node.op_type for node in model.graph.node} & NO_HALF_PRECISION)
+                if recurrent:
+                    raise ConfigError(f"--fp16: ONNX Runtime cannot run this graph's {', '.join(recurrent)} in half precision "
+                                      "(its session crashes); export it in fp32, with --int8 if you want smaller weights")
+                onnx.save(convert_float_to_float16(model, keep_io_types=True), str(variant))
+            else:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                bare = onnx.load(str(path))
+                del bare.graph.value_info[:]  # exporters' intermediate shapes can disagree with the quantizer's inference
+                onnx.save(bare, str(variant))
+                quantize_dynamic(str(variant), str(variant), weight_type=QuantType.QInt8)
+        except GenloomError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the converters raise anything; say which graph and precision failed
+            raise ParityError(f"could not make the {precision} variant of '{path.stem}': {exc}; export without --{precision}") from None
+        finally:
+            root.setLevel(level)
+    return variant
+
+
+def _record_perplexities(staging: Path, source: Manifest, export: dict[str, Any]) -> None:
+    """Add to ``export`` the validation perplexity of each precision, on the held-out split of the data the model
+    trained on (when that data is at hand)."""
+    from genloom.plugins import get_registry
+
+    if source.training is None:
+        return
+    try:
+        data = get_registry().open_data(source.training.data)
+    except GenloomError:
+        return  # the training data is not here any more: the error figures stand alone
+    _, validation = data.split(float(source.config.get("validation_fraction", 0.1)))
+    if validation is None:
+        return
+    fp32 = genloom.load(staging, providers="cpu").perplexity(validation.text)
+    for precision, figures in export["variants"].items():
+        figures["validation_perplexity"] = genloom.load(staging, providers="cpu", precision=precision).perplexity(validation.text)
+        figures["validation_perplexity_fp32"] = fp32
+
+
 def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
+    """Largest absolute difference between ONNX Runtime (CPU) and PyTorch; fails above the fp32 tolerance."""
+    worst = _max_difference(graph, path, classes)
+    if worst > FP32_TOLERANCE:
+        raise ParityError(f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {FP32_TOLERANCE}); nothing was written")
+    return worst
+
+
+def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
     """Largest absolute difference between ONNX Runtime (CPU) and PyTorch over fresh inputs at batch 1 and 3."""
     import onnxruntime
     import torch
@@ -146,9 +233,7 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
         for name, want, got in zip(graph.output_names, expected, actual):
             if got.shape != tuple(want.shape):
                 raise ParityError(f"graph '{graph.name}' output '{name}': ONNX shape {got.shape} at batch {batch}, PyTorch {tuple(want.shape)}")
-            worst = max(worst, float(np.abs(got - want.numpy()).max()))
-    if worst > FP32_TOLERANCE:
-        raise ParityError(f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {FP32_TOLERANCE}); nothing was written")
+            worst = max(worst, float(np.abs(got.astype(np.float32) - want.numpy()).max()))
     return worst
 
 
@@ -177,7 +262,9 @@ def _write_directory(out: Path, files: dict[str, bytes], source: Manifest, expor
             staging, files, kind="export", generator=source.generator, plugin=source.plugin, plugin_version=source.plugin_version,
             modality=source.modality, config=source.config, facts=source.facts, training=source.training, export=export,
         )
-        verify(staging)
+        verify(staging)  # may add measured figures to ``export``
+        manifest = manifest.model_copy(update={"export": export})
+        atomic_write_text(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
         staging.chmod(DIRECTORY_MODE)  # mkdtemp makes it private
         if out.exists():
             out.rmdir()  # an empty folder the user made; anything in it stops the rename below

@@ -10,19 +10,20 @@ from genloom.model import TorchModel
 from genloom.plugins import get_registry
 
 
-def load(path: str | Path, *, providers: str = "auto", session_options: Any = None) -> Any:
+def load(path: str | Path, *, providers: str = "auto", session_options: Any = None, precision: str = "fp32") -> Any:
     """Open a model directory (hashes and format checked) and return a model with ``generate``.
 
     A trained model runs in PyTorch; an ONNX export (``genloom export``) runs in ONNX
     Runtime without torch, on ``providers`` ``"auto"`` (CUDA when it works, else the
-    CPU), ``"cuda"`` or ``"cpu"``, with optional ``onnxruntime.SessionOptions``.
+    CPU), ``"cuda"`` or ``"cpu"``, with optional ``onnxruntime.SessionOptions``, in
+    ``precision`` ``"fp32"`` or a variant the export was made with (``"fp16"``, ``"int8"``).
     """
     directory = Path(path)
     manifest = read_manifest(directory)
     if manifest.kind == "export":
         from genloom.runtime import load_export
 
-        return load_export(directory, manifest, providers, session_options)
+        return load_export(directory, manifest, providers, session_options, precision)
     return TorchModel(load_generator(directory, manifest), manifest, directory)
 
 

@@ -246,14 +246,22 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the export (must not hold one).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset, 17 to 22.")
 @click.option("--exporter", "exporter_name", default="onnx", show_default=True, help="Registered exporter to use.")
-def export(model_dir: Path, out: Path, opset: int, exporter_name: str) -> None:
+@click.option("--fp16", is_flag=True, help="Also write half-precision graphs (for CUDA), with their measured error.")
+@click.option("--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error.")
+def export(model_dir: Path, out: Path, opset: int, exporter_name: str, fp16: bool, int8: bool) -> None:
     """Export the trained model in MODEL_DIR to ONNX, checking its outputs against PyTorch."""
     from genloom.plugins import get_registry
 
-    manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset)
+    precisions = {name: True for name, wanted in (("fp16", fp16), ("int8", int8)) if wanted}
+    manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset, **precisions)
     export_facts = manifest.export or {}
     for graph, difference in export_facts.get("parity_max_abs_diff", {}).items():
         click.echo(f"graph '{graph}': max |onnxruntime - torch| = {difference:.2e} (tolerance {export_facts.get('tolerance')})")
+    for precision, figures in export_facts.get("variants", {}).items():
+        errors = ", ".join(f"'{g}' {d:.2e}" for g, d in figures["max_abs_diff"].items())
+        perplexity = figures.get("validation_perplexity")
+        change = f"; validation perplexity {perplexity:.4g} (fp32 {figures['validation_perplexity_fp32']:.4g})" if perplexity else ""
+        click.echo(f"{precision}: max |onnxruntime - torch| = {errors}{change}")
     click.echo(f"exported '{manifest.generator}' to {out} (driver {export_facts.get('driver')}, opset {export_facts.get('opset')})")
 
 

@@ -25,12 +25,14 @@ class RuntimeDriver:
     """Opens one kind of export (the ``driver`` its manifest names) as a model with ``generate``."""
 
     name: str
-    open: Callable[[Path, Manifest, Providers, Any], Any]
+    open: Callable[[Path, Manifest, Providers, Any, str], Any]
+    """``open(directory, manifest, providers, session_options, precision)`` -> a model with ``generate``."""
     description: str = ""
 
 
-def load_export(directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> Any:
-    """Open an export directory with the registered runtime driver its manifest names."""
+def load_export(directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
+                precision: str = "fp32") -> Any:
+    """Open an export directory with the registered runtime driver its manifest names, in ``precision``."""
     from genloom.plugins import get_registry
 
     driver = (manifest.export or {}).get("driver")
@@ -38,4 +40,4 @@ def load_export(directory: Path, manifest: Manifest, providers: Providers = "aut
     if driver not in registry.names("runtime driver"):
         known = ", ".join(registry.names("runtime driver")) or "none"
         raise NotAvailableError(f"'{directory}' needs the runtime driver '{driver}', which no installed plugin provides (installed: {known})")
-    return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options)
+    return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options, precision)

@@ -10,18 +10,20 @@ import numpy as np
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.results import ImageResult, Provenance
-from genloom.runtime.providers import Providers, create_session
+from genloom.runtime.providers import Providers, create_session, graph_file
 from genloom.sampling import ImageSampling, resolve_labels
 
 
 class OnnxImageModel:
     """An exported image generator (driver ``image-from-latent``). One session per graph, shared by all threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
+                 precision: str = "fp32") -> None:
         self.directory, self.manifest = directory, manifest
         self.artifact_sha256 = artifact_id(directory)
         export = manifest.export or {}
-        self.sessions = {g["name"]: create_session(str(directory / g["file"]), providers, session_options) for g in export["graphs"]}
+        self.sessions = {g["name"]: create_session(str(directory / graph_file(export, g["name"], precision)), providers, session_options)
+                         for g in export["graphs"]}
         self.sampler = export["graphs"][0]["name"]
         sampler = self.sessions[self.sampler]
         self.input_names = [i.name for i in sampler.get_inputs()]

@@ -11,7 +11,7 @@ import numpy as np
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.results import Provenance, TextResult
-from genloom.runtime.providers import Providers, create_session
+from genloom.runtime.providers import Providers, create_session, graph_file
 from genloom.sampling import TextSampling
 from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer
@@ -20,14 +20,14 @@ from genloom.tokenizer import Tokenizer
 class OnnxTextModel:
     """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
+                 precision: str = "fp32") -> None:
         self.directory, self.manifest = directory, manifest
         self.artifact_sha256 = artifact_id(directory)
         export = manifest.export or {}
         self.options: dict[str, Any] = export["driver_options"]
         self.driver: str = export["driver"]
-        graph = export["graphs"][0]
-        self.onnx = create_session(str(directory / graph["file"]), providers, session_options)
+        self.onnx = create_session(str(directory / graph_file(export, export["graphs"][0]["name"], precision)), providers, session_options)
         self.tokenizer = Tokenizer.from_json((directory / self.options["tokenizer"]).read_bytes())
         self.context_length: int | None = self.options.get("context_length")
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
@@ -53,10 +53,27 @@ class OnnxTextModel:
         """Yield the new text piece by piece (one prompt)."""
         yield from stream(self, validate_model(TextSampling, settings, what="sampling settings"))
 
+    def perplexity(self, text: str, windows: int = 64) -> float:
+        """exp(mean next-token loss) over up to ``windows`` evenly spaced windows of ``text``, a context long each.
+
+        Paragraphs (split at blank lines) start with ``<|endoftext|>`` when the model
+        was trained that way, as in training.
+        """
+        start = [self.tokenizer.end_of_text] if self.prepend_end_of_text else []
+        tokens = np.array([t for part in text.split("\n\n") if part.strip() for t in start + self.tokenizer.encode(part)], np.int64)
+        length = min(self.context_length or 128, len(tokens) - 1)
+        starts = np.unique(np.linspace(0, len(tokens) - length - 1, num=windows).astype(np.int64))
+        batch = np.stack([tokens[s : s + length + 1] for s in starts])
+        logits = self.session().start(batch[:, :-1], np.ones((len(batch), length), np.int64), every_position=True)
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        log_probabilities = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        chosen = np.take_along_axis(log_probabilities, batch[:, 1:, None], axis=-1)
+        return float(np.exp(-chosen.mean()))
+
     def info(self) -> dict[str, Any]:
         """What this export is, and where it runs."""
         return {"path": str(self.directory), "backend": "onnxruntime", "device": self.provider, "provider": self.provider,
-                "artifact_sha256": self.artifact_sha256, "operations": ["generate", "stream"],
+                "artifact_sha256": self.artifact_sha256, "operations": ["generate", "stream", "perplexity"],
                 **self.manifest.model_dump(mode="json", exclude={"files"})}
 
 
@@ -68,20 +85,22 @@ class DecoderRun:
         self.cache: list[np.ndarray] = []
         self.mask = np.zeros((0, 0), np.int64)
 
-    def start(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
+        """Run the prompts with zero-length past; the last position's logits (all of them with ``every_position``)."""
         options = self.model.options
         empty = np.zeros((len(tokens), options["heads"], 0, options["head_dim"]), np.float32)
         self.cache, self.mask = [empty] * len(self.model.cache_names), mask.astype(np.int64)
-        return self._run(tokens)
+        logits = self._run(tokens)
+        return logits if every_position else logits[:, -1]
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:
         self.mask = np.concatenate([self.mask, np.ones((len(tokens), 1), np.int64)], axis=1)
-        return self._run(tokens[:, None])
+        return self._run(tokens[:, None])[:, -1]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": tokens.astype(np.int64), "attention_mask": self.mask, **dict(zip(self.model.cache_names, self.cache))}
         logits, *self.cache = self.model.onnx.run(None, feeds)
-        return logits[:, -1]
+        return logits
 
 
 class RecurrentRun:
@@ -91,22 +110,24 @@ class RecurrentRun:
         self.model = model
         self.state: list[np.ndarray] = []
 
-    def start(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
+        """Run the prompts from a zero state; the last position's logits (all of them with ``every_position``)."""
         options = self.model.options
         self.state = [np.zeros((options["layers"], len(tokens), options["width"]), np.float32) for _ in range(2)]
         if mask.all():
-            return self._run(tokens)
+            logits = self._run(tokens)
+            return logits if every_position else logits[:, -1]
         logits = np.empty(0)
         for position in range(tokens.shape[1]):
             before = self.state
             logits = self._run(tokens[:, position : position + 1])
             keep = mask[:, position].astype(bool)[None, :, None]
             self.state = [np.where(keep, new, old) for new, old in zip(self.state, before)]
-        return logits
+        return logits[:, -1]
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:
-        return self._run(tokens[:, None])
+        return self._run(tokens[:, None])[:, -1]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         logits, *self.state = self.model.onnx.run(None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]})
-        return logits[:, -1]
+        return logits
