@@ -129,23 +129,41 @@ def test_the_runtime_decodes_the_same_tokens_as_torch(text_models: dict[str, Pat
 
 def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Path]) -> None:
     model = genloom.load(text_exports["gpt"], providers="cpu")
-    lengths: list[tuple[int, int]] = []
-    session, run = model.onnx, model.onnx.run
+    runs: list[dict[str, tuple[int, ...]]] = []
+    session = model.onnx
 
-    class Counting:
+    class RecordingBinding:
+        def __init__(self) -> None:
+            self.inner, self.shapes = session.io_binding(), {}
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def bind_cpu_input(self, name: str, array: np.ndarray) -> None:
+            self.shapes[name] = array.shape
+            self.inner.bind_cpu_input(name, array)
+
+        def bind_ortvalue_input(self, name: str, value: object) -> None:
+            self.shapes[name] = tuple(value.shape())
+            self.inner.bind_ortvalue_input(name, value)
+
+    class RecordingSession:
         def __getattr__(self, name: str) -> object:
             return getattr(session, name)
 
-        def run(self, outputs: object, feeds: dict[str, np.ndarray]) -> object:
-            lengths.append((feeds["input_ids"].shape[1], feeds["past_key_values.0.key"].shape[2]))
-            return run(outputs, feeds)
+        def io_binding(self) -> RecordingBinding:
+            return RecordingBinding()
 
-    model.onnx = Counting()
+        def run_with_iobinding(self, binding: RecordingBinding) -> None:
+            runs.append(binding.shapes)
+            session.run_with_iobinding(binding.inner)
+
+    model.onnx = RecordingSession()
     new_tokens = model.generate(prompt=["The", "Three more words"], max_new_tokens=6).tokens
-    prompt_length, steps = lengths[0][0], max(len(t) for t in new_tokens)
-    assert lengths[0][1] == 0  # the prompt runs once, with zero-length past tensors
-    assert lengths[1:] == [(1, prompt_length + i) for i in range(len(lengths) - 1)]  # then one position per run
-    assert len(lengths) == steps  # one run per generated token, none wasted
+    prompt_length, steps = runs[0]["input_ids"][1], max(len(t) for t in new_tokens)
+    assert runs[0]["past_key_values.0.key"][2] == 0  # the prompt runs once, with zero-length past tensors
+    assert [(r["input_ids"][1], r["past_key_values.0.key"][2]) for r in runs[1:]] == [(1, prompt_length + i) for i in range(len(runs) - 1)]
+    assert len(runs) == steps  # one run per generated token, none wasted
 
 
 def cuda_works() -> bool:
@@ -163,25 +181,56 @@ def test_asking_for_cuda_without_it_is_a_clear_error(exported: dict[str, Path]) 
 
 
 @pytest.mark.skipif(not cuda_works(), reason="needs an NVIDIA GPU with CUDA libraries")
-def test_on_a_gpu_the_export_runs_on_cuda_and_matches_the_cpu(exported: dict[str, Path]) -> None:
+def test_on_a_gpu_exports_run_on_cuda_and_match_the_cpu(exported: dict[str, Path], text_models: dict[str, Path], tmp_path: Path) -> None:
     on_gpu = genloom.load(exported["cgan"], providers="cuda")
     assert on_gpu.info()["provider"] == "CUDAExecutionProvider"
     on_cpu = genloom.load(exported["cgan"], providers="cpu")
     np.testing.assert_allclose(on_gpu.generate(n=64, seed=1).array, on_cpu.generate(n=64, seed=1).array, atol=1e-4)
+    genloom.plugins.get_registry().exporter("onnx").value.export(text_models["gpt"], tmp_path / "gpt", fp16=True)
+    request = {"prompt": ["The", "A longer prompt"], "max_new_tokens": 10}
+    expected = genloom.load(tmp_path / "gpt", providers="cpu").generate(**request).tokens
+    assert genloom.load(tmp_path / "gpt", providers="cuda").generate(**request).tokens == expected  # IO binding on the GPU
+    half = genloom.load(tmp_path / "gpt", providers="cuda", precision="fp16")
+    assert half.info()["provider"] == "CUDAExecutionProvider" and len(half.generate(**request).tokens) == 2
 
 
-def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    model = genloom.load(exported["cgan"], providers="cpu")
-    calls = [{"n": 1 + (i % 5), "seed": i, "labels": [i % 10]} for i in range(50)]
-    serial = [model.generate(**c).array for c in calls]
+def test_session_options_are_the_users_to_set(exported: dict[str, Path]) -> None:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    model = genloom.load(exported["gan"], providers="cpu", session_options=options)
+    assert model.sessions["generator"].get_session_options().intra_op_num_threads == 1
+    default = genloom.load(exported["gan"], providers="cpu")
+    np.testing.assert_allclose(model.generate(n=2, seed=0).array, default.generate(n=2, seed=0).array, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, Path], text_exports: dict[str, Path],
+                                                           monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    if kind == "image":
+        model = genloom.load(exported["cgan"], providers="cpu")
+        calls = [{"n": 1 + (i % 5), "seed": i, "labels": [i % 10]} for i in range(50)]
+
+        def output(call: dict) -> object:
+            return model.generate(**call).array.tobytes()
+    else:
+        model = genloom.load(text_exports["gpt"], providers="cpu")
+        calls = [{"prompt": ["The", "A list"][: 1 + i % 2], "max_new_tokens": 4, "do_sample": True, "seed": i} for i in range(50)]
+
+        def output(call: dict) -> object:
+            return model.generate(**call).tokens
+
+    serial = [output(c) for c in calls]
     import genloom.runtime.providers as providers
 
     monkeypatch.setattr(providers, "create_session", lambda *a, **k: pytest.fail("a session was created per call"))
-    results: dict[tuple[int, int], np.ndarray] = {}
+    results: dict[tuple[int, int], object] = {}
 
     def worker(thread: int) -> None:
         for index, call in enumerate(calls):
-            results[(thread, index)] = model.generate(**call).array
+            results[(thread, index)] = output(call)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
     for thread in threads:
@@ -189,7 +238,7 @@ def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, 
     for thread in threads:
         thread.join()
     assert len(results) == 16 * 50
-    assert all(np.array_equal(results[(t, i)], serial[i]) for t in range(16) for i in range(50))
+    assert all(results[(t, i)] == serial[i] for t in range(16) for i in range(50))
 
 
 def test_export_refuses_what_it_cannot_do(trained: dict[str, Path], exported: dict[str, Path], tmp_path: Path) -> None:

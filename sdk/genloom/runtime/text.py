@@ -11,7 +11,7 @@ import numpy as np
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.results import Provenance, TextResult
-from genloom.runtime.providers import Providers, create_session, graph_file
+from genloom.runtime.providers import CUDA, Providers, create_session, graph_file
 from genloom.sampling import TextSampling
 from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer
@@ -78,18 +78,27 @@ class OnnxTextModel:
 
 
 class DecoderRun:
-    """The KV cache as past/present tensors: the prompt with zero-length past, then one position per run."""
+    """The KV cache as past/present tensors: the prompt with zero-length past, then one position per run.
+
+    Runs through IO binding: the present tensors stay where ONNX Runtime made them (on
+    the GPU with CUDA) and go back in as the next step's past without a copy; only
+    the logits come to the host.
+    """
 
     def __init__(self, model: OnnxTextModel) -> None:
         self.model = model
-        self.cache: list[np.ndarray] = []
+        self.device = "cuda" if model.provider == CUDA else "cpu"
+        self.cache: list[Any] = []  # onnxruntime.OrtValue, on self.device
         self.mask = np.zeros((0, 0), np.int64)
 
     def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
         """Run the prompts with zero-length past; the last position's logits (all of them with ``every_position``)."""
+        from onnxruntime import OrtValue
+
         options = self.model.options
         empty = np.zeros((len(tokens), options["heads"], 0, options["head_dim"]), np.float32)
-        self.cache, self.mask = [empty] * len(self.model.cache_names), mask.astype(np.int64)
+        self.cache = [OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.model.cache_names]
+        self.mask = mask.astype(np.int64)
         logits = self._run(tokens)
         return logits if every_position else logits[:, -1]
 
@@ -98,9 +107,19 @@ class DecoderRun:
         return self._run(tokens[:, None])[:, -1]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": tokens.astype(np.int64), "attention_mask": self.mask, **dict(zip(self.model.cache_names, self.cache))}
-        logits, *self.cache = self.model.onnx.run(None, feeds)
-        return logits
+        session = self.model.onnx
+        binding = session.io_binding()
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(tokens, dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", self.mask)
+        for name, value in zip(self.model.cache_names, self.cache):
+            binding.bind_ortvalue_input(name, value)
+        outputs = [o.name for o in session.get_outputs()]
+        binding.bind_output(outputs[0], "cpu")
+        for name in outputs[1:]:
+            binding.bind_output(name, self.device)
+        session.run_with_iobinding(binding)
+        logits, *self.cache = binding.get_outputs()
+        return logits.numpy()
 
 
 class RecurrentRun:
