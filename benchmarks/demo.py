@@ -1,9 +1,13 @@
-"""The main job of the README: list plugins, train on shipped data, generate.
+"""The main job of the README: train small models on shipped data, export them, generate without torch, benchmark.
 
-    python benchmarks/demo.py [--out runs/demo] [--steps N]
+    python benchmarks/demo.py [--out runs/demo] [--steps N] [--repeats 3]
 
-Everything goes through genloom's public API, as an app would use it. The demo
-owns its output folder and starts it afresh on each run.
+For a GAN and a VAE on scikit-learn's digits and a GPT on Python's documentation
+(all shipped with installed packages): train, export to ONNX (parity checked),
+generate through the ONNX Runtime path (a sample grid PNG each, a few lines of
+text), and print the throughput table beside PyTorch and, for the GPT, Hugging Face
+``transformers`` when it is installed. Everything goes through genloom's public
+API. The demo owns its output folder and starts it afresh on each run.
 """
 
 from __future__ import annotations
@@ -17,10 +21,17 @@ from pathlib import Path
 from PIL import Image
 
 import genloom
+from genloom.bench import BenchReport, bench_artifact
+from genloom.bench.machine import describe_machine
+from genloom.bench.report import chart, table
 from genloom.cli import main as genloom_cli
+from genloom.fileio import atomic_write_text
+
+MODELS = (("gan", "digits"), ("vae", "digits"), ("gpt", "pydoc"))
 
 
-def run(out: Path, steps: int | None) -> None:
+def run(out: Path, steps: int | None, repeats: int) -> None:
+    started = time.perf_counter()
     print("== plugins ==", flush=True)
     try:
         genloom_cli(["plugins"])
@@ -28,34 +39,52 @@ def run(out: Path, steps: int | None) -> None:
         if done.code:
             raise
 
-    model_dir = out / "digits-gan"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    print(f"\n== train gan on digits -> {model_dir} ==", flush=True)
-    overrides = {"steps": steps} if steps else {}
-    manifest = genloom.train("gan", "digits", model_dir, **overrides)
-    print(f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; loss curves: {model_dir / 'loss.png'}")
+    exporter = genloom.plugins.get_registry().exporter("onnx").value
+    exports = {}
+    for name, data in MODELS:
+        model_dir, export_dir = out / f"{data}-{name}", out / f"{data}-{name}-onnx"
+        for folder in (model_dir, export_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
+        print(f"\n== train {name} on {data} -> {model_dir} ==", flush=True)
+        manifest = genloom.train(name, data, model_dir, **({"steps": steps} if steps else {}))
+        print(f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; curves: {model_dir / 'loss.png'}")
+        exported = exporter.export(model_dir, export_dir, int8=name == "gpt").export
+        print(f"exported to {export_dir}; max |onnxruntime - torch| = {max(exported['parity_max_abs_diff'].values()):.1e}")
+        exports[name] = export_dir
 
-    print("\n== generate ==", flush=True)
-    model = genloom.load(model_dir)
-    started = time.perf_counter()
-    result = model.generate(n=64, seed=0)
-    seconds = time.perf_counter() - started
-    grid_path = out / "digits-gan-samples.png"
-    grid = result.grid()
-    grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(grid_path)
-    print(f"64 images in {seconds * 1000:.1f} ms ({64 / seconds:,.0f} images/s, torch, CPU) -> {grid_path}")
-    print(f"provenance: {result.provenance}")
+    print("\n== generate through ONNX Runtime (no torch in this path) ==", flush=True)
+    for name in ("gan", "vae"):
+        result = genloom.load(exports[name]).generate(n=64, seed=0)
+        grid = result.grid()
+        path = out / f"digits-{name}-samples.png"
+        grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(path)
+        print(f"{name}: 64 digits -> {path}")
+    text = genloom.load(exports["gpt"]).generate(prompt=["The list", "A module"], max_new_tokens=40, do_sample=True,
+                                                 temperature=0.8, top_p=0.9, seed=0)
+    for prompt, continuation in zip(["The list", "A module"], text.texts):
+        print(f"gpt: {prompt}{continuation!r}")
+
+    print("\n== throughput ==", flush=True)
+    machine = describe_machine(repeats)
+    reports = [bench_artifact(out / f"{data}-{name}", repeats=repeats, machine=machine) for name, data in MODELS]
+    combined = BenchReport(machine=machine, provider=reports[0].provider,
+                           images=[r for report in reports for r in report.images], text=[r for report in reports for r in report.text])
+    print(table(combined))
+    atomic_write_text(out / "bench.json", combined.model_dump_json(indent=2) + "\n")
+    chart(combined, out / "bench.png")
+    print(f"\nfigures: {out / 'bench.json'}, chart: {out / 'bench.png'}; demo took {time.perf_counter() - started:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="Output folder (default: runs/demo).")
-    parser.add_argument("--steps", type=int, help="Training steps (default: the generator's config).")
+    parser.add_argument("--steps", type=int, help="Training steps of every model (default: each generator's config).")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed runs per throughput figure (default 3).")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        run(args.out, args.steps)
+        run(args.out, args.steps, args.repeats)
     except genloom.GenloomError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2

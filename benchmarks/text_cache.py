@@ -2,8 +2,8 @@
 
     python benchmarks/text_cache.py MODEL_DIR [--tokens 120] [--repeats 3]
 
-Greedy decoding at batch 1 from an empty prompt, with <|endoftext|> masked out so
-that every run makes exactly ``--tokens`` tokens. Each way is warmed up once, then
+Greedy decoding at batch 1 from an empty prompt, with ``min_new_tokens`` so that
+every run makes exactly ``--tokens`` tokens. Each way is warmed up once, then
 timed ``--repeats`` times; the median is printed.
 """
 
@@ -25,24 +25,6 @@ from genloom_text.sessions import RecomputingSession
 
 
 @dataclass
-class NoEndSession:
-    """A session whose logits never pick <|endoftext|>."""
-
-    inner: Any
-    end: int
-
-    def start(self, tokens: Any, mask: Any) -> Any:
-        return self._mask(self.inner.start(tokens, mask))
-
-    def advance(self, tokens: Any) -> Any:
-        return self._mask(self.inner.advance(tokens))
-
-    def _mask(self, logits: Any) -> Any:
-        logits[:, self.end] = -float("inf")
-        return logits
-
-
-@dataclass
 class Measured:
     """The model's tokenizer and context, decoding with its own cache or by recomputing."""
 
@@ -52,9 +34,8 @@ class Measured:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
 
-    def session(self) -> NoEndSession:
-        inner = RecomputingSession(self.generator.network) if self.recompute else self.generator.session()
-        return NoEndSession(inner, self.generator.tokenizer.end_of_text)
+    def session(self) -> Any:
+        return RecomputingSession(self.generator.network) if self.recompute else self.generator.session()
 
 
 def tokens_per_second(model: Any, settings: TextSampling, repeats: int) -> tuple[float, int]:
@@ -75,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     generator = genloom.load(args.model_dir).generator
     limit = generator.context_length - 1 if generator.context_length else args.tokens
-    settings = TextSampling(prompt="", max_new_tokens=min(args.tokens, limit))
+    settings = TextSampling(prompt="", max_new_tokens=min(args.tokens, limit), min_new_tokens=min(args.tokens, limit))
     print(f"{generator.name} ({sum(p.numel() for p in generator.network.parameters()):,} parameters), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, greedy, batch 1")
     with inference(generator):

@@ -69,7 +69,7 @@ def test_schema_documents_every_knob() -> None:
         (["export", "{model}"], ["Missing option '--out'"]),
         (["export", "{model}", "--out", "{tmp}/e", "--opset", "9"], ["opset: 9 is not supported"]),
         (["export", "{model}", "--out", "{tmp}/e", "--exporter", "tflite"], ["no exporter named 'tflite'"]),
-        (["bench", "{model}"], ["not available yet"]),
+        (["bench", "{tmp}"], ["is not a genloom model"]),
         (["eval", "{model}"], ["Missing option '--data'"]),
         (["eval", "{model}", "--data", "digits:16"], ["the model makes 8x8 images", "'digits:16' holds 16x16"]),
         (["eval", "{model}", "--data", "pydoc"], ["makes image", "holds text"]),

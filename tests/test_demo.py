@@ -1,7 +1,8 @@
-"""The README's main-job command runs end to end (on a short training run)."""
+"""The README's main-job command runs end to end (on short training runs)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,18 @@ from PIL import Image
 ROOT = Path(__file__).parents[1]
 
 
-def test_demo_lists_plugins_trains_and_generates(tmp_path: Path) -> None:
+def test_demo_trains_exports_generates_and_benchmarks(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "demo.py"), "--out", str(tmp_path), "--steps", "20"],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, str(ROOT / "benchmarks" / "demo.py"), "--out", str(tmp_path), "--steps", "20", "--repeats", "1"],
+        capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr
-    assert "gan" in result.stdout and "digits" in result.stdout
-    assert "trained 20 steps" in result.stdout
-    assert (tmp_path / "digits-gan" / "manifest.json").is_file()
-    assert Image.open(tmp_path / "digits-gan-samples.png").size == (292, 292)
+    assert result.stdout.count("trained 20 steps") == 3
+    for name in ("gan", "vae"):
+        assert Image.open(tmp_path / f"digits-{name}-samples.png").size == (292, 292)
+        assert json.loads((tmp_path / f"digits-{name}-onnx" / "manifest.json").read_text())["kind"] == "export"
+    assert "gpt: The list" in result.stdout and "gpt: A module" in result.stdout
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert {row["path"] for row in figures["images"]} == {"torch eager", "onnxruntime fp32"}
+    assert {"genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"} <= {row["path"] for row in figures["text"]}
+    assert "images/s" in result.stdout and "tokens/s" in result.stdout and (tmp_path / "bench.png").stat().st_size > 0

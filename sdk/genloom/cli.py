@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from genloom.errors import GenloomError, NotAvailableError
+from genloom.errors import GenloomError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -265,16 +265,25 @@ def export(model_dir: Path, out: Path, opset: int, exporter_name: str, fp16: boo
     click.echo(f"exported '{manifest.generator}' to {out} (driver {export_facts.get('driver')}, opset {export_facts.get('opset')})")
 
 
-def _not_yet(command: str) -> None:
-    @cli.command(name=command, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def placeholder() -> None:
-        raise NotAvailableError(f"`genloom {command}` is not available yet in this version of genloom")
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write every figure and the machine's description here.")
+@click.option("--chart", "chart_out", type=click.Path(path_type=Path), help="Write a PNG chart here.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs per figure (median reported).")
+@click.option("--tokens", type=click.IntRange(min=1), default=32, show_default=True, help="Text: tokens decoded per run.")
+def bench(model_dir: Path, json_out: Path | None, chart_out: Path | None, repeats: int, tokens: int) -> None:
+    """Measure MODEL_DIR's throughput on every path (PyTorch, ONNX Runtime, the peer) beside this machine's roofs."""
+    from genloom.bench import bench_artifact
+    from genloom.bench.report import chart, table
+    from genloom.fileio import atomic_write_text
 
-    placeholder.help = "Not available yet in this version of genloom."
-
-
-for _command in ("bench",):
-    _not_yet(_command)
+    report = bench_artifact(model_dir, repeats=repeats, tokens=tokens)
+    click.echo(table(report))
+    if json_out:
+        atomic_write_text(json_out, report.model_dump_json(indent=2) + "\n")
+        click.echo(f"wrote {json_out}")
+    if chart_out:
+        click.echo(f"wrote {chart(report, chart_out)}")
 
 
 def _parse_labels(text: str) -> list[int]:

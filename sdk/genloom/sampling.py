@@ -28,6 +28,7 @@ class TextSampling(StrictModel):
 
     prompt: str | list[str] = Field("", description="One prompt, or a batch of prompts of any lengths.")
     max_new_tokens: int = Field(64, ge=1, le=1_000_000, description="Tokens to generate at most, per sequence.")
+    min_new_tokens: int = Field(0, ge=0, description="Tokens to generate at least: end of text is not chosen before (stop strings still stop).")
     do_sample: bool = Field(False, description="Sample from the distribution (False: greedy decoding).")
     temperature: float = Field(1.0, description="Divide the logits by this before sampling (> 0).")
     top_k: int | None = Field(50, ge=1, description="Sample only among the k most likely tokens (None: all).")

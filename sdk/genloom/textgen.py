@@ -119,6 +119,8 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
             if finished[row]:
                 continue
             history = prompts[row] + generated[row]
+            if len(generated[row]) < settings.min_new_tokens:
+                logits[row, end] = -np.inf
             chosen[row] = _choose(logits[row], history, settings, rngs[row])
             if chosen[row] == end:
                 finished[row] = True

@@ -1,0 +1,123 @@
+"""Tokens/s of text decoding and prefill latency: Hugging Face ``transformers`` (the peer) against genloom's paths.
+
+Every path decodes greedily a fixed number of tokens (``min_new_tokens`` =
+``max_new_tokens``) after a short prompt, at batch 1 and 8; prefill latency is one
+run over a 128-token prompt (generating one token). The roof is the machine's
+memory-read bandwidth over the bytes of weights one decoding step reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from genloom.bench.measure import Timing, time_call
+
+TEXT_BATCHES = (1, 8)
+PREFILL_TOKENS = 128
+
+
+class TextRow(BaseModel):
+    """One way of decoding, at one batch size."""
+
+    model: str
+    path: str = Field(description="'transformers generate', 'genloom torch (KV cache)', 'onnxruntime fp32', ...")
+    batch: int
+    tokens_per_second: float
+    decode_timing: Timing
+    prefill_seconds: float = Field(description="Median latency of one prompt of prefill_tokens (batch 1), one token generated.")
+    prefill_tokens: int = Field(description=f"{PREFILL_TOKENS}, or one less than the context when that is shorter.")
+    weight_bytes: int = Field(description="Bytes of weights one decoding step reads.")
+    ratio_to_peer: float | None = None
+    share_of_roof: float = Field(description="tokens/s over batch x bandwidth / weight_bytes.")
+
+
+class Decoder:
+    """A way to decode: ``decode(batch, tokens)`` and ``prefill()`` (a prompt of ``prefill_tokens``), and its weight bytes."""
+
+    def __init__(self, path: str, decode: Any, prefill: Any, weight_bytes: int, prefill_tokens: int) -> None:
+        self.path, self.decode, self.prefill, self.weight_bytes = path, decode, prefill, weight_bytes
+        self.prefill_tokens = prefill_tokens
+
+
+def genloom_decoder(path: str, model: Any, weight_bytes: int) -> Decoder:
+    """genloom's public API (torch or ONNX Runtime model) as a :class:`Decoder`."""
+    owner = model if hasattr(model, "tokenizer") else model.generator
+    prefill_tokens = min(PREFILL_TOKENS, (owner.context_length or PREFILL_TOKENS + 1) - 1)
+    long_prompt = _prompt_of(owner.tokenizer, prefill_tokens - int(owner.prepend_end_of_text))
+
+    def decode(batch: int, tokens: int) -> None:
+        model.generate(prompt=["The"] * batch, max_new_tokens=tokens, min_new_tokens=tokens)
+
+    def prefill() -> None:
+        model.generate(prompt=long_prompt, max_new_tokens=1)
+
+    return Decoder(path, decode, prefill, weight_bytes, prefill_tokens)
+
+
+def transformers_decoder(layers: int, heads: int, width: int, context: int, vocab: int) -> Decoder | None:
+    """A randomly initialised Hugging Face GPT-2 of the same shape, decoded with ``generate()``; None without transformers."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    config = transformers.GPT2Config(n_layer=layers, n_head=heads, n_embd=width, n_positions=context, vocab_size=vocab,
+                                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    peer = transformers.GPT2LMHeadModel(config).eval()
+    prefill_tokens = min(PREFILL_TOKENS, context - 1)
+    prompt = torch.randint(1, vocab, (1, prefill_tokens))
+
+    def decode(batch: int, tokens: int) -> None:
+        with torch.no_grad():
+            peer.generate(prompt[:, :2].repeat(batch, 1), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+
+    def prefill() -> None:
+        with torch.no_grad():
+            peer.generate(prompt, max_new_tokens=1, do_sample=False)
+
+    return Decoder("transformers generate", decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens)
+
+
+def text_rows(name: str, decoders: list[Decoder], read_gbytes_per_second: float, tokens: int = 32,
+              batches: tuple[int, ...] = TEXT_BATCHES, repeats: int = 5) -> list[TextRow]:
+    """Rows for each decoder and batch size; the first decoder is the peer the others are compared with."""
+    rows: list[TextRow] = []
+    peer_rates: dict[int, float] = {}
+    for decoder in decoders:
+        prefill = time_call(decoder.prefill, repeats=repeats).median
+        for batch in batches:
+            timing = time_call(lambda d=decoder, b=batch: d.decode(b, tokens), repeats=repeats)
+            rate = batch * tokens / timing.median
+            peer_rates.setdefault(batch, rate)
+            roof = batch * read_gbytes_per_second * 1e9 / decoder.weight_bytes
+            rows.append(TextRow(model=name, path=decoder.path, batch=batch, tokens_per_second=rate, decode_timing=timing,
+                                prefill_seconds=prefill, prefill_tokens=decoder.prefill_tokens, weight_bytes=decoder.weight_bytes,
+                                ratio_to_peer=rate / peer_rates[batch], share_of_roof=rate / roof))
+    return rows
+
+
+def _prompt_of(tokenizer: Any, length: int) -> str:
+    """A text that encodes to ``length`` tokens (or as close as whole words get)."""
+    words = "the value of a list is returned when the function is called with its arguments".split()
+    text = ""
+    index = 0
+    while len(tokenizer.encode(text)) < length:
+        text += (" " if text else "") + words[index % len(words)]
+        index += 1
+    ids = tokenizer.encode(text)[:length]
+    return tokenizer.decode(ids)
+
+
+def onnx_weight_bytes(export_dir: Any, export: dict[str, Any], precision: str) -> int:
+    """Size of the graph file in ``precision``: its weights are nearly all of it."""
+    graph = export["graphs"][0]
+    name = graph["file"] if precision == "fp32" else graph["variants"][precision]
+    return int((export_dir / name).stat().st_size)
+
+
+def torch_weight_bytes(generator: Any) -> int:
+    return int(sum(np.prod(p.shape) * p.element_size() for p in generator.network.parameters()))
