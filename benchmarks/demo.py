@@ -63,7 +63,7 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
     text = genloom.load(exports["gpt"]).generate(prompt=["The list", "A module"], max_new_tokens=40, do_sample=True,
                                                  temperature=0.8, top_p=0.9, seed=0)
     for prompt, continuation in zip(["The list", "A module"], text.texts):
-        print(f"gpt: {prompt}{continuation!r}")
+        print(f"gpt: {prompt}{continuation}".replace("\n", "\n     "))
 
     print("\n== throughput ==", flush=True)
     machine = describe_machine(repeats)

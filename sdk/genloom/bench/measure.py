@@ -18,7 +18,7 @@ class Timing(BaseModel):
     repeats: int
 
 
-def time_call(call: Callable[[], object], repeats: int = 5, warmup: int = 1) -> Timing:
+def time_call(call: Callable[[], object], repeats: int = 5, warmup: int = 2) -> Timing:
     """Time ``call``: ``warmup`` runs first (caches, allocators, lazy init), then ``repeats`` measured runs."""
     for _ in range(warmup):
         call()

@@ -13,11 +13,11 @@ def table(report: BenchReport) -> str:
     lines = [f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
              f"roofs: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s"]
     if report.images:
-        lines.append(f"{'model':<28}{'path':<22}{'batch':>6}{'images/s':>12}{'spread':>18}{'x peer':>8}{'of roof':>9}")
+        lines.append(f"{'model':<28}{'path':<22}{'batch':>6}{'images/s':>12}{'spread':>24}{'x peer':>8}{'of roof':>9}")
         for row in report.images:
             spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
             peer = f"{row.ratio_to_peer:.2f}" if row.ratio_to_peer else "-"
-            lines.append(f"{row.model:<28}{row.path:<22}{row.batch:>6}{row.images_per_second:>12,.0f}{spread:>18}{peer:>8}{row.share_of_roof:>9.1%}")
+            lines.append(f"{row.model:<28}{row.path:<22}{row.batch:>6}{row.images_per_second:>12,.0f}{spread:>24}{peer:>8}{row.share_of_roof:>9.1%}")
     if report.text:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'tokens/s':>10}{'prefill':>17}{'x peer':>8}{'of roof':>9}")
         for row in report.text:
