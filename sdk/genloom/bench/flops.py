@@ -1,4 +1,4 @@
-"""Floating-point operations of one run of an ONNX graph at batch 1, from its shapes (convolutions and matrix products)."""
+"""What one run of an ONNX graph costs, from the graph itself: its FLOPs at batch 1, and the bytes of weights it reads."""
 
 from __future__ import annotations
 
@@ -41,3 +41,15 @@ def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
 
 def _transposed(node: object, attribute: str) -> bool:
     return any(a.name == attribute and a.i for a in node.attribute)  # type: ignore[attr-defined]
+
+
+def weight_bytes_read(path: str | Path) -> int:
+    """Bytes of the graph's weights (initializers) one run reads: all of each weight a node consumes,
+    except those only looked up row by row (``Gather``: embeddings), and each weight once however many nodes share it."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    sizes = {t.name: math.prod(t.dims) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize for t in model.graph.initializer}
+    read = {name for node in model.graph.node if node.op_type != "Gather" for name in node.input if name in sizes}
+    return sum(sizes[name] for name in read)

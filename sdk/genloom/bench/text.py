@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from genloom.bench.flops import weight_bytes_read
 from genloom.bench.measure import Timing, time_call
 
 TEXT_BATCHES = (1, 8)
@@ -113,11 +114,11 @@ def _prompt_of(tokenizer: Any, length: int) -> str:
 
 
 def onnx_weight_bytes(export_dir: Any, export: dict[str, Any], precision: str) -> int:
-    """Size of the graph file in ``precision``: its weights are nearly all of it."""
+    """Bytes of weights one decoding step of the exported graph in ``precision`` reads."""
     graph = export["graphs"][0]
-    name = graph["file"] if precision == "fp32" else graph["variants"][precision]
-    return int((export_dir / name).stat().st_size)
+    return weight_bytes_read(export_dir / (graph["file"] if precision == "fp32" else graph["variants"][precision]))
 
 
 def torch_weight_bytes(generator: Any) -> int:
+    """Bytes of the torch model's parameters (tied ones once): the output head reads the whole token embedding."""
     return int(sum(np.prod(p.shape) * p.element_size() for p in generator.network.parameters()))

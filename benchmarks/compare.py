@@ -1,0 +1,80 @@
+"""The whole comparison: genloom's paths against the peers and the machine's roofs, for every model the issue names.
+
+    python benchmarks/compare.py [--out runs/compare] [--repeats 5] [--tokens 32]
+
+Models: the demo's GAN, VAE and GPT (taken from ``runs/demo`` when the demo has
+run, else trained here on short schedules), and a GPT shaped like GPT-2 small
+(12 layers, 768 wide, 50,257-token vocabulary, context 1,024) with random weights,
+compared with a Hugging Face GPT-2 of the same shape. Writes ``compare.json`` and
+``compare.png`` into ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import genloom
+from genloom.bench import BenchReport, bench_artifact
+from genloom.bench.machine import describe_machine
+from genloom.bench.report import chart, table
+from genloom.fileio import atomic_write_text
+
+DEMO_MODELS = (("gan", "digits", 500), ("vae", "digits", 2000), ("gpt", "pydoc", 200))
+GPT2_SMALL = {"layers": 12, "heads": 12, "width": 768, "context_length": 1024}
+GPT2_VOCAB = 50257
+
+
+def demo_model(demo: Path, out: Path, name: str, data: str, steps: int) -> Path:
+    """The demo's trained model, or a short training run of the same generator."""
+    trained = demo / f"{data}-{name}"
+    if (trained / "manifest.json").is_file():
+        return trained
+    target = out / f"{data}-{name}"
+    if not (target / "manifest.json").is_file():
+        genloom.train(name, data, target, steps=steps, progress=False)
+    return target
+
+
+def gpt2_small(out: Path) -> Path:
+    """A randomly initialised GPT of GPT-2 small's shape, saved as a genloom model (its tokenizer only feeds prompts)."""
+    target = out / "gpt2-small-shape"
+    if (target / "manifest.json").is_file():
+        return target
+    import torch
+
+    from genloom.tokenizer import Tokenizer
+    from genloom_text.generator import GPTConfig, GPTGenerator
+
+    generator = GPTGenerator(GPTConfig(**GPT2_SMALL))
+    generator.tokenizer = Tokenizer.train(genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024)
+    generator.facts = {"vocab_size": GPT2_VOCAB, "prepend_end_of_text": True, "weights": "random"}
+    torch.manual_seed(0)
+    generator.modules = generator.build()
+    generator.save(target)
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="Where the demo left its models.")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=32)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine(args.repeats)
+    models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [gpt2_small(args.out)]
+    reports = [bench_artifact(model, repeats=args.repeats, tokens=args.tokens, machine=machine) for model in models]
+    combined = BenchReport(machine=machine, provider=reports[0].provider,
+                           images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text])
+    print(table(combined))
+    atomic_write_text(args.out / "compare.json", combined.model_dump_json(indent=2) + "\n")
+    chart(combined, args.out / "compare.png")
+    print(f"wrote {args.out / 'compare.json'} and {args.out / 'compare.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
