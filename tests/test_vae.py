@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import genloom
-from genloom.errors import ConfigError, DataError
+from genloom.errors import ConfigError
 from genloom.testing import check_generator
 from genloom_vae import ConditionalConvVAE, ConvVAE
 

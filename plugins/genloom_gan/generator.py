@@ -45,11 +45,6 @@ class DCGAN(genloom.Generator):
     description = "DCGAN: convolutional generator + discriminator; non-saturating, hinge or WGAN-GP loss"
     config: DCGANConfig
 
-    @property
-    def num_classes(self) -> int:
-        """Classes the model is conditioned on (0: unconditional)."""
-        return self.facts["num_classes"] if self.capabilities.conditional else 0
-
     def fit_data(self, data: Any) -> None:
         super().fit_data(data)
         self.square_image_levels()

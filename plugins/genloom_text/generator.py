@@ -20,7 +20,7 @@ import genloom
 from genloom.errors import DataError
 from genloom.sampling import TextSampling
 from genloom.textgen import Decoded, generate, stream
-from genloom.tokenizer import Tokenizer
+from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
 if TYPE_CHECKING:
     import torch
@@ -85,8 +85,9 @@ class TextGenerator(genloom.Generator):
         super().fit_data(data)
         self.tokenizer = Tokenizer.train(data.text, self.config.tokenizer, self.config.vocab_size)
         self.facts.update(vocab_size=self.tokenizer.vocab_size, prepend_end_of_text=True)
-        if len(self.token_stream(data)) <= self.config.context_length:
-            raise DataError(f"'{data.source}' holds {len(self.token_stream(data))} tokens, fewer than context_length; lower context_length or add text")
+        tokens = len(self.token_stream(data))
+        if tokens <= self.config.context_length:
+            raise DataError(f"'{data.source}' holds {tokens} tokens, fewer than context_length; lower context_length or add text")
 
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
         super().restore(facts, files)
@@ -99,10 +100,7 @@ class TextGenerator(genloom.Generator):
         """The corpus as one token array: each paragraph (documents split at blank lines) after ``<|endoftext|>``."""
         key = (data.source, data.part, len(data.text))
         if key not in self._streams:
-            paragraphs = [p for p in data.text.split("\n\n") if p.strip()]
-            end = self.tokenizer.end_of_text
-            encoded = self.tokenizer.backend.encode_batch(paragraphs, add_special_tokens=False)
-            self._streams[key] = np.fromiter((t for e in encoded for t in (end, *e.ids)), dtype=np.int64)
+            self._streams[key] = self.tokenizer.encode_documents(data.text)
         return self._streams[key]
 
     def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
@@ -161,8 +159,7 @@ class TextGenerator(genloom.Generator):
         tokens, length = self.token_stream(data), self.config.context_length
         if len(tokens) <= length:
             return {}
-        starts = np.linspace(0, len(tokens) - length - 1, num=min(EVAL_WINDOWS, len(tokens) - length), dtype=np.int64)
-        windows = torch.from_numpy(np.stack([tokens[s : s + length + 1] for s in np.unique(starts)]))
+        windows = torch.from_numpy(evenly_spaced_windows(tokens, length, EVAL_WINDOWS))
         logits, _ = self.network(windows[:, :-1])
         losses = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
         byte_counts = torch.from_numpy(self.tokenizer.token_bytes())[windows[:, 1:].flatten()]

@@ -51,11 +51,6 @@ class ConvVAE(genloom.Generator):
         super().fit_data(data)
         self.square_image_levels()
 
-    @property
-    def num_classes(self) -> int:
-        """Classes the model is conditioned on (0: unconditional)."""
-        return self.facts["num_classes"] if self.capabilities.conditional else 0
-
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_vae.nets import ConvDecoder, ConvEncoder
 

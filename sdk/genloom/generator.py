@@ -214,6 +214,11 @@ class Generator(ABC):
         ``settings.rng()`` (numpy) so that a seed means the same everywhere.
         """
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the model is conditioned on: the data's, for a conditional generator; 0 otherwise."""
+        return int(self.facts.get("num_classes", 0)) if self.capabilities.conditional else 0
+
     def resolve_labels(self, labels: Sequence[int] | None, n: int, *, required: bool = False) -> np.ndarray | None:
         """The class label of each of ``n`` outputs, or None for an unconditional generator.
 
@@ -223,7 +228,7 @@ class Generator(ABC):
         """
         from genloom.sampling import resolve_labels
 
-        return resolve_labels(None if labels is None else list(labels), n, num_classes=int(self.facts.get("num_classes", 0)),
+        return resolve_labels(None if labels is None else list(labels), n, num_classes=self.num_classes,
                               conditional=self.capabilities.conditional, generator=self.name, required=required)
 
     def export_spec(self) -> ExportSpec | None:

@@ -17,14 +17,49 @@ from genloom.results import ImageResult, Provenance, TextResult
 from genloom.sampling import ImageSampling, TextSampling
 
 
-class TorchModel:
+class LoadedModel:
+    """What every loaded model has, whichever backend runs it: its directory, manifest, identity and description."""
+
+    backend: str = ""
+
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.artifact_sha256 = artifact_id(directory)
+
+    @property
+    def device(self) -> str:
+        """Where it runs (``cpu``, or the ONNX Runtime execution provider)."""
+        return "cpu"
+
+    def _calls(self) -> list[str]:
+        """The calls it offers besides ``info``."""
+        return ["generate"]
+
+    def info(self) -> dict[str, Any]:
+        """What this model is: generator, plugin, config, facts, training summary, and where it runs."""
+        return {
+            "path": str(self.directory),
+            "backend": self.backend,
+            "device": self.device,
+            "artifact_sha256": self.artifact_sha256,
+            "operations": self._calls(),
+            **self.manifest.model_dump(mode="json", exclude={"files"}),
+        }
+
+    def _provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
+        manifest = self.manifest
+        return Provenance(manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings)
+
+
+class TorchModel(LoadedModel):
     """A trained generator run in PyTorch. Safe to share between threads for generation."""
 
+    backend = "torch"
+
     def __init__(self, generator: Generator, manifest: Manifest, directory: Path) -> None:
+        super().__init__(directory, manifest)
         self.generator = generator
-        self.manifest = manifest
-        self.directory = directory
-        self.artifact_sha256 = artifact_id(directory)
 
     def generate(self, **settings: Any) -> ImageResult | TextResult:
         """Generate with the modality's settings: ``generate(n=16, seed=0, labels=[3])`` for images,
@@ -75,17 +110,5 @@ class TorchModel:
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *type(self.generator).operations})
 
-    def info(self) -> dict[str, Any]:
-        """What this model is: generator, plugin, config, facts, training summary, and where it runs."""
-        return {
-            "path": str(self.directory),
-            "backend": "torch",
-            "device": "cpu",
-            "artifact_sha256": self.artifact_sha256,
-            "operations": ["generate", *type(self.generator).operations],
-            **self.manifest.model_dump(mode="json", exclude={"files"}),
-        }
-
-    def _provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
-        manifest = self.manifest
-        return Provenance(manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings)
+    def _calls(self) -> list[str]:
+        return ["generate", *type(self.generator).operations]

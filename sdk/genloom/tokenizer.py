@@ -75,6 +75,14 @@ class Tokenizer:
             lengths[index] = 0 if token in special else len(token)  # byte-level: one character per byte
         return lengths
 
+    def encode_documents(self, text: str, start_with_end_of_text: bool = True) -> np.ndarray:
+        """``text`` as one int64 token array, document by document (split at blank lines), each after
+        ``<|endoftext|>`` when ``start_with_end_of_text``: the layout the text generators train on."""
+        documents = [part for part in text.split("\n\n") if part.strip()]
+        start = (self.end_of_text,) if start_with_end_of_text else ()
+        encoded = self.backend.encode_batch(documents, add_special_tokens=False)
+        return np.fromiter((t for e in encoded for t in (*start, *e.ids)), dtype=np.int64)
+
     def encode(self, text: str) -> list[int]:
         return self.backend.encode(text, add_special_tokens=False).ids
 
@@ -84,3 +92,9 @@ class Tokenizer:
 
 def _chunks(text: str, size: int = 1 << 16) -> list[str]:
     return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def evenly_spaced_windows(tokens: np.ndarray, length: int, count: int) -> np.ndarray:
+    """Up to ``count`` windows of ``length + 1`` tokens (inputs and next-token targets), evenly spaced over ``tokens``."""
+    starts = np.unique(np.linspace(0, len(tokens) - length - 1, num=min(count, len(tokens) - length)).astype(np.int64))
+    return np.stack([tokens[start : start + length + 1] for start in starts])

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+import genloom
 from genloom.bench.images import ImageRow, image_flops, image_rows
 from genloom.bench.machine import Machine, describe_machine
 from genloom.bench.text import TextRow, genloom_decoder, onnx_weight_bytes, text_rows, torch_weight_bytes, transformers_decoder
@@ -25,7 +26,6 @@ class BenchReport(BaseModel):
 def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, machine: Machine | None = None,
                    image_batches: tuple[int, ...] = (1, 8, 64, 256), text_batches: tuple[int, ...] = (1, 8)) -> BenchReport:
     """Benchmark the model or export in ``path``. A torch model is exported (fp32, and int8 for text) into a temporary folder first."""
-    import genloom
     from genloom.artifacts import read_manifest
 
     directory = Path(path)
@@ -64,6 +64,6 @@ def _text_decoders(torch_model: Any, onnx_model: Any, export_dir: Path, export: 
         decoders.append(genloom_decoder(label, torch_model, torch_weight_bytes(torch_model.generator)))
     decoders.append(genloom_decoder("onnxruntime fp32", onnx_model, onnx_weight_bytes(export_dir, export, "fp32")))
     if "int8" in export["graphs"][0].get("variants", {}):
-        int8 = onnx_model.__class__(export_dir, onnx_model.manifest, "cpu", None, "int8")
+        int8 = genloom.load(export_dir, providers="cpu", precision="int8")
         decoders.append(genloom_decoder("onnxruntime int8", int8, onnx_weight_bytes(export_dir, export, "int8")))
     return decoders

@@ -58,7 +58,7 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
     data = get_registry().open_data(data_spec)
     if data.modality != generator.modality:
         raise DataError(f"'{model_dir}' makes {generator.modality}, but '{data.source}' holds {data.modality}; evaluate on the data it trained on")
-    _, validation = data.split(generator.config.validation_fraction)
+    train, validation = data.split(generator.config.validation_fraction)
     held_out: dict[str, float] = {}
     if validation is not None:
         with inference(generator):
@@ -67,7 +67,6 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
                               "neighbours": NEIGHBOURS, "held_out": held_out}
     if not isinstance(data, ImageData):
         if validation is not None:
-            train, _ = data.split(generator.config.validation_fraction)
             report["baselines"] = {"char_bigram_bits_per_byte": char_bigram_bits_per_byte(train.text, validation.text)}
         return EvalReport(samples=0, classifier_task="none", classifier_cached=False, **report)
 

@@ -7,32 +7,24 @@ from typing import Any
 
 import numpy as np
 
-from genloom.artifacts import Manifest, artifact_id
+from genloom.artifacts import Manifest
 from genloom.config import validate_model
-from genloom.results import ImageResult, Provenance
-from genloom.runtime.providers import Providers, create_session, graph_file
+from genloom.results import ImageResult
+from genloom.runtime.base import OnnxModel
+from genloom.runtime.providers import Providers
 from genloom.sampling import ImageSampling, resolve_labels
 
 
-class OnnxImageModel:
+class OnnxImageModel(OnnxModel):
     """An exported image generator (driver ``image-from-latent``). One session per graph, shared by all threads."""
 
     def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
                  precision: str = "fp32") -> None:
-        self.directory, self.manifest = directory, manifest
-        self.artifact_sha256 = artifact_id(directory)
-        export = manifest.export or {}
-        self.sessions = {g["name"]: create_session(str(directory / graph_file(export, g["name"], precision)), providers, session_options)
-                         for g in export["graphs"]}
-        self.sampler = export["graphs"][0]["name"]
-        sampler = self.sessions[self.sampler]
-        self.input_names = [i.name for i in sampler.get_inputs()]
-        self.latent_dim = int(sampler.get_inputs()[0].shape[1])
-
-    @property
-    def provider(self) -> str:
-        """The execution provider the sessions run on (``CUDAExecutionProvider`` or ``CPUExecutionProvider``)."""
-        return self.sessions[self.sampler].get_providers()[0]
+        super().__init__(directory, manifest)
+        self.sessions = {g["name"]: self.open_graph(g["name"], providers, session_options, precision) for g in self.export["graphs"]}
+        self.onnx = self.sessions[self.export["graphs"][0]["name"]]  # the graph that generates
+        self.input_names = [i.name for i in self.onnx.get_inputs()]
+        self.latent_dim = int(self.onnx.get_inputs()[0].shape[1])
 
     def generate(self, **settings: Any) -> ImageResult:
         """The same call as the torch path: ``generate(n=16, seed=0, labels=[3])``; same seed, same latents."""
@@ -42,13 +34,5 @@ class OnnxImageModel:
                                 conditional="labels" in self.input_names, generator=self.manifest.generator)
         latents = request.rng().standard_normal((request.n, self.latent_dim), dtype=np.float32)
         feeds = {"latents": latents, **({"labels": labels} if labels is not None else {})}
-        (images,) = self.sessions[self.sampler].run(["images"], feeds)
-        provenance = Provenance(self.manifest.generator, self.manifest.plugin, self.manifest.plugin_version,
-                                self.artifact_sha256, request.seed, request.model_dump())
-        return ImageResult(images.transpose(0, 2, 3, 1).copy(), provenance)
-
-    def info(self) -> dict[str, Any]:
-        """What this export is, and where it runs."""
-        return {"path": str(self.directory), "backend": "onnxruntime", "device": self.provider, "provider": self.provider,
-                "artifact_sha256": self.artifact_sha256, "operations": ["generate"],
-                **self.manifest.model_dump(mode="json", exclude={"files"})}
+        (images,) = self.onnx.run(["images"], feeds)
+        return ImageResult(images.transpose(0, 2, 3, 1).copy(), self._provenance(request.seed, request.model_dump()))

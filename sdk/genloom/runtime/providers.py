@@ -51,11 +51,3 @@ def _try_cuda(onnxruntime: Any, path: str, options: Any) -> Any:
         onnxruntime.set_default_logger_severity(2)
     return session if session.get_providers()[0] == CUDA else None
 
-
-def graph_file(export: dict[str, Any], graph: str, precision: str) -> str:
-    """The file of ``graph`` in ``precision`` (``fp32``, or a variant the export was made with)."""
-    entry = next(g for g in export["graphs"] if g["name"] == graph)
-    files = {"fp32": entry["file"], **entry.get("variants", {})}
-    if precision not in files:
-        raise ConfigError(f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it")
-    return files[precision]

@@ -8,34 +8,30 @@ from typing import Any
 
 import numpy as np
 
-from genloom.artifacts import Manifest, artifact_id
+from genloom.artifacts import Manifest
 from genloom.config import validate_model
-from genloom.results import Provenance, TextResult
-from genloom.runtime.providers import CUDA, Providers, create_session, graph_file
+from genloom.results import TextResult
+from genloom.runtime.base import OnnxModel
+from genloom.runtime.providers import CUDA, Providers
 from genloom.sampling import TextSampling
 from genloom.textgen import generate, stream
-from genloom.tokenizer import Tokenizer
+from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
 
-class OnnxTextModel:
+class OnnxTextModel(OnnxModel):
     """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all threads."""
 
     def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
                  precision: str = "fp32") -> None:
-        self.directory, self.manifest = directory, manifest
-        self.artifact_sha256 = artifact_id(directory)
-        export = manifest.export or {}
-        self.options: dict[str, Any] = export["driver_options"]
-        self.driver: str = export["driver"]
-        self.onnx = create_session(str(directory / graph_file(export, export["graphs"][0]["name"], precision)), providers, session_options)
+        super().__init__(directory, manifest)
+        self.options: dict[str, Any] = self.export["driver_options"]
+        self.driver: str = self.export["driver"]
+        self.onnx = self.open_graph(self.export["graphs"][0]["name"], providers, session_options, precision)
         self.tokenizer = Tokenizer.from_json((directory / self.options["tokenizer"]).read_bytes())
         self.context_length: int | None = self.options.get("context_length")
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
         self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
-
-    @property
-    def provider(self) -> str:
-        return self.onnx.get_providers()[0]
+        self.output_names = [o.name for o in self.onnx.get_outputs()]
 
     def session(self) -> DecoderRun | RecurrentRun:
         """A decoding session for :mod:`genloom.textgen`."""
@@ -45,9 +41,7 @@ class OnnxTextModel:
         """The same call as the torch path: ``generate(prompt="The", max_new_tokens=40, do_sample=True, seed=0)``."""
         request = validate_model(TextSampling, settings, what="sampling settings")
         decoded = generate(self, request)
-        provenance = Provenance(self.manifest.generator, self.manifest.plugin, self.manifest.plugin_version,
-                                self.artifact_sha256, request.seed, request.model_dump())
-        return TextResult(decoded.texts, decoded.tokens, provenance)
+        return TextResult(decoded.texts, decoded.tokens, self._provenance(request.seed, request.model_dump()))
 
     def stream(self, **settings: Any) -> Iterator[str]:
         """Yield the new text piece by piece (one prompt)."""
@@ -59,22 +53,17 @@ class OnnxTextModel:
         Paragraphs (split at blank lines) start with ``<|endoftext|>`` when the model
         was trained that way, as in training.
         """
-        start = [self.tokenizer.end_of_text] if self.prepend_end_of_text else []
-        tokens = np.array([t for part in text.split("\n\n") if part.strip() for t in start + self.tokenizer.encode(part)], np.int64)
+        tokens = self.tokenizer.encode_documents(text, self.prepend_end_of_text)
         length = min(self.context_length or 128, len(tokens) - 1)
-        starts = np.unique(np.linspace(0, len(tokens) - length - 1, num=windows).astype(np.int64))
-        batch = np.stack([tokens[s : s + length + 1] for s in starts])
+        batch = evenly_spaced_windows(tokens, length, windows)
         logits = self.session().start(batch[:, :-1], np.ones((len(batch), length), np.int64), every_position=True)
         logits = logits - logits.max(axis=-1, keepdims=True)
         log_probabilities = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
         chosen = np.take_along_axis(log_probabilities, batch[:, 1:, None], axis=-1)
         return float(np.exp(-chosen.mean()))
 
-    def info(self) -> dict[str, Any]:
-        """What this export is, and where it runs."""
-        return {"path": str(self.directory), "backend": "onnxruntime", "device": self.provider, "provider": self.provider,
-                "artifact_sha256": self.artifact_sha256, "operations": ["generate", "stream", "perplexity"],
-                **self.manifest.model_dump(mode="json", exclude={"files"})}
+    def _calls(self) -> list[str]:
+        return ["generate", "stream", "perplexity"]
 
 
 class DecoderRun:
@@ -113,9 +102,9 @@ class DecoderRun:
         binding.bind_cpu_input("attention_mask", self.mask)
         for name, value in zip(self.model.cache_names, self.cache):
             binding.bind_ortvalue_input(name, value)
-        outputs = [o.name for o in session.get_outputs()]
-        binding.bind_output(outputs[0], "cpu")
-        for name in outputs[1:]:
+        logits_name, *present_names = self.model.output_names
+        binding.bind_output(logits_name, "cpu")
+        for name in present_names:
             binding.bind_output(name, self.device)
         session.run_with_iobinding(binding)
         logits, *self.cache = binding.get_outputs()
