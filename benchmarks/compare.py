@@ -3,10 +3,11 @@
     python benchmarks/compare.py [--out runs/compare] [--repeats 5] [--tokens 32]
 
 Models: the demo's GAN, VAE and GPT (taken from ``runs/demo`` when the demo has
-run, else trained here on short schedules), and a GPT shaped like GPT-2 small
-(12 layers, 768 wide, 50,257-token vocabulary, context 1,024) with random weights,
-compared with a Hugging Face GPT-2 of the same shape. Writes ``compare.json`` and
-``compare.png`` into ``--out`` and prints the table.
+run, else trained here on short schedules); a GAN shaped like the DCGAN paper's
+64x64 RGB generator; and a GPT shaped like GPT-2 small (12 layers, 768 wide,
+50,257-token vocabulary, context 1,024), compared with a Hugging Face GPT-2 of the
+same shape. The two shaped models have random weights: speed does not depend on
+them. Writes ``compare.json`` and ``compare.png`` into ``--out`` and prints the table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from genloom.fileio import atomic_write_text
 DEMO_MODELS = (("gan", "digits", 500), ("vae", "digits", 2000), ("gpt", "pydoc", 200))
 GPT2_SMALL = {"layers": 12, "heads": 12, "width": 768, "context_length": 1024}
 GPT2_VOCAB = 50257
+DCGAN_64 = {"latent_dim": 100, "width": 64}
 
 
 def demo_model(demo: Path, out: Path, name: str, data: str, steps: int) -> Path:
@@ -39,20 +41,32 @@ def demo_model(demo: Path, out: Path, name: str, data: str, steps: int) -> Path:
 
 def gpt2_small(out: Path) -> Path:
     """A randomly initialised GPT of GPT-2 small's shape, saved as a genloom model (its tokenizer only feeds prompts)."""
-    target = out / "gpt2-small-shape"
-    if (target / "manifest.json").is_file():
-        return target
-    import torch
-
     from genloom.tokenizer import Tokenizer
     from genloom_text.generator import GPTConfig, GPTGenerator
 
     generator = GPTGenerator(GPTConfig(**GPT2_SMALL))
     generator.tokenizer = Tokenizer.train(genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024)
     generator.facts = {"vocab_size": GPT2_VOCAB, "prepend_end_of_text": True, "weights": "random"}
-    torch.manual_seed(0)
-    generator.modules = generator.build()
-    generator.save(target)
+    return untrained(generator, out / "gpt2-small-shape")
+
+
+def dcgan_64(out: Path) -> Path:
+    """A randomly initialised GAN shaped like the DCGAN paper's generator: latent 100, 512-256-128-64 channels, 64x64 RGB."""
+    from genloom_gan.generator import DCGAN, DCGANConfig
+
+    generator = DCGAN(DCGANConfig(**DCGAN_64))
+    generator.facts = {"channels": 3, "height": 64, "width": 64, "weights": "random"}
+    return untrained(generator, out / "dcgan-64-shape")
+
+
+def untrained(generator: genloom.Generator, target: Path) -> Path:
+    """``generator`` (its facts set) saved in ``target`` with freshly initialised weights, unless it is there already."""
+    if not (target / "manifest.json").is_file():
+        import torch
+
+        torch.manual_seed(0)
+        generator.modules = generator.build()
+        generator.save(target)
     return target
 
 
@@ -65,7 +79,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     machine = describe_machine(args.repeats)
-    models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [gpt2_small(args.out)]
+    models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [dcgan_64(args.out), gpt2_small(args.out)]
     reports = [bench_artifact(model, repeats=args.repeats, tokens=args.tokens, machine=machine) for model in models]
     combined = BenchReport(machine=machine, provider=reports[0].provider,
                            images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text])

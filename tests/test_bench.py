@@ -9,9 +9,10 @@ import pytest
 
 import genloom
 from genloom.bench.flops import graph_flops
+from genloom.bench.images import ImageRow
 from genloom.bench.machine import Machine
 from genloom.bench.text import TextRow
-from genloom.bench.images import ImageRow
+from genloom.runtime.providers import cuda_usable
 from tests.conftest import run_cli
 
 
@@ -42,7 +43,7 @@ def test_bench_measures_every_path_and_writes_every_figure(models: dict[str, Pat
     row_fields = set((ImageRow if rows == "images" else TextRow).model_fields)
     assert report[rows] and all(set(row) == row_fields for row in report[rows])
     assert {row["path"] for row in report[rows]} == paths
-    assert all(row["ratio_to_peer"] > 0 and row["share_of_roof"] > 0 for row in report[rows])
+    assert all(row["ratio_to_peer"] > 0 and row["share_of_roof"] > 0 for row in report[rows])  # CPU rows all have a roof
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "of roof" in result.stdout and report["provider"] in result.stdout
 
@@ -55,3 +56,16 @@ def test_flops_of_a_graph_are_counted_from_its_shapes(tmp_path: Path) -> None:
                       dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
     assert graph_flops(tmp_path / "linear.onnx", {"batch": 1}) == 2 * 16 * 8
     assert graph_flops(tmp_path / "linear.onnx", {"batch": 4}) == 4 * 2 * 16 * 8
+
+
+@pytest.mark.skipif(not cuda_usable(), reason="needs an NVIDIA GPU with CUDA libraries")
+def test_on_a_gpu_bench_adds_fp16_rows_on_cuda(models: dict[str, Path]) -> None:
+    from genloom.bench import bench_artifact
+
+    for name, expected in (("cgan", {"torch eager", "onnxruntime fp32 (CUDA)", "onnxruntime fp16 (CUDA)"}),
+                           ("gpt", {"transformers generate", "genloom torch (KV cache)", "onnxruntime fp32 (CUDA)",
+                                    "onnxruntime int8", "onnxruntime fp16 (CUDA)"})):
+        report = bench_artifact(models[name], repeats=1, tokens=2)
+        rows = report.images or report.text
+        assert report.provider == "CUDAExecutionProvider" and {row.path for row in rows} == expected
+        assert all((row.share_of_roof is None) == ("CUDA" in row.path) for row in rows)  # the roofs are the CPU's

@@ -13,6 +13,7 @@ import pytest
 
 import genloom
 from genloom.errors import ArtifactError, ConfigError, GenloomError
+from genloom.runtime.providers import cuda_usable
 
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0, "eval_every": 0}
 
@@ -83,7 +84,7 @@ def test_loading_and_generating_from_exports_never_imports_torch(exported: dict[
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["(4,", "8,", "8,", "1)", "True"]
     # Without CUDA, 'auto' says so in one line instead of ONNX Runtime's load errors.
-    if not cuda_works():
+    if not cuda_usable():
         assert run.stderr.strip().splitlines() == ["genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"]
 
 
@@ -132,31 +133,13 @@ def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Pat
     runs: list[dict[str, tuple[int, ...]]] = []
     session = model.onnx
 
-    class RecordingBinding:
-        def __init__(self) -> None:
-            self.inner, self.shapes = session.io_binding(), {}
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.inner, name)
-
-        def bind_cpu_input(self, name: str, array: np.ndarray) -> None:
-            self.shapes[name] = array.shape
-            self.inner.bind_cpu_input(name, array)
-
-        def bind_ortvalue_input(self, name: str, value: object) -> None:
-            self.shapes[name] = tuple(value.shape())
-            self.inner.bind_ortvalue_input(name, value)
-
     class RecordingSession:
         def __getattr__(self, name: str) -> object:
             return getattr(session, name)
 
-        def io_binding(self) -> RecordingBinding:
-            return RecordingBinding()
-
-        def run_with_iobinding(self, binding: RecordingBinding) -> None:
-            runs.append(binding.shapes)
-            session.run_with_iobinding(binding.inner)
+        def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            runs.append({name: array.shape for name, array in feeds.items()})
+            return session.run(output_names, feeds)
 
     model.onnx = RecordingSession()
     new_tokens = model.generate(prompt=["The", "Three more words"], max_new_tokens=6).tokens
@@ -166,13 +149,7 @@ def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Pat
     assert len(runs) == steps  # one run per generated token, none wasted
 
 
-def cuda_works() -> bool:
-    import onnxruntime
-
-    return "CUDAExecutionProvider" in onnxruntime.get_available_providers() and Path("/proc/driver/nvidia").exists()
-
-
-@pytest.mark.skipif(cuda_works(), reason="this machine has CUDA")
+@pytest.mark.skipif(cuda_usable(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_it_is_a_clear_error(exported: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="providers='cuda': ONNX Runtime cannot run on CUDA here"):
         genloom.load(exported["gan"], providers="cuda")
@@ -180,7 +157,7 @@ def test_asking_for_cuda_without_it_is_a_clear_error(exported: dict[str, Path]) 
         genloom.load(exported["gan"], providers="tpu")
 
 
-@pytest.mark.skipif(not cuda_works(), reason="needs an NVIDIA GPU with CUDA libraries")
+@pytest.mark.skipif(not cuda_usable(), reason="needs an NVIDIA GPU with CUDA libraries")
 def test_on_a_gpu_exports_run_on_cuda_and_match_the_cpu(exported: dict[str, Path], text_models: dict[str, Path], tmp_path: Path) -> None:
     on_gpu = genloom.load(exported["cgan"], providers="cuda")
     assert on_gpu.info()["provider"] == "CUDAExecutionProvider"

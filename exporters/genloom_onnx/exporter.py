@@ -28,7 +28,8 @@ from genloom.fileio import DIRECTORY_MODE, atomic_write_text
 
 FP32_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = 20
+"""The first opset with a ``Gelu`` operator, which ONNX Runtime runs as one fused kernel."""
 NO_HALF_PRECISION = {"LSTM", "GRU", "RNN"}
 """Operators whose half-precision sessions ONNX Runtime cannot run (measured: the LSTM crashes on creation)."""
 
@@ -38,7 +39,7 @@ class ParityError(GenloomError):
 
 
 class OnnxExporter:
-    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=18)``."""
+    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=20)``."""
 
     name = "onnx"
 
@@ -111,15 +112,62 @@ def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> None:
         warnings.simplefilter("ignore")
         quiet.setLevel(logging.ERROR)  # the exporter's progress and its notes about torchvision
         try:
-            torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=True, verbose=False, **arguments)
+            torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=True, verbose=False,
+                              dynamic_shapes=_dynamic_shapes(graph), **{k: v for k, v in arguments.items() if k != "dynamic_axes"})
         except Exception:  # noqa: BLE001 - any capture failure: the older exporter may still manage
             torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=False, **arguments)
         finally:
             quiet.setLevel(level)
     graph.module.eval()  # the exporter may hand back a module in training mode
+    _store_weights_transposed(path)
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def _store_weights_transposed(path: Path) -> None:
+    """Replace each ``Transpose`` of a weight by the transposed weight.
+
+    The torch.export-based exporter writes ``nn.Linear`` as ``MatMul(x, Transpose(W))``.
+    ONNX Runtime folds that when it opens an fp32 graph, but the int8 quantizer only
+    quantizes a MatMul whose weight is an initializer (measured: GPT-2 small's output
+    head stayed fp32 and was dequantized on every step, making int8 slower than fp32).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    folded = [node for node in model.graph.node if node.op_type == "Transpose" and node.input[0] in weights]
+    if not folded:
+        return
+    for node in folded:
+        permutation = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        array = numpy_helper.to_array(weights[node.input[0]])
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array.transpose(permutation)), node.output[0]))
+        model.graph.node.remove(node)
+    used = {name for node in model.graph.node for name in node.input} | {value.name for value in model.graph.output}
+    for tensor in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(tensor)
+    onnx.save(model, str(path))
+
+
+def _dynamic_shapes(graph: genloom.GraphSpec) -> tuple[Any, ...]:
+    """The graph's dynamic input axes in torch.export's form: one entry per argument of ``forward``,
+    a tuple for a ``*args`` parameter (e.g. a KV cache passed as ``*past``)."""
+    import inspect
+
+    from torch.export import Dim
+
+    per_input = [{axis: Dim.DYNAMIC for axis in graph.dynamic_axes.get(name, {})} or None for name in graph.input_names]
+    shapes: list[Any] = []
+    for parameter in inspect.signature(graph.module.forward).parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            shapes.append(tuple(per_input[len(shapes):]))
+            break
+        if len(shapes) < len(per_input):
+            shapes.append(per_input[len(shapes)])
+    return tuple(shapes)
 
 
 def _stamp(path: Path, fields: dict[str, str], dynamic_axes: dict[str, dict[int, str]]) -> None:

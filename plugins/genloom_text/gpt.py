@@ -8,6 +8,8 @@ GPT-2 weights load into it with transposes only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,14 +29,31 @@ class CausalSelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        batch, length, width = x.shape
-        q, k, v = (t.view(batch, length, self.heads, width // self.heads).transpose(1, 2) for t in self.c_attn(x).split(width, dim=2))
+        width = x.shape[-1]
+        q, k, v = (t.unflatten(-1, (self.heads, width // self.heads)).transpose(1, 2) for t in self.c_attn(x).split(width, dim=2))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        causal = mask is None and past is None and length > 1
-        dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
-        return self.c_proj(y.transpose(1, 2).reshape(batch, length, width)), (k, v)
+        if torch.onnx.is_in_onnx_export():
+            y = _explicit_attention(q, k, v, mask)
+        else:
+            causal = mask is None and past is None and x.shape[1] > 1
+            dropout = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        return self.c_proj(y.transpose(1, 2).flatten(2)), (k, v)
+
+
+def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d), masked) v, written out: what the exported graph runs.
+
+    The exporters spell scaled_dot_product_attention with a scale computed from
+    shapes at run time and a NaN guard; this form is about ten fewer ONNX nodes
+    per layer, which is a third of a small model's decoding step in ONNX Runtime.
+    The export always passes a mask (its ``attention_mask`` input is required).
+    """
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
 
 
 class MLP(nn.Module):

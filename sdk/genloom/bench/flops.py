@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
-    """FLOPs (multiply and add counted apart) of Conv, ConvTranspose, MatMul and Gemm nodes, with named axes set from ``dims``."""
+    """FLOPs (multiply and add counted apart) of the Conv, ConvTranspose, MatMul and Gemm nodes, with named axes set from ``dims``."""
     import onnx
     from onnx import shape_inference
 
@@ -23,24 +23,24 @@ def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
     total = 0
     for node in model.graph.node:
-        out = shapes.get(node.output[0])
-        if not out or 0 in out:
-            continue
-        if node.op_type == "Conv":
-            weight = shapes[node.input[1]]
-            total += 2 * math.prod(out) * math.prod(weight[1:])
-        elif node.op_type == "ConvTranspose":
-            weight, source = shapes[node.input[1]], shapes[node.input[0]]
-            total += 2 * math.prod(source) * math.prod(weight[1:])
-        elif node.op_type in ("MatMul", "Gemm"):
-            first = shapes.get(node.input[0])
-            inner = first[-1] if node.op_type == "MatMul" or not _transposed(node, "transA") else first[-2]
-            total += 2 * math.prod(out) * inner
+        if node.output[0] in shapes and all(name in shapes for name in node.input[:2]):
+            total += op_flops(node.op_type, [shapes[name] for name in node.input[:2]], shapes[node.output[0]])
     return total
 
 
-def _transposed(node: object, attribute: str) -> bool:
-    return any(a.name == attribute and a.i for a in node.attribute)  # type: ignore[attr-defined]
+def op_flops(op_type: str, inputs: list[list[int]], output: list[int]) -> int:
+    """FLOPs of one Conv, ConvTranspose, MatMul or Gemm (0 for other operators) from its first two input shapes and its output shape."""
+    if not output or 0 in output or len(inputs) < 2:
+        return 0
+    if op_type == "Conv":
+        return 2 * math.prod(output) * math.prod(inputs[1][1:])
+    if op_type == "ConvTranspose":  # each input element meets every weight of its channel
+        return 2 * math.prod(inputs[0]) * math.prod(inputs[1][1:])
+    if op_type == "Gemm":  # A is (M, K), or (K, M) with transA
+        return 2 * math.prod(output) * (math.prod(inputs[0]) // output[0])
+    if op_type == "MatMul":  # (..., M, K) x (..., K, N)
+        return 2 * math.prod(output) * inputs[0][-1]
+    return 0
 
 
 def weight_bytes_read(path: str | Path) -> int:

@@ -17,30 +17,28 @@ class ImageRow(BaseModel):
     """One way of generating, at one batch size."""
 
     model: str
-    path: str = Field(description="'torch eager', 'onnxruntime fp32', ...")
+    path: str = Field(description="'torch eager', 'onnxruntime fp32', 'onnxruntime fp16 (CUDA)', ...")
     batch: int
     images_per_second: float
     timing: Timing
-    ratio_to_peer: float | None = Field(None, description="images/s over PyTorch eager's at the same batch size.")
-    share_of_roof: float = Field(description="images/s over the images/s the matmul roof allows.")
+    ratio_to_peer: float = Field(description="images/s over the peer's (PyTorch eager) at the same batch size.")
+    share_of_roof: float | None = Field(description="images/s over the images/s the CPU's matmul roof allows; None on CUDA.")
 
 
-def image_rows(name: str, torch_model: Any, onnx_model: Any, flops_per_image: int, matmul_gflops: float,
+def image_rows(name: str, paths: list[tuple[str, Any, bool]], flops_per_image: int, matmul_gflops: float,
                batches: tuple[int, ...] = IMAGE_BATCHES, repeats: int = 5) -> list[ImageRow]:
-    """Rows for each batch size: the torch model (if given) first, then the export."""
+    """Rows for each batch size and path. ``paths`` are ``(label, model, on the CPU)``; the first is the peer
+    the others are compared with. Only CPU rows get a share of the (CPU) matmul roof."""
     roof = matmul_gflops * 1e9 / flops_per_image
     rows: list[ImageRow] = []
     for batch in batches:
-        labels = {"labels": [0]} if "labels" in getattr(onnx_model, "input_names", []) else {}
         peer = None
-        for label, model in (("torch eager", torch_model), ("onnxruntime fp32", onnx_model)):
-            if model is None:
-                continue
-            timing = time_call(lambda m=model: m.generate(n=batch, seed=0, **labels), repeats=repeats)
+        for label, model, on_cpu in paths:
+            timing = time_call(lambda m=model: m.generate(n=batch, seed=0), repeats=repeats)  # conditional: every class in turn
             rate = batch / timing.median
-            peer = rate if label == "torch eager" else peer
+            peer = peer or rate
             rows.append(ImageRow(model=name, path=label, batch=batch, images_per_second=rate, timing=timing,
-                                 ratio_to_peer=rate / peer if peer else None, share_of_roof=rate / roof))
+                                 ratio_to_peer=rate / peer, share_of_roof=rate / roof if on_cpu else None))
     return rows
 
 

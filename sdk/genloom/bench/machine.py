@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from importlib import metadata
 
 import numpy as np
@@ -16,20 +17,22 @@ BANDWIDTH_BYTES = 256 * 1024 * 1024
 
 
 class Machine(BaseModel):
-    """The machine, its libraries, and its measured roofs."""
+    """The machine, its libraries, and its measured roofs: the fastest of the repeats, what the machine can do at best."""
 
     cpu: str
     cores: int
     platform: str
     libraries: dict[str, str]
-    matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, best of numpy and torch, 1024x1024.")
+    matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, 1024x1024: the best of matmul_gflops_by_library.")
+    matmul_gflops_by_library: dict[str, float] = Field(description="The same product in numpy, torch and ONNX Runtime (MLAS).")
     read_gbytes_per_second: float = Field(description="Memory read bandwidth, GB/s: the fastest of several ways to read a 256 MiB array.")
 
 
 def describe_machine(repeats: int = 5) -> Machine:
     """Describe this machine and measure its matmul and memory-read roofs."""
+    matmul = _matmul_gflops(repeats)
     return Machine(cpu=_cpu_model(), cores=os.cpu_count() or 1, platform=platform.platform(), libraries=_versions(),
-                   matmul_gflops=_matmul_gflops(repeats), read_gbytes_per_second=_read_bandwidth(repeats))
+                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=_read_bandwidth(repeats))
 
 
 def _cpu_model() -> str:
@@ -52,29 +55,47 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _matmul_gflops(repeats: int) -> float:
+def _matmul_gflops(repeats: int) -> dict[str, float]:
+    """fp32 GFLOP/s of a 1024x1024 matrix product in each library at hand: numpy, torch and ONNX Runtime (MLAS)."""
     rng = np.random.default_rng(0)
     a, b = (rng.random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32) for _ in range(2))
-    flops = 2 * MATMUL_SIZE**3
-    best = flops / time_call(lambda: a @ b, repeats=repeats * 4).median
+    products = {"numpy": lambda: a @ b, "onnxruntime": _onnxruntime_matmul(b, a)}
     try:
         import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        products["torch"] = lambda: ta @ tb
     except ImportError:
-        return best / 1e9
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    return max(best, flops / time_call(lambda: ta @ tb, repeats=repeats * 4).median) / 1e9
+        pass
+    flops = 2 * MATMUL_SIZE**3
+    return {name: flops / time_call(product, repeats=repeats * 4).low / 1e9 for name, product in products.items()}
+
+
+def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable[[], object]:
+    """A one-node ONNX graph, ``activations @ weight``, run by ONNX Runtime on the CPU."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = list(activations.shape)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, shape)], [numpy_helper.from_array(weight, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, {"a": activations})
 
 
 def _read_bandwidth(repeats: int) -> float:
     """The fastest of a few ways to read 256 MiB once: numpy's sum and matrix-vector product, torch's threaded sum."""
     array = np.ones(BANDWIDTH_BYTES // 4, np.float32)
     matrix, vector = array.reshape(-1, 4096), np.ones(len(array) // 4096, np.float32)
-    readers = [array.sum, lambda: vector @ matrix]
+    readers = {"numpy sum": array.sum, "numpy mat-vec": lambda: vector @ matrix}
     try:
         import torch
 
         tensor = torch.from_numpy(array)
-        readers.append(lambda: tensor.sum())
+        readers["torch sum"] = lambda: tensor.sum()
     except ImportError:
         pass
-    return max(array.nbytes / time_call(read, repeats=repeats).median / 1e9 for read in readers)
+    return max(array.nbytes / time_call(read, repeats=repeats).low / 1e9 for read in readers.values())
+

@@ -18,8 +18,15 @@ class Timing(BaseModel):
     repeats: int
 
 
+SETTLE_SECONDS = 0.2
+"""Pause before each measurement: the previous one's worker threads spin on after it (OpenBLAS for tens of
+milliseconds, measured: ONNX Runtime's matmul ran at half speed in that window) and would slow this one."""
+
+
 def time_call(call: Callable[[], object], repeats: int = 5, warmup: int = 2) -> Timing:
-    """Time ``call``: ``warmup`` runs first (caches, allocators, lazy init), then ``repeats`` measured runs."""
+    """Time ``call``: a pause for the machine to settle, ``warmup`` runs (caches, allocators, lazy init),
+    then ``repeats`` measured runs."""
+    time.sleep(SETTLE_SECONDS)
     for _ in range(warmup):
         call()
     seconds = []

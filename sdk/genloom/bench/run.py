@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import BaseModel
 
 import genloom
+from genloom.bench.flops import weight_bytes_read
 from genloom.bench.images import ImageRow, image_flops, image_rows
 from genloom.bench.machine import Machine, describe_machine
-from genloom.bench.text import TextRow, genloom_decoder, onnx_weight_bytes, text_rows, torch_weight_bytes, transformers_decoder
+from genloom.bench.text import TextRow, genloom_decoder, text_rows, torch_weight_bytes, transformers_decoder
+from genloom.runtime.providers import CUDA, cuda_usable
 
 
 class BenchReport(BaseModel):
@@ -25,7 +27,8 @@ class BenchReport(BaseModel):
 
 def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, machine: Machine | None = None,
                    image_batches: tuple[int, ...] = (1, 8, 64, 256), text_batches: tuple[int, ...] = (1, 8)) -> BenchReport:
-    """Benchmark the model or export in ``path``. A torch model is exported (fp32, and int8 for text) into a temporary folder first."""
+    """Benchmark the model or export in ``path``. A torch model is exported into a temporary folder first:
+    fp32, int8 for text, and fp16 where ONNX Runtime runs on CUDA."""
     from genloom.artifacts import read_manifest
 
     directory = Path(path)
@@ -37,33 +40,48 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         if manifest.kind == "model":
             torch_model = genloom.load(directory)
             export_dir = Path(scratch) / "export"
-            genloom.plugins.get_registry().exporter("onnx").value.export(directory, export_dir, int8=manifest.modality == "text")
+            genloom.plugins.get_registry().exporter("onnx").value.export(
+                directory, export_dir, int8=manifest.modality == "text", fp16=cuda_usable())
         export = read_manifest(export_dir).export or {}
         onnx_model = genloom.load(export_dir)
-        report = BenchReport(machine=machine, provider=onnx_model.info()["provider"])
+        report = BenchReport(machine=machine, provider=onnx_model.provider)
         name = f"{manifest.generator} ({directory.name})"
+        variants = _onnx_variants(onnx_model, export_dir, export)
         if manifest.modality == "image":
-            report.images = image_rows(name, torch_model, onnx_model, image_flops(export_dir, export), machine.matmul_gflops,
-                                       image_batches, repeats)
+            paths = ([("torch eager", torch_model, True)] if torch_model else []) + [(label, model, on_cpu) for label, model, on_cpu, _ in variants]
+            report.images = image_rows(name, paths, image_flops(export_dir, export), machine.matmul_gflops, image_batches, repeats)
         else:
-            report.text = text_rows(name, _text_decoders(torch_model, onnx_model, export_dir, export), machine.read_gbytes_per_second,
+            report.text = text_rows(name, _text_decoders(torch_model, variants, export), machine.read_gbytes_per_second,
                                     tokens, text_batches, repeats)
     return report
 
 
-def _text_decoders(torch_model: Any, onnx_model: Any, export_dir: Path, export: dict[str, Any]) -> list[Any]:
+def _onnx_variants(onnx_model: Any, export_dir: Path, export: dict[str, Any]) -> list[tuple[str, Any, bool, int]]:
+    """The export's paths as ``(label, model, on the CPU, weight bytes one run reads)``: fp32 where it loaded,
+    int8 on the CPU (ONNX Runtime quantizes for CPUs), and fp16 on CUDA."""
+    on_cpu = onnx_model.provider != CUDA
+    where = "" if on_cpu else " (CUDA)"
+    available = export["graphs"][0].get("variants", {})
+    variants = [(f"onnxruntime fp32{where}", onnx_model, on_cpu, weight_bytes_read(export_dir / export["graphs"][0]["file"]))]
+    if "int8" in available:
+        variants.append(("onnxruntime int8", genloom.load(export_dir, providers="cpu", precision="int8"), True,
+                         weight_bytes_read(export_dir / available["int8"])))
+    if "fp16" in available and not on_cpu:
+        variants.append(("onnxruntime fp16 (CUDA)", genloom.load(export_dir, providers="cuda", precision="fp16"), False,
+                         weight_bytes_read(export_dir / available["fp16"])))
+    return variants
+
+
+def _text_decoders(torch_model: Any, variants: list[tuple[str, Any, bool, int]], export: dict[str, Any]) -> list[Any]:
     decoders = []
     options = export.get("driver_options", {})
     if export.get("driver") == "text-decoder":
         peer = transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
-                                    options["context_length"], int(onnx_model.manifest.facts["vocab_size"]))
+                                    options["context_length"], int(variants[0][1].manifest.facts["vocab_size"]))
         if peer is not None:
             decoders.append(peer)
     if torch_model is not None:
         label = "genloom torch (KV cache)" if export.get("driver") == "text-decoder" else "genloom torch (state)"
-        decoders.append(genloom_decoder(label, torch_model, torch_weight_bytes(torch_model.generator)))
-    decoders.append(genloom_decoder("onnxruntime fp32", onnx_model, onnx_weight_bytes(export_dir, export, "fp32")))
-    if "int8" in export["graphs"][0].get("variants", {}):
-        int8 = genloom.load(export_dir, providers="cpu", precision="int8")
-        decoders.append(genloom_decoder("onnxruntime int8", int8, onnx_weight_bytes(export_dir, export, "int8")))
+        decoders.append(genloom_decoder(label, torch_model, torch_weight_bytes(torch_model.generator), on_cpu=True))
+    decoders += [genloom_decoder(label, model, weight_bytes, on_cpu) for label, model, on_cpu, weight_bytes in variants]
     return decoders

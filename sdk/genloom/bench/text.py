@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from genloom.bench.flops import weight_bytes_read
 from genloom.bench.measure import Timing, time_call
 
 TEXT_BATCHES = (1, 8)
@@ -31,19 +30,20 @@ class TextRow(BaseModel):
     prefill_seconds: float = Field(description="Median latency of one prompt of prefill_tokens (batch 1), one token generated.")
     prefill_tokens: int = Field(description=f"{PREFILL_TOKENS}, or one less than the context when that is shorter.")
     weight_bytes: int = Field(description="Bytes of weights one decoding step reads.")
-    ratio_to_peer: float | None = None
-    share_of_roof: float = Field(description="tokens/s over batch x bandwidth / weight_bytes.")
+    ratio_to_peer: float = Field(description="tokens/s over the peer's (transformers generate) at the same batch size.")
+    share_of_roof: float | None = Field(description="tokens/s over batch x the CPU's read bandwidth / weight_bytes; None on CUDA.")
 
 
 class Decoder:
-    """A way to decode: ``decode(batch, tokens)`` and ``prefill()`` (a prompt of ``prefill_tokens``), and its weight bytes."""
+    """A way to decode: ``decode(batch, tokens)`` and ``prefill()`` (a prompt of ``prefill_tokens``), its weight bytes,
+    and whether it runs on the CPU (whose bandwidth roof then applies)."""
 
-    def __init__(self, path: str, decode: Any, prefill: Any, weight_bytes: int, prefill_tokens: int) -> None:
+    def __init__(self, path: str, decode: Any, prefill: Any, weight_bytes: int, prefill_tokens: int, on_cpu: bool = True) -> None:
         self.path, self.decode, self.prefill, self.weight_bytes = path, decode, prefill, weight_bytes
-        self.prefill_tokens = prefill_tokens
+        self.prefill_tokens, self.on_cpu = prefill_tokens, on_cpu
 
 
-def genloom_decoder(path: str, model: Any, weight_bytes: int) -> Decoder:
+def genloom_decoder(path: str, model: Any, weight_bytes: int, on_cpu: bool) -> Decoder:
     """genloom's public API (torch or ONNX Runtime model) as a :class:`Decoder`."""
     owner = model if hasattr(model, "tokenizer") else model.generator
     prefill_tokens = min(PREFILL_TOKENS, (owner.context_length or PREFILL_TOKENS + 1) - 1)
@@ -55,7 +55,7 @@ def genloom_decoder(path: str, model: Any, weight_bytes: int) -> Decoder:
     def prefill() -> None:
         model.generate(prompt=long_prompt, max_new_tokens=1)
 
-    return Decoder(path, decode, prefill, weight_bytes, prefill_tokens)
+    return Decoder(path, decode, prefill, weight_bytes, prefill_tokens, on_cpu)
 
 
 def transformers_decoder(layers: int, heads: int, width: int, context: int, vocab: int) -> Decoder | None:
@@ -72,13 +72,15 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
     prefill_tokens = min(PREFILL_TOKENS, context - 1)
     prompt = torch.randint(1, vocab, (1, prefill_tokens))
 
-    def decode(batch: int, tokens: int) -> None:
+    def run(ids: torch.Tensor, tokens: int) -> None:
         with torch.no_grad():
-            peer.generate(prompt[:, :2].repeat(batch, 1), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            peer.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+
+    def decode(batch: int, tokens: int) -> None:
+        run(prompt[:, :2].repeat(batch, 1), tokens)
 
     def prefill() -> None:
-        with torch.no_grad():
-            peer.generate(prompt, max_new_tokens=1, do_sample=False)
+        run(prompt, 1)
 
     return Decoder("transformers generate", decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens)
 
@@ -97,7 +99,7 @@ def text_rows(name: str, decoders: list[Decoder], read_gbytes_per_second: float,
             roof = batch * read_gbytes_per_second * 1e9 / decoder.weight_bytes
             rows.append(TextRow(model=name, path=decoder.path, batch=batch, tokens_per_second=rate, decode_timing=timing,
                                 prefill_seconds=prefill, prefill_tokens=decoder.prefill_tokens, weight_bytes=decoder.weight_bytes,
-                                ratio_to_peer=rate / peer_rates[batch], share_of_roof=rate / roof))
+                                ratio_to_peer=rate / peer_rates[batch], share_of_roof=rate / roof if decoder.on_cpu else None))
     return rows
 
 
@@ -111,12 +113,6 @@ def _prompt_of(tokenizer: Any, length: int) -> str:
         index += 1
     ids = tokenizer.encode(text)[:length]
     return tokenizer.decode(ids)
-
-
-def onnx_weight_bytes(export_dir: Any, export: dict[str, Any], precision: str) -> int:
-    """Bytes of weights one decoding step of the exported graph in ``precision`` reads."""
-    graph = export["graphs"][0]
-    return weight_bytes_read(export_dir / (graph["file"] if precision == "fp32" else graph["variants"][precision]))
 
 
 def torch_weight_bytes(generator: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Literal
 
@@ -39,7 +40,19 @@ def create_session(path: str, providers: Providers, options: Any) -> Any:
     return onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
 
 
-def _try_cuda(onnxruntime: Any, path: str, options: Any) -> Any:
+@functools.cache
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime really runs on CUDA here (a GPU and the CUDA libraries): a one-node graph is opened on it."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", values[:1], values[1:])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    return _try_cuda(onnxruntime, probe, onnxruntime.SessionOptions()) is not None
+
+
+def _try_cuda(onnxruntime: Any, path: str | bytes, options: Any) -> Any:
     if CUDA not in onnxruntime.get_available_providers():
         return None
     onnxruntime.set_default_logger_severity(4)  # the failed library loads are not the user's business

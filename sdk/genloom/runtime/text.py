@@ -69,24 +69,27 @@ class OnnxTextModel(OnnxModel):
 class DecoderRun:
     """The KV cache as past/present tensors: the prompt with zero-length past, then one position per run.
 
-    Runs through IO binding: the present tensors stay where ONNX Runtime made them (on
-    the GPU with CUDA) and go back in as the next step's past without a copy; only
-    the logits come to the host.
+    On CUDA it runs through IO binding: the present tensors stay on the GPU and go
+    back in as the next step's past without a copy; only the logits come to the
+    host. On the CPU, where there is no copy to save, a plain ``run`` with numpy
+    arrays does the same with a third of the per-step Python calls.
     """
 
     def __init__(self, model: OnnxTextModel) -> None:
         self.model = model
-        self.device = "cuda" if model.provider == CUDA else "cpu"
-        self.cache: list[Any] = []  # onnxruntime.OrtValue, on self.device
+        self.on_gpu = model.provider == CUDA
+        self.cache: list[Any] = []  # numpy arrays, or onnxruntime.OrtValues on the GPU
         self.mask = np.zeros((0, 0), np.int64)
 
     def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
         """Run the prompts with zero-length past; the last position's logits (all of them with ``every_position``)."""
-        from onnxruntime import OrtValue
-
         options = self.model.options
         empty = np.zeros((len(tokens), options["heads"], 0, options["head_dim"]), np.float32)
-        self.cache = [OrtValue.ortvalue_from_numpy(empty, self.device, 0) for _ in self.model.cache_names]
+        self.cache = [empty] * len(self.model.cache_names)
+        if self.on_gpu:
+            from onnxruntime import OrtValue
+
+            self.cache = [OrtValue.ortvalue_from_numpy(empty, "cuda", 0) for _ in self.model.cache_names]
         self.mask = mask.astype(np.int64)
         logits = self._run(tokens)
         return logits if every_position else logits[:, -1]
@@ -96,17 +99,21 @@ class DecoderRun:
         return self._run(tokens[:, None])[:, -1]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
-        session = self.model.onnx
-        binding = session.io_binding()
-        binding.bind_cpu_input("input_ids", np.ascontiguousarray(tokens, dtype=np.int64))
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if not self.on_gpu:
+            feeds = {"input_ids": tokens, "attention_mask": self.mask, **dict(zip(self.model.cache_names, self.cache))}
+            logits, *self.cache = self.model.onnx.run(None, feeds)
+            return logits
+        binding = self.model.onnx.io_binding()
+        binding.bind_cpu_input("input_ids", tokens)
         binding.bind_cpu_input("attention_mask", self.mask)
         for name, value in zip(self.model.cache_names, self.cache):
             binding.bind_ortvalue_input(name, value)
         logits_name, *present_names = self.model.output_names
         binding.bind_output(logits_name, "cpu")
         for name in present_names:
-            binding.bind_output(name, self.device)
-        session.run_with_iobinding(binding)
+            binding.bind_output(name, "cuda")
+        self.model.onnx.run_with_iobinding(binding)
         logits, *self.cache = binding.get_outputs()
         return logits.numpy()
 
