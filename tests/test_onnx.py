@@ -317,3 +317,12 @@ def test_text_variants_report_the_change_in_validation_perplexity(text_models: d
     with pytest.raises(ConfigError, match="--fp16: ONNX Runtime cannot run this graph's LSTM in half precision"):
         exporter.export(text_models["lstm"], tmp_path / "lstm", fp16=True)
     assert not (tmp_path / "lstm").exists()
+
+
+def test_a_small_text_export_decodes_on_one_thread_unless_the_user_says_otherwise(text_exports: dict[str, Path]) -> None:
+    import onnxruntime
+
+    assert genloom.load(text_exports["gpt"], providers="cpu").onnx.get_session_options().intra_op_num_threads == 1
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 2
+    assert genloom.load(text_exports["gpt"], providers="cpu", session_options=options).onnx.get_session_options().intra_op_num_threads == 2

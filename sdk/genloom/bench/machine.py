@@ -17,22 +17,22 @@ BANDWIDTH_BYTES = 256 * 1024 * 1024
 
 
 class Machine(BaseModel):
-    """The machine, its libraries, and its measured roofs: the fastest of the repeats, what the machine can do at best."""
+    """The machine, its libraries, and its measured roofs: the best library's median over the repeats."""
 
     cpu: str
     cores: int
     platform: str
     libraries: dict[str, str]
-    matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, 1024x1024: the best of matmul_gflops_by_library.")
+    matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library (image rows measure it again for themselves).")
     matmul_gflops_by_library: dict[str, float] = Field(description="The same product in numpy, torch and ONNX Runtime (MLAS).")
-    read_gbytes_per_second: float = Field(description="Memory read bandwidth, GB/s: the fastest of several ways to read a 256 MiB array.")
+    read_gbytes_per_second: float = Field(description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array (text rows measure it again for themselves).")
 
 
 def describe_machine(repeats: int = 5) -> Machine:
     """Describe this machine and measure its matmul and memory-read roofs."""
     matmul = _matmul_gflops(repeats)
     return Machine(cpu=_cpu_model(), cores=os.cpu_count() or 1, platform=platform.platform(), libraries=_versions(),
-                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=_read_bandwidth(repeats))
+                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=read_bandwidth(repeats))
 
 
 def _cpu_model() -> str:
@@ -55,6 +55,11 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def matmul_roof(repeats: int = 5) -> float:
+    """fp32 matrix-multiply GFLOP/s now: the best library's."""
+    return max(_matmul_gflops(repeats).values())
+
+
 def _matmul_gflops(repeats: int) -> dict[str, float]:
     """fp32 GFLOP/s of a 1024x1024 matrix product in each library at hand: numpy, torch and ONNX Runtime (MLAS)."""
     rng = np.random.default_rng(0)
@@ -68,7 +73,7 @@ def _matmul_gflops(repeats: int) -> dict[str, float]:
     except ImportError:
         pass
     flops = 2 * MATMUL_SIZE**3
-    return {name: flops / time_call(product, repeats=repeats * 4).low / 1e9 for name, product in products.items()}
+    return {name: flops / time_call(product, repeats=repeats * 4).median / 1e9 for name, product in products.items()}
 
 
 def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable[[], object]:
@@ -85,8 +90,8 @@ def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable
     return lambda: session.run(None, {"a": activations})
 
 
-def _read_bandwidth(repeats: int) -> float:
-    """The fastest of a few ways to read 256 MiB once: numpy's sum and matrix-vector product, torch's threaded sum."""
+def read_bandwidth(repeats: int = 5) -> float:
+    """Memory read GB/s now: the fastest of a few ways to read 256 MiB once (numpy's sum and matrix-vector product, torch's threaded sum)."""
     array = np.ones(BANDWIDTH_BYTES // 4, np.float32)
     matrix, vector = array.reshape(-1, 4096), np.ones(len(array) // 4096, np.float32)
     readers = {"numpy sum": array.sum, "numpy mat-vec": lambda: vector @ matrix}
@@ -97,5 +102,5 @@ def _read_bandwidth(repeats: int) -> float:
         readers["torch sum"] = lambda: tensor.sum()
     except ImportError:
         pass
-    return max(array.nbytes / time_call(read, repeats=repeats).low / 1e9 for read in readers.values())
+    return max(array.nbytes / time_call(read, repeats=repeats).median / 1e9 for read in readers.values())
 

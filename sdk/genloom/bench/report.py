@@ -11,7 +11,8 @@ def table(report: BenchReport) -> str:
     """Plain-text table: the machine, its roofs, then one line per measured row."""
     machine = report.machine
     lines = [f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
-             f"roofs: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s"]
+             f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s "
+             "(each row's share is of the roof measured just before it)"]
     if report.images:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'images/s':>12}{'spread':>24}{'x peer':>8}{'of roof':>9}")
         for row in report.images:

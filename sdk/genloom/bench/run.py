@@ -11,7 +11,7 @@ from pydantic import BaseModel
 import genloom
 from genloom.bench.flops import weight_bytes_read
 from genloom.bench.images import ImageRow, image_flops, image_rows
-from genloom.bench.machine import Machine, describe_machine
+from genloom.bench.machine import Machine, describe_machine, matmul_roof, read_bandwidth
 from genloom.bench.text import TextRow, genloom_decoder, text_rows, torch_weight_bytes, transformers_decoder
 from genloom.runtime.providers import CUDA, cuda_usable
 
@@ -49,9 +49,9 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         variants = _onnx_variants(onnx_model, export_dir, export)
         if manifest.modality == "image":
             paths = ([("torch eager", torch_model, True)] if torch_model else []) + [(label, model, on_cpu) for label, model, on_cpu, _ in variants]
-            report.images = image_rows(name, paths, image_flops(export_dir, export), machine.matmul_gflops, image_batches, repeats)
+            report.images = image_rows(name, paths, image_flops(export_dir, export), lambda: matmul_roof(repeats), image_batches, repeats)
         else:
-            report.text = text_rows(name, _text_decoders(torch_model, variants, export), machine.read_gbytes_per_second,
+            report.text = text_rows(name, _text_decoders(torch_model, variants, export), lambda: read_bandwidth(repeats),
                                     tokens, text_batches, repeats)
     return report
 

@@ -8,6 +8,7 @@ memory-read bandwidth over the bytes of weights one decoding step reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,9 @@ class TextRow(BaseModel):
     prefill_seconds: float = Field(description="Median latency of one prompt of prefill_tokens (batch 1), one token generated.")
     prefill_tokens: int = Field(description=f"{PREFILL_TOKENS}, or one less than the context when that is shorter.")
     weight_bytes: int = Field(description="Bytes of weights one decoding step reads.")
+    read_gbytes_per_second: float = Field(description="The machine's memory read bandwidth, measured just before this path's rows.")
     ratio_to_peer: float = Field(description="tokens/s over the peer's (transformers generate) at the same batch size.")
-    share_of_roof: float | None = Field(description="tokens/s over batch x the CPU's read bandwidth / weight_bytes; None on CUDA.")
+    share_of_roof: float | None = Field(description="tokens/s over batch x read_gbytes_per_second / weight_bytes; None on CUDA.")
 
 
 class Decoder:
@@ -85,21 +87,29 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
     return Decoder("transformers generate", decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens)
 
 
-def text_rows(name: str, decoders: list[Decoder], read_gbytes_per_second: float, tokens: int = 32,
+def text_rows(name: str, decoders: list[Decoder], read_bandwidth: Callable[[], float], tokens: int = 32,
               batches: tuple[int, ...] = TEXT_BATCHES, repeats: int = 5) -> list[TextRow]:
-    """Rows for each decoder and batch size; the first decoder is the peer the others are compared with."""
+    """Rows for each decoder and batch size; the first decoder is the peer the others are compared with.
+
+    ``read_bandwidth()`` (GB/s) is measured again just before each decoder's rows:
+    on a shared machine the memory bandwidth drifts from minute to minute (measured
+    here: 50 to 90 GB/s within half an hour), so a roof taken minutes earlier could
+    be a different machine's.
+    """
     rows: list[TextRow] = []
     peer_rates: dict[int, float] = {}
     for decoder in decoders:
+        bandwidth = read_bandwidth()
         prefill = time_call(decoder.prefill, repeats=repeats).median
         for batch in batches:
             timing = time_call(lambda d=decoder, b=batch: d.decode(b, tokens), repeats=repeats)
             rate = batch * tokens / timing.median
             peer_rates.setdefault(batch, rate)
-            roof = batch * read_gbytes_per_second * 1e9 / decoder.weight_bytes
+            roof = batch * bandwidth * 1e9 / decoder.weight_bytes
             rows.append(TextRow(model=name, path=decoder.path, batch=batch, tokens_per_second=rate, decode_timing=timing,
                                 prefill_seconds=prefill, prefill_tokens=decoder.prefill_tokens, weight_bytes=decoder.weight_bytes,
-                                ratio_to_peer=rate / peer_rates[batch], share_of_roof=rate / roof if decoder.on_cpu else None))
+                                read_gbytes_per_second=bandwidth, ratio_to_peer=rate / peer_rates[batch],
+                                share_of_roof=rate / roof if decoder.on_cpu else None))
     return rows
 
 

@@ -34,10 +34,11 @@ class OnnxModel(LoadedModel):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "provider": self.provider}
 
-    def open_graph(self, graph: str, providers: Providers, session_options: Any, precision: str) -> Any:
-        """An ONNX Runtime session on ``graph`` in ``precision`` (``fp32``, or a variant the export was made with)."""
+    def open_graph(self, graph: str, providers: Providers, session_options: Any, precision: str, cpu_threads: int = 0) -> Any:
+        """An ONNX Runtime session on ``graph`` in ``precision`` (``fp32``, or a variant the export was made with);
+        without ``session_options``, each operator runs on ``cpu_threads`` threads (0: one per core)."""
         entry = next(g for g in self.export["graphs"] if g["name"] == graph)
         files = {"fp32": entry["file"], **entry.get("variants", {})}
         if precision not in files:
             raise ConfigError(f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it")
-        return create_session(str(self.directory / files[precision]), providers, session_options)
+        return create_session(str(self.directory / files[precision]), providers, session_options, cpu_threads)

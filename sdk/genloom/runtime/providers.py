@@ -14,11 +14,12 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def create_session(path: str, providers: Providers, options: Any) -> Any:
+def create_session(path: str, providers: Providers, options: Any, cpu_threads: int = 0) -> Any:
     """An ``onnxruntime.InferenceSession`` on the requested providers; ``session.get_providers()[0]`` is the one in use.
 
     ``options`` are ``onnxruntime.SessionOptions`` (threads, graph optimisation
-    level, ...); by default ONNX Runtime logs errors only. ``auto`` tries CUDA
+    level, ...); by default ONNX Runtime logs errors only and runs each operator on
+    ``cpu_threads`` threads (0: one per core). ``auto`` tries CUDA
     quietly (ONNX Runtime's own load errors are silenced) and
     logs one line when it falls back to the CPU; ``cuda`` without a usable CUDA is a
     ConfigError.
@@ -30,6 +31,7 @@ def create_session(path: str, providers: Providers, options: Any) -> Any:
     if options is None:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: shape-inference notes are not the user's business
+        options.intra_op_num_threads = cpu_threads
     if providers != "cpu":
         session = _try_cuda(onnxruntime, path, options)
         if session is not None:
