@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import genloom
@@ -41,29 +42,39 @@ def demo_model(demo: Path, out: Path, name: str, data: str, steps: int) -> Path:
 
 def gpt2_small(out: Path) -> Path:
     """A randomly initialised GPT of GPT-2 small's shape, saved as a genloom model (its tokenizer only feeds prompts)."""
-    from genloom.tokenizer import Tokenizer
-    from genloom_text.generator import GPTConfig, GPTGenerator
 
-    generator = GPTGenerator(GPTConfig(**GPT2_SMALL))
-    generator.tokenizer = Tokenizer.train(genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024)
-    generator.facts = {"vocab_size": GPT2_VOCAB, "prepend_end_of_text": True, "weights": "random"}
-    return untrained(generator, out / "gpt2-small-shape")
+    def make() -> genloom.Generator:
+        from genloom.tokenizer import Tokenizer
+        from genloom_text.generator import GPTConfig, GPTGenerator
+
+        generator = GPTGenerator(GPTConfig(**GPT2_SMALL))
+        generator.tokenizer = Tokenizer.train(genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024)
+        generator.facts = {"vocab_size": GPT2_VOCAB, "prepend_end_of_text": True, "weights": "random"}
+        return generator
+
+    return untrained(make, out / "gpt2-small-shape")
 
 
 def dcgan_64(out: Path) -> Path:
     """A randomly initialised GAN shaped like the DCGAN paper's generator: latent 100, 512-256-128-64 channels, 64x64 RGB."""
-    from genloom_gan.generator import DCGAN, DCGANConfig
 
-    generator = DCGAN(DCGANConfig(**DCGAN_64))
-    generator.facts = {"channels": 3, "height": 64, "width": 64, "weights": "random"}
-    return untrained(generator, out / "dcgan-64-shape")
+    def make() -> genloom.Generator:
+        from genloom_gan.generator import DCGAN, DCGANConfig
+
+        generator = DCGAN(DCGANConfig(**DCGAN_64))
+        generator.facts = {"channels": 3, "height": 64, "width": 64, "weights": "random"}
+        return generator
+
+    return untrained(make, out / "dcgan-64-shape")
 
 
-def untrained(generator: genloom.Generator, target: Path) -> Path:
-    """``generator`` (its facts set) saved in ``target`` with freshly initialised weights, unless it is there already."""
+def untrained(make: Callable[[], genloom.Generator], target: Path) -> Path:
+    """The generator ``make()`` returns (its facts set), saved in ``target`` with freshly initialised weights,
+    unless it is there already."""
     if not (target / "manifest.json").is_file():
         import torch
 
+        generator = make()
         torch.manual_seed(0)
         generator.modules = generator.build()
         generator.save(target)

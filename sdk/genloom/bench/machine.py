@@ -81,10 +81,10 @@ def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
-    shape = list(activations.shape)
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, shape)], [numpy_helper.from_array(weight, "b")])
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(activations.shape))],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [activations.shape[0], weight.shape[1]])],
+                              [numpy_helper.from_array(weight, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda: session.run(None, {"a": activations})

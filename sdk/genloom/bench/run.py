@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -46,42 +46,50 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         onnx_model = genloom.load(export_dir)
         report = BenchReport(machine=machine, provider=onnx_model.provider)
         name = f"{manifest.generator} ({directory.name})"
-        variants = _onnx_variants(onnx_model, export_dir, export)
+        paths = _onnx_paths(onnx_model, export_dir, export)
         if manifest.modality == "image":
-            paths = ([("torch eager", torch_model, True)] if torch_model else []) + [(label, model, on_cpu) for label, model, on_cpu, _ in variants]
-            report.images = image_rows(name, paths, image_flops(export_dir, export), lambda: matmul_roof(repeats), image_batches, repeats)
+            runs = ([("torch eager", torch_model, True)] if torch_model else []) + [(p.label, p.model, p.on_cpu) for p in paths]
+            report.images = image_rows(name, runs, image_flops(export_dir, export), lambda: matmul_roof(repeats), image_batches, repeats)
         else:
-            report.text = text_rows(name, _text_decoders(torch_model, variants, export), lambda: read_bandwidth(repeats),
+            report.text = text_rows(name, _text_decoders(torch_model, paths, export), lambda: read_bandwidth(repeats),
                                     tokens, text_batches, repeats)
     return report
 
 
-def _onnx_variants(onnx_model: Any, export_dir: Path, export: dict[str, Any]) -> list[tuple[str, Any, bool, int]]:
-    """The export's paths as ``(label, model, on the CPU, weight bytes one run reads)``: fp32 where it loaded,
-    int8 on the CPU (ONNX Runtime quantizes for CPUs), and fp16 on CUDA."""
+class OnnxPath(NamedTuple):
+    """One way the export runs: its row label, the loaded model, whether it runs on the CPU, and its graph file."""
+
+    label: str
+    model: Any
+    on_cpu: bool
+    graph_file: Path
+
+
+def _onnx_paths(onnx_model: Any, export_dir: Path, export: dict[str, Any]) -> list[OnnxPath]:
+    """fp32 where the export loaded, int8 on the CPU (ONNX Runtime quantizes for CPUs), and fp16 on CUDA."""
     on_cpu = onnx_model.provider != CUDA
-    where = "" if on_cpu else " (CUDA)"
-    available = export["graphs"][0].get("variants", {})
-    variants = [(f"onnxruntime fp32{where}", onnx_model, on_cpu, weight_bytes_read(export_dir / export["graphs"][0]["file"]))]
+    graph = export["graphs"][0]
+    available = graph.get("variants", {})
+    paths = [OnnxPath(f"onnxruntime fp32{'' if on_cpu else ' (CUDA)'}", onnx_model, on_cpu, export_dir / graph["file"])]
     if "int8" in available:
-        variants.append(("onnxruntime int8", genloom.load(export_dir, providers="cpu", precision="int8"), True,
-                         weight_bytes_read(export_dir / available["int8"])))
+        paths.append(OnnxPath("onnxruntime int8", genloom.load(export_dir, providers="cpu", precision="int8"), True,
+                              export_dir / available["int8"]))
     if "fp16" in available and not on_cpu:
-        variants.append(("onnxruntime fp16 (CUDA)", genloom.load(export_dir, providers="cuda", precision="fp16"), False,
-                         weight_bytes_read(export_dir / available["fp16"])))
-    return variants
+        paths.append(OnnxPath("onnxruntime fp16 (CUDA)", genloom.load(export_dir, providers="cuda", precision="fp16"), False,
+                              export_dir / available["fp16"]))
+    return paths
 
 
-def _text_decoders(torch_model: Any, variants: list[tuple[str, Any, bool, int]], export: dict[str, Any]) -> list[Any]:
+def _text_decoders(torch_model: Any, paths: list[OnnxPath], export: dict[str, Any]) -> list[Any]:
     decoders = []
     options = export.get("driver_options", {})
     if export.get("driver") == "text-decoder":
         peer = transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
-                                    options["context_length"], int(variants[0][1].manifest.facts["vocab_size"]))
+                                    options["context_length"], int(paths[0].model.manifest.facts["vocab_size"]))
         if peer is not None:
             decoders.append(peer)
     if torch_model is not None:
         label = "genloom torch (KV cache)" if export.get("driver") == "text-decoder" else "genloom torch (state)"
         decoders.append(genloom_decoder(label, torch_model, torch_weight_bytes(torch_model.generator), on_cpu=True))
-    decoders += [genloom_decoder(label, model, weight_bytes, on_cpu) for label, model, on_cpu, weight_bytes in variants]
+    decoders += [genloom_decoder(p.label, p.model, weight_bytes_read(p.graph_file), p.on_cpu) for p in paths]
     return decoders
