@@ -93,7 +93,8 @@ def main() -> int:
     models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [dcgan_64(args.out), gpt2_small(args.out)]
     reports = [bench_artifact(model, repeats=args.repeats, tokens=args.tokens, machine=machine) for model in models]
     combined = BenchReport(machine=machine, provider=reports[0].provider,
-                           images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text])
+                           images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text],
+                           peer_unavailable=[line for r in reports for line in r.peer_unavailable])
     print(table(combined))
     atomic_write_text(args.out / "compare.json", combined.model_dump_json(indent=2) + "\n")
     chart(combined, args.out / "compare.png")

@@ -69,7 +69,8 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
     machine = describe_machine(repeats)
     reports = [bench_artifact(out / f"{data}-{name}", repeats=repeats, machine=machine) for name, data in MODELS]
     combined = BenchReport(machine=machine, provider=reports[0].provider,
-                           images=[r for report in reports for r in report.images], text=[r for report in reports for r in report.text])
+                           images=[r for report in reports for r in report.images], text=[r for report in reports for r in report.text],
+                           peer_unavailable=[line for report in reports for line in report.peer_unavailable])
     print(table(combined))
     atomic_write_text(out / "bench.json", combined.model_dump_json(indent=2) + "\n")
     chart(combined, out / "bench.png")

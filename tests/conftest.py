@@ -42,6 +42,14 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     genloom.plugins.reset()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def eval_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One cache of `genloom eval`'s feature classifiers for the whole run (not the user's ~/.cache): each trains once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENLOOM_CACHE_DIR", str(tmp_path_factory.mktemp("genloom-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_registry() -> Iterator[None]:
     """Each test discovers plugins anew and leaves no in-process plugin behind."""
@@ -61,6 +69,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         cwd=cwd,
         timeout=600,
     )
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``genloom ARGS`` through the console script's ``main`` in this process (no interpreter start-up),
+    with its exit code and output as ``run_cli`` gives them."""
+    import contextlib
+    import io
+
+    from genloom.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    return subprocess.CompletedProcess(["genloom", *args], code if isinstance(code, int) else 1, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -62,6 +62,17 @@ def test_a_newer_format_asks_for_an_upgrade(trained: Path, tmp_path: Path) -> No
         genloom.load(model)
 
 
+@pytest.mark.parametrize("version", [0, -1, True, "1", None])
+def test_a_format_version_genloom_never_writes_is_refused(trained: Path, tmp_path: Path, version: object) -> None:
+    model = copy_of(trained, tmp_path)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["format_version"] = version
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=re.escape(f"format_version is {json.dumps(version)}, not a version genloom writes (1 to "
+                                                      f"{FORMAT_VERSION}); the model directory is damaged or not genloom's")):
+        genloom.load(model)
+
+
 def test_a_directory_without_manifest_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="is not a genloom model: it has no manifest.json"):
         genloom.load(tmp_path)

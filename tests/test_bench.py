@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import genloom
+from genloom.bench import bench_artifact, images
 from genloom.bench.flops import graph_flops
 from genloom.bench.images import ImageRow
-from genloom.bench.machine import Machine
+from genloom.bench.machine import Machine, describe_machine
+from genloom.bench.report import chart, table
 from genloom.bench.text import TextRow
+from genloom.model import TorchModel
 from genloom.runtime.providers import cuda_usable
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +32,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"cgan": root / "cgan", "gpt": root / "gpt"}
 
 
+@pytest.fixture(scope="module")
+def machine() -> Machine:
+    return describe_machine(repeats=1)
+
+
 @pytest.mark.parametrize(("name", "rows", "paths"), [
-    ("cgan", "images", {"torch eager", "onnxruntime fp32"}),
+    ("cgan", "images", {"torch eager (bare module)", "onnxruntime fp32"}),
     ("gpt", "text", {"transformers generate", "genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"}),
 ])
 def test_bench_measures_every_path_and_writes_every_figure(models: dict[str, Path], tmp_path: Path, name: str, rows: str,
@@ -44,8 +54,60 @@ def test_bench_measures_every_path_and_writes_every_figure(models: dict[str, Pat
     assert report[rows] and all(set(row) == row_fields for row in report[rows])
     assert {row["path"] for row in report[rows]} == paths
     assert all(row["ratio_to_peer"] > 0 and row["share_of_roof"] > 0 for row in report[rows])  # CPU rows all have a roof
+    assert report["peer_unavailable"] == []
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "of roof" in result.stdout and report["provider"] in result.stdout
+
+
+def test_the_image_peer_is_the_bare_exported_module_not_genloom_s_wrapper(models: dict[str, Path], machine: Machine,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    timing: list[bool] = []  # non-empty while bench times a path (the export's own checks may use the wrapper)
+    real_time_call, real_generate = images.time_call, TorchModel.generate
+
+    def time_call(call: Any, **options: Any) -> Any:
+        timing.append(True)
+        try:
+            return real_time_call(call, **options)
+        finally:
+            timing.pop()
+
+    def generate(self: TorchModel, **settings: Any) -> Any:
+        assert not timing, "the peer was timed through genloom's TorchModel.generate"
+        return real_generate(self, **settings)
+
+    monkeypatch.setattr(images, "time_call", time_call)
+    monkeypatch.setattr(TorchModel, "generate", generate)
+    report = bench_artifact(models["cgan"], repeats=1, machine=machine, image_batches=(2,))
+    peer, onnx = report.images
+    assert (peer.path, onnx.path) == ("torch eager (bare module)", "onnxruntime fp32")
+    assert peer.ratio_to_peer == 1.0 and onnx.ratio_to_peer == pytest.approx(onnx.images_per_second / peer.images_per_second)
+
+
+def test_without_transformers_the_text_peer_is_unavailable_and_no_row_has_a_ratio(models: dict[str, Path], machine: Machine,
+                                                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers raises ImportError
+    report = bench_artifact(models["gpt"], repeats=1, tokens=2, machine=machine, text_batches=(1,))
+    assert {row.path for row in report.text} == {"genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"}
+    assert all(row.ratio_to_peer is None for row in report.text)
+    assert len(report.peer_unavailable) == 1 and "peer unavailable: transformers is not installed" in report.peer_unavailable[0]
+    printed = table(report)
+    assert "peer unavailable: transformers is not installed" in printed
+    assert all(line.split()[-2] == "-" for line in printed.splitlines() if "tokens/s" not in line and "ms/" in line)  # x peer column
+    assert chart(report, tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("option", "target", "complaint"), [
+    ("--json", "", "is a directory"),
+    ("--chart", "a-file/chart.png", "is a file"),
+])
+def test_bench_outputs_are_checked_before_the_benchmark_runs(models: dict[str, Path], tmp_path: Path, option: str, target: str,
+                                                             complaint: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+    result = run_cli("bench", str(models["cgan"]), option, str(tmp_path / target))
+    assert_one_line_error(result, option, complaint)
+    assert result.stdout == ""  # no table: nothing was measured
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_flops_of_a_graph_are_counted_from_its_shapes(tmp_path: Path) -> None:
@@ -60,12 +122,14 @@ def test_flops_of_a_graph_are_counted_from_its_shapes(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not cuda_usable(), reason="needs an NVIDIA GPU with CUDA libraries")
 def test_on_a_gpu_bench_adds_fp16_rows_on_cuda(models: dict[str, Path]) -> None:
-    from genloom.bench import bench_artifact
+    import torch
 
-    for name, expected in (("cgan", {"torch eager", "onnxruntime fp32 (CUDA)", "onnxruntime fp16 (CUDA)"}),
-                           ("gpt", {"transformers generate", "genloom torch (KV cache)", "onnxruntime fp32 (CUDA)",
+    torch_on_cuda = " (CUDA)" if torch.cuda.is_available() else ""
+    for name, expected in (("cgan", {f"torch eager (bare module){torch_on_cuda}", "onnxruntime fp32 (CUDA)", "onnxruntime fp16 (CUDA)"}),
+                           ("gpt", {f"transformers generate{torch_on_cuda}", "genloom torch (KV cache)", "onnxruntime fp32 (CUDA)",
                                     "onnxruntime int8", "onnxruntime fp16 (CUDA)"})):
         report = bench_artifact(models[name], repeats=1, tokens=2)
         rows = report.images or report.text
         assert report.provider == "CUDAExecutionProvider" and {row.path for row in rows} == expected
         assert all((row.share_of_roof is None) == ("CUDA" in row.path) for row in rows)  # the roofs are the CPU's
+        assert all(row.ratio_to_peer for row in rows)  # the peers run on the GPU too, where torch can

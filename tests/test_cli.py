@@ -78,3 +78,28 @@ def test_schema_documents_every_knob() -> None:
 def test_bad_input_is_one_line_exit_2_no_traceback(model: Path, tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     result = run_cli(*(a.format(tmp=tmp_path, model=model) for a in args))
     assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize("bad", ["--out", "--npy"])
+def test_generate_checks_its_output_paths_before_it_writes_anything(model: Path, tmp_path: Path, bad: str) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    paths = {"--out": tmp_path / "grid.png", "--npy": tmp_path / "array.npy", bad: folder}
+    result = run_cli("generate", str(model), "--out", str(paths["--out"]), "--npy", str(paths["--npy"]))
+    assert_one_line_error(result, bad, "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"]
+
+
+def test_generate_into_a_path_below_a_file_is_one_line(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli("generate", str(model), "--out", str(tmp_path / "file" / "grid.png")), "--out", "is a file")
+
+
+def test_eval_of_a_conditional_model_on_unlabelled_data_says_so_before_any_work(tmp_path: Path) -> None:
+    model = tmp_path / "cgan"
+    genloom.train("cgan", "digits", model, progress=False, steps=2, width=8, latent_dim=8, batch_size=16, sample_every=0)
+    images = np.random.default_rng(0).random((40, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "unlabelled.npz", images=images)
+    result = run_cli("eval", str(model), "--data", f"npz:{tmp_path / 'unlabelled.npz'}", env={"GENLOOM_CACHE_DIR": str(tmp_path / "cache")})
+    assert_one_line_error(result, "'cgan' is conditional", "has no labels")
+    assert not (tmp_path / "cache").exists()  # no feature classifier was trained first

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from genloom.data.types import MAX_CLASSES, ImageData
 from genloom.errors import DataError, PluginError
 from genloom.plugins import get_registry
+from tests.conftest import assert_one_line_error, cli_in_process
 
 
 def open_data(spec: str):
@@ -120,6 +123,42 @@ def test_npz_problems_name_the_fix(tmp_path: Path) -> None:
         open_data(f"npz:{tmp_path / 'z.npz'}")
 
 
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([0, 1, 2, MAX_CLASSES]), f"'labels' range over 0..{MAX_CLASSES}; they must be class indices 0..K-1 (at most {MAX_CLASSES} classes)"),
+        (np.array([-1, 0, 1, 0]), "'labels' range over -1..1; they must be class indices 0..K-1"),
+        (np.linspace(0, 1, 4), "'labels' are float64, not integers"),
+        (np.array([True, False, True, False]), "'labels' are bool, not integers"),
+        (np.array([0, 2, 0, 2]), "'labels' go up to 2 but no image has label 1"),
+    ],
+    ids=["too-many-classes", "negative", "float", "bool", "a-class-without-images"],
+)
+def test_npz_labels_must_be_class_indices_0_to_k_minus_1(tmp_path: Path, labels: np.ndarray, message: str) -> None:
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8), np.uint8), labels=labels)
+    with pytest.raises(DataError, match=re.escape(f"data source 'npz:{tmp_path / 'd.npz'}': {message}")):
+        open_data(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_a_label_past_the_class_bound_is_one_line_on_the_cli_before_any_training(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 10 * MAX_CLASSES]))
+    result = cli_in_process("train", "cgan", "--data", f"npz:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "run"), "--steps", "1",
+                            "--set", "width=8", "--set", "latent_dim=8", "--quiet")
+    assert_one_line_error(result, f"'labels' range over 0..{10 * MAX_CLASSES}", str(tmp_path / "d.npz"), "number the classes from 0")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_images_are_refused_when_the_data_is_opened(tmp_path: Path, bad: float) -> None:
+    images = np.full((3, 8, 8), 0.5, np.float32)
+    images[1, 2, 3] = bad
+    np.savez(tmp_path / "d.npz", images=images)
+    with pytest.raises(DataError, match=re.escape(f"npz: float 'images' in '{tmp_path / 'd.npz'}' hold NaN or infinite values")):
+        open_data(f"npz:{tmp_path / 'd.npz'}")
+    with pytest.raises(DataError, match="data source 'plugin-data': images hold NaN or infinite values \\(the first at image 1\\)"):
+        ImageData(images[:, None], source="plugin-data")
+
+
 def test_text_file_and_folder(tmp_path: Path) -> None:
     (tmp_path / "docs" / "sub").mkdir(parents=True)
     (tmp_path / "docs" / "a.txt").write_text("Alpha ünïcode")
@@ -149,3 +188,9 @@ def test_data_source_arguments_are_checked() -> None:
         open_data("digits:extra")
     with pytest.raises(PluginError, match="no data source named 'digts' \\(did you mean 'digits'"):
         open_data("digts")
+
+
+def test_a_npy_file_given_as_npz_says_how_to_save_it(tmp_path: Path) -> None:
+    np.save(tmp_path / "images.npy", np.zeros((4, 8, 8), np.float32))
+    result = cli_in_process("train", "gan", "--data", f"npz:{tmp_path / 'images.npy'}", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "a .npy file", "numpy.savez")

@@ -12,7 +12,7 @@ import pytest
 import genloom
 from genloom.errors import PluginError
 from genloom.plugins import get_registry
-from tests.conftest import assert_one_line_error, install_fake_distribution, run_cli
+from tests.conftest import TINY_GAN, assert_one_line_error, install_fake_distribution, run_cli
 
 GENERATOR_MODULE = """
 import genloom
@@ -223,3 +223,69 @@ def test_every_hookspec_is_documented_with_its_signature_and_tested() -> None:
         signature = f"{spec.__name__}({', '.join(inspect.signature(spec).parameters)})"
         assert f"`{signature}`" in guide, f"docs/plugins.md does not document `{signature}`"
         assert f"def {spec.__name__}(register)" in tests, f"no test implements {spec.__name__}"
+
+
+@pytest.mark.timeout(120)
+def test_a_plugin_that_calls_sys_exit_at_import_is_reported_and_every_command_still_works(site: Path, tmp_path: Path) -> None:
+    install_fake_distribution(site, "genloom-quitter", {"quitter": "fake_quitter"},
+                              {"fake_quitter": "import sys\nsys.exit('no licence key')\n"})
+    listed = run_cli("plugins")
+    assert listed.returncode == 0, listed.stderr
+    quitter = next(line for line in listed.stdout.splitlines() if line.strip().startswith("quitter"))
+    assert "FAILED: import failed: SystemExit: the plugin called sys.exit('no licence key')" in quitter
+    assert run_cli("schema", "gan").returncode == 0
+    trained = run_cli("train", "gan", "--data", "digits", "--out", str(tmp_path / "gan"), "--steps", "2", *TINY_GAN)
+    assert trained.returncode == 0 and "model saved" in trained.stdout, trained.stderr
+
+
+def test_a_keyboard_interrupt_a_plugin_raises_itself_is_its_failure_not_the_users(site: Path) -> None:
+    install_fake_distribution(site, "genloom-odd", {"odd": "fake_odd"}, {"fake_odd": "raise KeyboardInterrupt\n"})
+    assert plugin("odd").error == "import failed: KeyboardInterrupt: "
+    assert get_registry().generator("gan")
+
+
+def test_a_data_source_whose_open_raises_is_one_line_naming_the_plugin(site: Path, tmp_path: Path) -> None:
+    source = """
+import genloom
+from genloom.data import DataSource
+
+def open_rows(argument):
+    raise KeyError("column 'price'")
+
+@genloom.hookimpl
+def register_data_sources(register):
+    register(DataSource("rows", open_rows, "rows of a shop", "PATH"))
+"""
+    install_fake_distribution(site, "genloom-rows", {"rows": "fake_rows"}, {"fake_rows": source})
+    result = run_cli("train", "gan", "--data", "rows:shop.csv", "--out", str(tmp_path / "x"))
+    assert_one_line_error(result, "--data rows:shop.csv", "data source 'rows' of plugin 'rows' failed", "KeyError")
+
+
+@pytest.mark.timeout(180)
+def test_a_plugin_reusing_a_builtin_name_locks_nobody_out_of_their_models(site: Path, tmp_path: Path) -> None:
+    """A model loads with the plugin that saved it; for training, PLUGIN:NAME chooses."""
+    model = tmp_path / "gan"
+    trained = run_cli("train", "gan", "--data", "digits", "--out", str(model), "--steps", "2", *TINY_GAN)
+    assert trained.returncode == 0, trained.stderr
+    install_generator_plugin(site, "genloom-othergan", "othergan", "gan")
+
+    made = run_cli("generate", str(model), "-n", "2", "--out", str(tmp_path / "a.png"))
+    assert made.returncode == 0, made.stderr
+    assert run_cli("info", str(model)).returncode == 0
+    ambiguous = run_cli("train", "gan", "--data", "digits", "--out", str(tmp_path / "again"), "--steps", "2", *TINY_GAN)
+    assert_one_line_error(ambiguous, "'gan' and 'othergan'", "PLUGIN:NAME", "'gan:gan'")
+    chosen = run_cli("train", "gan:gan", "--data", "digits", "--out", str(tmp_path / "again"), "--steps", "2", *TINY_GAN)
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(run_cli("info", str(tmp_path / "again"), "--json").stdout)["plugin"] == "gan"
+    assert get_registry().generator("othergan:gan").plugin == "othergan"
+    assert_one_line_error(run_cli("schema", "nobody:gan"), "no generator 'nobody:gan'", "gan:gan", "othergan:gan")
+
+
+def test_a_model_whose_plugin_is_gone_says_which_plugin_to_install(tmp_path: Path) -> None:
+    model = tmp_path / "gan"
+    genloom.train("gan", "digits", model, progress=False, steps=2, width=8, latent_dim=8, batch_size=16, sample_every=0)
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["plugin"] = "genloom-fancy-gans"
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_cli("generate", str(model)), "plugin 'genloom-fancy-gans', which is not installed",
+                          "offered by 'gan'", "install that plugin")

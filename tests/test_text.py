@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,12 @@ def test_stop_strings_end_a_sequence_before_them(models: dict[str, Path]) -> Non
         ({"prompt": "word " * 100}, r"prompt: \d+ tokens, but the model's context holds 32 \(prompt plus generated tokens\)"),
         ({"max_new_tokens": 0}, "field 'max_new_tokens'"),
         ({"n": 3}, "unknown field 'n'"),
+        ({"do_sample": True, "temperature": float("nan")}, "field 'temperature': Input should be a finite number"),
+        ({"temperature": float("inf")}, "field 'temperature': Input should be a finite number"),
+        ({"repetition_penalty": float("inf")}, "field 'repetition_penalty': Input should be a finite number"),
+        ({"prompt": "caf\udce9"}, r"prompt: not valid UTF-8 text \(byte 0xe9 at character 3\); give UTF-8 text"),
+        ({"prompt": ["ok", "\ud800"]}, r"prompt 2: not valid UTF-8 text \('\\ud800', a lone surrogate, at character 0\)"),
+        ({"stop": ["\udcff"]}, "stop: not valid UTF-8 text"),
     ],
 )
 def test_invalid_knobs_are_clear_errors(models: dict[str, Path], knobs: dict, message: str) -> None:
@@ -148,6 +156,17 @@ def test_the_cli_generates_and_streams_text(models: dict[str, Path]) -> None:
     assert printed.stdout == expected + "\n" == streamed.stdout
     assert_one_line_error(run_cli("generate", str(models["lstm"]), "--prompt", "x", "--top-p", "2"), "top_p must be in (0, 1]")
     assert_one_line_error(run_cli("generate", str(models["lstm"]), "--labels", "1"), "--labels, --out and --npy are for image models")
+
+
+@pytest.mark.timeout(300)
+def test_the_cli_refuses_prompts_that_are_not_utf8_and_temperatures_that_are_not_finite(models: dict[str, Path]) -> None:
+    # Latin-1 bytes on the command line, as a shell passes $'caf\xe9': Python turns 0xe9 into U+DCE9.
+    command = [sys.executable, "-m", "genloom", "generate", str(models["gpt"]), "--prompt", b"caf\xe9"]
+    not_utf8 = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(not_utf8, "prompt: not valid UTF-8 text (byte 0xe9 at character 3); give UTF-8 text")
+    for value in ("nan", "inf"):
+        result = run_cli("generate", str(models["gpt"]), "--prompt", "The", "--do-sample", "--temperature", value)
+        assert_one_line_error(result, "field 'temperature': Input should be a finite number", f"(got {value})")
 
 
 def test_training_logs_validation_loss_perplexity_and_bits_per_byte(models: dict[str, Path]) -> None:
@@ -211,9 +230,6 @@ def test_a_hugging_face_gpt2_checkpoint_loads_and_matches_transformers(tmp_path:
 
 
 def test_the_cache_benchmark_runs_and_reports_both_ways(models: dict[str, Path]) -> None:
-    import subprocess
-    import sys
-
     script = Path(__file__).parents[1] / "benchmarks" / "text_cache.py"
     result = subprocess.run([sys.executable, str(script), str(models["gpt"]), "--tokens", "8", "--repeats", "1"],
                             capture_output=True, text=True, timeout=300)

@@ -1,10 +1,13 @@
 """Torch generator -> ONNX export directory, with its parity against PyTorch measured, not assumed.
 
 Each graph of the generator's :class:`genloom.ExportSpec` is exported with a
-dynamic batch, checked with ``onnx.checker``, stamped with the essential manifest
-fields in its metadata, and run with ONNX Runtime on fresh random inputs at batch
-1 and 3 beside PyTorch. Differences above ``FP32_TOLERANCE`` fail the export with
-the figures, and nothing is written. The directory appears whole or not at all.
+dynamic batch (by the torch.export-based exporter; the TorchScript one where it
+cannot, with the reason recorded), checked with ``onnx.checker``, stamped with the
+essential manifest fields in its metadata, and run with ONNX Runtime on seeded
+random inputs at batch 1 and 3 beside PyTorch. Differences above
+``FP32_TOLERANCE`` fail the export with the figures, and nothing is written. The
+directory appears whole or not at all: it is written and checked in a staging
+directory that loaders refuse, then renamed into place.
 """
 
 from __future__ import annotations
@@ -12,26 +15,37 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import re
 import shutil
+import sys
 import tempfile
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import genloom
-from genloom.artifacts import MANIFEST_FILE, Manifest, artifact_id, write_artifact
-from genloom.errors import ArtifactError, ConfigError, GenloomError
-from genloom.fileio import DIRECTORY_MODE, atomic_write_text
+from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, Manifest, artifact_id, read_manifest, write_artifact
+from genloom.errors import ArtifactError, ConfigError, ExportError, GenloomError
+from genloom.fileio import DIRECTORY_MODE, atomic_write_text, check_output_directory
+from genloom.runtime.graphfile import external_data_locations
 
 FP32_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
+PARITY_SEED = 0
+"""Seed of the parity gate's random inputs, so an export's measured figures reproduce."""
 DEFAULT_OPSET = 20
 """The first opset with a ``Gelu`` operator, which ONNX Runtime runs as one fused kernel."""
 NO_HALF_PRECISION = {"LSTM", "GRU", "RNN"}
 """Operators whose half-precision sessions ONNX Runtime cannot run (measured: the LSTM crashes on creation)."""
+EXTERNAL_DATA_ABOVE_BYTES = 2**31 - 2**26
+"""A graph larger than this keeps its weights in ``NAME.onnx.data`` beside it (protobuf files stop at 2 GiB)."""
+STAGING_SUFFIX = ".partial"
+"""Staging directories are ``.{OUT}.{PID}.{RANDOM}.partial`` beside the export's directory."""
 
 
 class ParityError(GenloomError):
@@ -47,17 +61,17 @@ class OnnxExporter:
                fp16: bool = False, int8: bool = False) -> Manifest:
         """Export the torch model in ``model_dir`` to ``out_dir``; returns the export's manifest.
 
-        ``fp16`` (weights and activations in half precision, inputs and outputs fp32) and
-        ``int8`` (dynamically quantized weights) add variants of every graph, with their
+        ``out_dir`` must be new or an empty directory. ``fp16`` (weights and
+        activations in half precision, inputs and outputs fp32) and ``int8``
+        (dynamically quantized weights) add variants of every graph, with their
         measured error (and, for text, the validation perplexity of each precision).
         """
-        from genloom.artifacts import load_generator, read_manifest
+        from genloom.artifacts import load_generator
 
         source, out = Path(model_dir), Path(out_dir)
+        check_output_directory(out, "--out", empty=True)
         if not 17 <= opset <= 22:
             raise ConfigError(f"opset: {opset} is not supported; use 17 to 22 (default {DEFAULT_OPSET})")
-        if (out / "manifest.json").exists():
-            raise ArtifactError(f"'{out}' already holds an artifact; choose a new --out")
         manifest = read_manifest(source)
         generator = load_generator(source, manifest)
         spec = generator.export_spec()
@@ -66,65 +80,200 @@ class OnnxExporter:
         stamp = {"genloom.generator": generator.name, "genloom.plugin": manifest.plugin, "genloom.driver": spec.driver,
                  "genloom.source_sha256": artifact_id(source), "genloom.modality": generator.modality,
                  "genloom.tokenizer": spec.driver_options.get("tokenizer", "")}
-        files: dict[str, bytes] = {}
-        graphs, parity = [], {}
-        variant_error: dict[str, dict[str, float]] = {"fp16": {}, "int8": {}}
-        with tempfile.TemporaryDirectory() as scratch:
-            for graph in spec.graphs:
-                path = Path(scratch) / f"{graph.name}.onnx"
-                _export_graph(graph, path, opset)
-                _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
-                classes = int(manifest.facts.get("num_classes") or 1)
-                parity[graph.name] = _check_parity(graph, path, classes)
-                files[path.name] = path.read_bytes()
-                entry = {"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names, "variants": {}}
-                for precision in [p for p, wanted in (("fp16", fp16), ("int8", int8)) if wanted]:
-                    variant = _make_variant(path, precision)
-                    _stamp(variant, {"genloom.precision": precision}, {})
-                    variant_error[precision][graph.name] = _max_difference(graph, variant, classes)
-                    files[variant.name] = variant.read_bytes()
-                    entry["variants"][precision] = variant.name
-                graphs.append(entry)
-        files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
-        export = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, "graphs": graphs,
-                  "parity_max_abs_diff": parity, "tolerance": FP32_TOLERANCE, "precision": "fp32",
-                  "source_sha256": stamp["genloom.source_sha256"],
-                  "variants": {p: {"max_abs_diff": errors} for p, errors in variant_error.items() if errors}}
-
-        def verify(staging: Path) -> None:
+        precisions = [precision for precision, wanted in (("fp16", fp16), ("int8", int8)) if wanted]
+        _remove_stale_staging(out)
+        staging = _make_staging(out)
+        try:
+            files, measured = _export_graphs(spec, staging / ".scratch", opset, stamp, precisions,
+                                             classes=int(manifest.facts.get("num_classes") or 1))
+            export = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, **measured,
+                      "tolerance": FP32_TOLERANCE, "precision": "fp32", "source_sha256": stamp["genloom.source_sha256"]}
+            files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
+            written = write_artifact(
+                staging, files, kind="export", generator=manifest.generator, plugin=manifest.plugin,
+                plugin_version=manifest.plugin_version, modality=manifest.modality, config=manifest.config,
+                facts=manifest.facts, training=manifest.training, export=export,
+            )
             _check_end_to_end(source, staging)
             if generator.modality == "text" and export["variants"]:
                 _record_perplexities(staging, manifest, export)
+            written = written.model_copy(update={"export": export})
+            atomic_write_text(staging / MANIFEST_FILE, written.model_dump_json(indent=2) + "\n")
+            _publish(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return written
 
-        return _write_directory(out, files, manifest, export, verify)
+
+def _export_graphs(spec: genloom.ExportSpec, scratch: Path, opset: int, stamp: dict[str, str], precisions: list[str],
+                   classes: int) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Export, stamp and parity-check every graph (and its variants) in ``scratch``, which is removed after;
+    the files' bytes by name, and the export section's ``graphs``, ``parity_max_abs_diff`` and ``variants``."""
+    scratch.mkdir()
+    files: dict[str, bytes] = {}
+    graphs, parity = [], {}
+    variant_error: dict[str, dict[str, float]] = {precision: {} for precision in precisions}
+    for graph in spec.graphs:
+        path = scratch / f"{graph.name}.onnx"
+        written_by = _export_graph(graph, path, opset)
+        _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
+        parity[graph.name] = _check_parity(graph, path, classes)
+        files.update(_graph_files(path))
+        entry = {"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names,
+                 **written_by, "variants": {}}
+        for precision in precisions:
+            variant = _make_variant(path, precision)
+            _stamp(variant, {"genloom.precision": precision}, {})
+            variant_error[precision][graph.name] = _max_difference(graph, variant, classes)
+            files.update(_graph_files(variant))
+            entry["variants"][precision] = variant.name
+        graphs.append(entry)
+    shutil.rmtree(scratch)
+    return files, {"graphs": graphs, "parity_max_abs_diff": parity,
+                   "variants": {precision: {"max_abs_diff": errors} for precision, errors in variant_error.items()}}
 
 
-def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> None:
-    """torch.export-based exporter first; the TorchScript one for graphs it cannot capture."""
+def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> dict[str, str]:
+    """torch.export-based exporter first; the TorchScript one for graphs it cannot capture. Which one wrote the
+    graph (and why the first could not) for the manifest; an ExportError naming the operator if neither can."""
     import torch
 
     graph.module.eval()
-    arguments = {"input_names": graph.input_names, "output_names": graph.output_names, "dynamic_axes": graph.dynamic_axes,
-                 "opset_version": opset}
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        quiet.setLevel(logging.ERROR)  # the exporter's progress and its notes about torchvision
+    common = {"input_names": graph.input_names, "output_names": graph.output_names, "opset_version": opset}
+    with torch.no_grad(), _captured_output() as dynamo_output:
         try:
             torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=True, verbose=False,
-                              dynamic_shapes=_dynamic_shapes(graph), **{k: v for k, v in arguments.items() if k != "dynamic_axes"})
-        except Exception:  # noqa: BLE001 - any capture failure: the older exporter may still manage
-            torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=False, **arguments)
-        finally:
-            quiet.setLevel(level)
+                              dynamic_shapes=_dynamic_shapes(graph), **common)
+            dynamo_error = None
+        except Exception as exc:  # noqa: BLE001 - any capture failure: the older exporter may still manage
+            dynamo_error = exc
+    written_by = {"exporter": "torch.export"}
+    if dynamo_error is not None:
+        with torch.no_grad(), _captured_output() as torchscript_output:
+            try:
+                torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=False, dynamic_axes=graph.dynamic_axes, **common)
+                torchscript_error = None
+            except Exception as exc:  # noqa: BLE001 - both exporters failed: said below, with what they printed
+                torchscript_error = exc
+        if torchscript_error is not None:
+            raise _conversion_error(graph.name, (dynamo_error, dynamo_output.text), (torchscript_error, torchscript_output.text))
+        reason = _one_line(dynamo_error)
+        print(f"genloom: warning: graph '{graph.name}': the torch.export-based exporter failed ({reason}); "
+              "exported with the TorchScript exporter instead", file=sys.stderr)
+        written_by = {"exporter": "torchscript", "fallback_reason": reason}
     graph.module.eval()  # the exporter may hand back a module in training mode
+    _fold_and_check(graph.name, path)
+    return written_by
+
+
+def _fold_and_check(name: str, path: Path) -> None:
+    """Store transposed weights as such (see ``_store_weights_transposed``) and run ``onnx.checker`` on the graph."""
     import onnx
 
     model = onnx.load(str(path))
     if _store_weights_transposed(model):
-        onnx.save(model, str(path))
-    onnx.checker.check_model(model, full_check=True)
+        _save(model, path)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"graph '{name}': the exported graph fails onnx.checker ({_first_line(str(exc))}); "
+                          "nothing was written", details=str(exc)) from None
+
+
+class _Captured:
+    """What an exporter printed, once its ``_captured_output`` block is over."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[_Captured]:
+    """Everything printed inside the block (Python or C++, stdout or stderr, warnings and logs) goes into the
+    yielded record's ``text`` instead of the terminal: the exporters' progress, notes and internal graphs."""
+    captured, python_text = _Captured(), io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved = _redirect_descriptors(sink.fileno())
+        try:
+            with contextlib.redirect_stdout(python_text), contextlib.redirect_stderr(python_text):
+                yield captured
+        finally:
+            for descriptor, original in saved.items():
+                os.dup2(original, descriptor)
+                os.close(original)
+            sink.seek(0)
+            captured.text = python_text.getvalue() + sink.read().decode("utf-8", "replace")
+
+
+def _redirect_descriptors(target: int) -> dict[int, int]:
+    """Point file descriptors 1 and 2 at ``target`` (where they are open); a copy of each original, to restore."""
+    saved = {}
+    for descriptor in (1, 2):
+        try:
+            saved[descriptor] = os.dup(descriptor)
+        except OSError:  # closed (a daemon): nothing to silence
+            continue
+        os.dup2(target, descriptor)
+    return saved
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OPERATOR = (re.compile(r"operator '([\w:.]+)'"), re.compile(r"OpOverload\(op='([\w:.]+)'"))
+
+
+def _first_line(text: str) -> str:
+    return (_ANSI.sub("", text).strip().splitlines() or [""])[0].strip()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message, without colour codes."""
+    return f"{type(exc).__name__}: {_first_line(str(exc))}".rstrip(": ")
+
+
+def _operator(exc: BaseException) -> str | None:
+    """The operator an exporter names in its error (or in the errors that caused it), if any."""
+    while exc is not None:
+        for pattern in _OPERATOR:
+            match = pattern.search(str(exc))
+            if match:
+                return match[1]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _conversion_error(name: str, dynamo: tuple[Exception, str], torchscript: tuple[Exception, str]) -> ExportError:
+    """One line naming the graph and the operator; both exporters' output and traces as the details."""
+    operator = _operator(torchscript[0]) or _operator(dynamo[0])
+    what = f"operator {operator}" if operator else f"it (torch.export: {_one_line(dynamo[0])}; TorchScript: {_one_line(torchscript[0])})"
+    details = "\n".join(f"--- the {label} exporter ---\n{printed}{''.join(traceback.format_exception(exc))}"
+                        for label, (exc, printed) in (("torch.export-based", dynamo), ("TorchScript", torchscript)))
+    return ExportError(f"graph '{name}': neither ONNX exporter (torch.export, TorchScript) can convert {what}; write the module "
+                       "with operators ONNX supports (`genloom export --verbose` shows both exporters' full output)", details)
+
+
+def _save(model: Any, path: Path) -> None:
+    """Write ``model`` (an ``onnx.ModelProto``) to ``path``; a model past protobuf's 2 GiB limit keeps its weights
+    in ``NAME.onnx.data`` beside it, which the export lists and hashes like every other file."""
+    import onnx
+
+    data = path.with_name(f"{path.name}.data")
+    data.unlink(missing_ok=True)  # onnx appends to an existing data file; the model holds its weights in memory
+    onnx.save(model, str(path), save_as_external_data=model.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES,
+              all_tensors_to_one_file=True, location=data.name)
+
+
+def _graph_files(path: Path) -> dict[str, bytes]:
+    """The graph's file and the external-data files it names, by name."""
+    files = {path.name: path.read_bytes()}
+    for location in external_data_locations(path):
+        data = path.with_name(location)
+        if Path(location).name != location or not data.is_file():
+            raise ExportError(f"graph file {path.name} names external data {location!r} that is not a file beside it")
+        files[location] = data.read_bytes()
+    return files
 
 
 def _store_weights_transposed(model: Any) -> bool:
@@ -185,7 +334,7 @@ def _stamp(path: Path, fields: dict[str, str], dynamic_axes: dict[str, dict[int,
     for key, value in fields.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(model, str(path))
+    _save(model, path)
 
 
 def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generator, classes: int) -> list[np.ndarray]:
@@ -207,8 +356,7 @@ def _make_variant(path: Path, precision: str) -> Path:
 
     variant = path.with_name(f"{path.stem}.{precision}.onnx")
     root, level = logging.getLogger(), logging.getLogger().level
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with _captured_output():
         root.setLevel(logging.ERROR)  # the quantizer's advice about pre-processing goes to the root logger
         try:
             if precision == "fp16":
@@ -219,14 +367,16 @@ def _make_variant(path: Path, precision: str) -> Path:
                 if recurrent:
                     raise ConfigError(f"--fp16: ONNX Runtime cannot run this graph's {', '.join(recurrent)} in half precision "
                                       "(its session crashes); export it in fp32, with --int8 if you want smaller weights")
-                onnx.save(convert_float_to_float16(model, keep_io_types=True), str(variant))
+                _save(convert_float_to_float16(model, keep_io_types=True), variant)
             else:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 bare = onnx.load(str(path))
                 del bare.graph.value_info[:]  # exporters' intermediate shapes can disagree with the quantizer's inference
-                onnx.save(bare, str(variant))
-                quantize_dynamic(str(variant), str(variant), weight_type=QuantType.QInt8)
+                unquantized = path.with_name(f"{path.stem}.int8-input.onnx")
+                _save(bare, unquantized)
+                quantize_dynamic(str(unquantized), str(variant), weight_type=QuantType.QInt8,
+                                 use_external_data_format=bare.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES)
         except GenloomError:
             raise
         except Exception as exc:  # noqa: BLE001 - the converters raise anything; say which graph and precision failed
@@ -250,9 +400,9 @@ def _record_perplexities(staging: Path, source: Manifest, export: dict[str, Any]
     _, validation = data.split(float(source.config.get("validation_fraction", 0.1)))
     if validation is None:
         return
-    fp32 = genloom.load(staging, providers="cpu").perplexity(validation.text)
+    fp32 = _open_staged(staging).perplexity(validation.text)
     for precision, figures in export["variants"].items():
-        figures["validation_perplexity"] = genloom.load(staging, providers="cpu", precision=precision).perplexity(validation.text)
+        figures["validation_perplexity"] = _open_staged(staging, precision).perplexity(validation.text)
         figures["validation_perplexity_fp32"] = fp32
 
 
@@ -265,14 +415,19 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
 
 
 def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
-    """Largest absolute difference between ONNX Runtime (CPU) and PyTorch over fresh inputs at batch 1 and 3."""
+    """Largest absolute difference between ONNX Runtime (CPU) and PyTorch over random inputs at batch 1 and 3,
+    drawn from ``PARITY_SEED`` (the same inputs for every graph file of one graph)."""
     import onnxruntime
     import torch
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    rng, worst = np.random.default_rng(), 0.0
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+        raise ExportError(f"graph '{graph.name}': ONNX Runtime cannot open the exported {path.name} ({_first_line(str(exc))}); "
+                          "nothing was written", details=str(exc)) from None
+    rng, worst = np.random.default_rng(PARITY_SEED), 0.0
     for batch in PARITY_BATCHES:
         inputs = _random_inputs(graph, batch, rng, classes)
         with torch.no_grad():
@@ -288,7 +443,7 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
 
 def _check_end_to_end(source: Path, staging: Path) -> None:
     """The public calls agree: the runtime, on the written export, generates what the torch model generates."""
-    torch_model, onnx_model = genloom.load(source), genloom.load(staging, providers="cpu")
+    torch_model, onnx_model = genloom.load(source), _open_staged(staging)
     if torch_model.generator.modality == "text":
         prompts = ["The", "A somewhat longer prompt"] if not torch_model.generator.prepend_end_of_text else ["", "The", "A longer prompt"]
         want, got = (m.generate(prompt=prompts, max_new_tokens=8).tokens for m in (torch_model, onnx_model))
@@ -301,24 +456,52 @@ def _check_end_to_end(source: Path, staging: Path) -> None:
         raise ParityError(f"generate() through the export differs from PyTorch by {np.abs(want - got).max():.3g}; nothing was written")
 
 
-def _write_directory(out: Path, files: dict[str, bytes], source: Manifest, export: dict[str, Any],
-                     verify: Callable[[Path], None]) -> Manifest:
-    """Write everything into a sibling temp directory, ``verify`` it, then rename it into place: whole or not at all."""
+def _open_staged(staging: Path, precision: str = "fp32") -> Any:
+    """The staging directory opened as ``genloom.load`` opens an export (manifest, hashes, runtime), on the CPU."""
+    from genloom.runtime import load_export
+
+    return load_export(staging, read_manifest(staging, unfinished=True), "cpu", None, precision)
+
+
+def _make_staging(out: Path) -> Path:
+    """A new staging directory ``.{OUT}.{PID}.{RANDOM}.partial`` beside ``out``, marked unfinished until it is checked."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=out.parent))
+    (staging / UNFINISHED_MARKER).write_text("genloom export: not checked yet; loaders refuse this directory\n")
+    return staging
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete the staging directories that exports into ``out`` left behind when they were killed (their process is gone)."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(\d+)\.[a-z0-9_]+{re.escape(STAGING_SUFFIX)}")
+    if not out.parent.is_dir():
+        return
+    for entry in out.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _process_alive(int(match[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
-        manifest = write_artifact(
-            staging, files, kind="export", generator=source.generator, plugin=source.plugin, plugin_version=source.plugin_version,
-            modality=source.modality, config=source.config, facts=source.facts, training=source.training, export=export,
-        )
-        verify(staging)  # may add measured figures to ``export``
-        manifest = manifest.model_copy(update={"export": export})
-        atomic_write_text(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
-        staging.chmod(DIRECTORY_MODE)  # mkdtemp makes it private
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """The checked staging directory becomes ``out`` (which may be an empty folder the user made) in one rename."""
+    (staging / UNFINISHED_MARKER).unlink()
+    staging.chmod(DIRECTORY_MODE)  # mkdtemp makes it private
+    try:
         if out.exists():
-            out.rmdir()  # an empty folder the user made; anything in it stops the rename below
+            out.rmdir()
         staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
+    except OSError as exc:
+        raise ArtifactError(f"--out: cannot move the export into '{out}' ({exc.strerror}); it was filled or removed "
+                            "while the export ran: give a new directory") from None

@@ -32,7 +32,11 @@ class DCGANConfig(genloom.GeneratorConfig):
     lr_discriminator: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimizers (0.0 is usual with wgan-gp).")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of both optimizers (0.9 is usual with wgan-gp).")
-    ema_decay: float = Field(0.999, ge=0, lt=1, description="Decay of the moving average of generator weights used for sampling (0: sample the raw generator).")
+    ema_decay: float = Field(
+        0.999, ge=0, lt=1,
+        description="Decay of the moving average of generator weights used for sampling (0: sample the raw generator); "
+                    "it warms up: update t (from 0) uses min(ema_decay, (1 + t) / (10 + t)), so early averages forget the initialisation.",
+    )
 
 
 class DCGAN(genloom.Generator):
@@ -99,7 +103,7 @@ class DCGAN(genloom.Generator):
         optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         optimizers["generator"].step()
-        self._update_ema()
+        self._update_ema(step)
         return {**figures, "g_loss": g_loss.item()}
 
     def sample(self, settings: genloom.ImageSampling) -> Any:
@@ -124,12 +128,16 @@ class DCGAN(genloom.Generator):
 
         return ImageOutput(self.modules.get("generator_ema", self.modules["generator"]))
 
-    def _update_ema(self) -> None:
+    def ema_decay_at(self, step: int) -> float:
+        """The moving average's decay at update ``step`` (from 0): ``ema_decay``, warmed up as ``(1 + step) / (10 + step)``."""
+        return min(self.config.ema_decay, (1 + step) / (10 + step))
+
+    def _update_ema(self, step: int) -> None:
         import torch
 
         if "generator_ema" not in self.modules:
             return
-        decay = self.config.ema_decay
+        decay = self.ema_decay_at(step)
         live, average = self.modules["generator"], self.modules["generator_ema"]
         with torch.no_grad():
             for smooth, current in zip(average.parameters(), live.parameters()):

@@ -28,6 +28,13 @@ class GPTSession:
         logits, self.cache = self.network(torch.from_numpy(tokens)[:, None], self.cache, self.mask, last_only=True)
         return logits[:, -1].numpy()
 
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows``; drop the first ``columns`` keys and values (padding for every kept row)."""
+        index = torch.from_numpy(rows)
+        self.cache = [(key[index, :, columns:], value[index, :, columns:]) for key, value in self.cache or []]
+        if self.mask is not None:
+            self.mask = self.mask[index, columns:]
+
 
 class LSTMSession:
     """Prefill position by position (padding leaves the state alone), then one token per step."""
@@ -47,6 +54,11 @@ class LSTMSession:
         logits, self.state = self.network(torch.from_numpy(tokens)[:, None], self.state)
         return logits[:, -1].numpy()
 
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows``; the state holds no positions, so there are no columns to drop."""
+        index = torch.from_numpy(rows)
+        self.state = (self.state[0][:, index], self.state[1][:, index])
+
 
 class RecomputingSession:
     """No cache at all: every step runs the whole sequence again. The reference the caches are
@@ -65,6 +77,10 @@ class RecomputingSession:
     def advance(self, tokens: np.ndarray) -> np.ndarray:
         self.tokens = torch.cat([self.tokens, torch.from_numpy(tokens)[:, None]], dim=1)
         return self._run()
+
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows``, without their first ``columns`` tokens."""
+        self.tokens = self.tokens[torch.from_numpy(rows), columns:]
 
     def _run(self) -> np.ndarray:
         logits, _ = self.network(self.tokens)

@@ -40,8 +40,10 @@ def train(
 
     Keyword arguments are config values, e.g. ``train("gan", "digits", "out", steps=500)``.
     """
+    from genloom.fileio import check_output_directory
     from genloom.training import train as run_training
 
+    check_output_directory(Path(out), "--out", empty=False)  # before a data source is read
     registry = get_registry()
     generator_cls = registry.generator(generator).value
     dataset = registry.open_data(data)

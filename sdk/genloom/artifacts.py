@@ -2,7 +2,8 @@
 
 Every file is written atomically and its sha256 recorded in the manifest, which is
 written last, so a directory with a manifest is complete. Loading checks the
-format version and every hash before anything is used.
+format version and every hash before anything is used; for an export, also its
+``export`` section, and that every file it names is one of the hashed files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
+UNFINISHED_MARKER = ".unfinished"
+"""A file in a directory still being written and checked (an exporter's staging directory): loaders refuse it."""
+UNREGISTERED = "unregistered"
+"""The ``plugin`` of a model saved from a generator class no plugin registered (an app's own, say)."""
 
 
 class FileRecord(StrictModel):
@@ -42,6 +47,47 @@ class TrainingSummary(StrictModel):
     seconds: float = Field(ge=0, description="Wall-clock training time, resumed runs added up.")
     final_metrics: dict[str, float] = Field(default_factory=dict, description="Last logged losses and evaluation figures.")
     resumed: int = Field(0, ge=0, description="How many times the run was resumed from a checkpoint.")
+
+
+class GraphRecord(StrictModel):
+    """One ONNX graph of an export, as its manifest records it."""
+
+    name: str = Field(min_length=1, description="The graph's name in the generator's export description.")
+    file: str = Field(description="Its fp32 ONNX file: a plain name among the manifest's files.")
+    inputs: list[str] = Field(description="Input names, in order.")
+    outputs: list[str] = Field(description="Output names, in order.")
+    variants: dict[str, str] = Field(default_factory=dict, description="Precision (fp16, int8) -> its ONNX file, among the files.")
+    exporter: Literal["torch.export", "torchscript"] | None = Field(
+        None, description="Which torch exporter wrote it (absent in exports made before genloom recorded it).")
+    fallback_reason: str | None = Field(None, description="Why the torch.export-based exporter could not, when TorchScript wrote it.")
+
+
+class VariantFigures(StrictModel):
+    """The measured error of one precision's variants."""
+
+    max_abs_diff: dict[str, float] = Field(description="Graph -> largest |ONNX Runtime - PyTorch| on random inputs.")
+    validation_perplexity: float | None = Field(None, description="Text: validation perplexity in this precision.")
+    validation_perplexity_fp32: float | None = Field(None, description="Text: the same in fp32, for comparison.")
+
+
+class ExportSection(StrictModel):
+    """The ``export`` section of an export's manifest: what the runtime driver opens, and the measured parity."""
+
+    driver: str = Field(min_length=1, description="Registered runtime driver that opens the export.")
+    driver_options: dict[str, Any] = Field(default_factory=dict, description="The driver's settings (tokenizer file, cache layout, ...).")
+    opset: int = Field(ge=1, description="ONNX opset of the graphs.")
+    graphs: list[GraphRecord] = Field(min_length=1, description="The graphs; the first is the one that generates.")
+    parity_max_abs_diff: dict[str, float] = Field(description="Graph -> largest |ONNX Runtime - PyTorch| (fp32).")
+    tolerance: float = Field(gt=0, description="The parity gate's tolerance.")
+    precision: str = Field("fp32", description="Precision of the graphs named by 'file'.")
+    source_sha256: str = Field(description="artifact_sha256 of the torch model it was exported from.")
+    variants: dict[str, VariantFigures] = Field(default_factory=dict, description="Precision -> measured error of its variants.")
+
+
+class _ExportOnly(BaseModel):
+    """Validates a manifest's export section with field names that start with ``export.``."""
+
+    export: ExportSection
 
 
 class Manifest(BaseModel):
@@ -84,9 +130,16 @@ def write_artifact(directory: Path, files: dict[str, bytes], **fields: Any) -> M
     return manifest
 
 
-def read_manifest(directory: Path, verify: bool = True) -> Manifest:
-    """Read and check ``directory/manifest.json``; with ``verify``, check every file's hash too."""
+def read_manifest(directory: Path, verify: bool = True, *, unfinished: bool = False) -> Manifest:
+    """Read and check ``directory/manifest.json``; with ``verify``, check every file's hash too.
+
+    A directory still being written (it holds :data:`UNFINISHED_MARKER`) is refused
+    unless ``unfinished``: only the exporter reads its own staging directory.
+    """
     path = Path(directory) / MANIFEST_FILE
+    if not unfinished and (Path(directory) / UNFINISHED_MARKER).exists():
+        raise ArtifactError(f"'{directory}' is an unfinished export (the export stopped before its end-to-end check); "
+                            "delete it and export again")
     if not path.is_file():
         raise ArtifactError(f"'{directory}' is not a genloom model: it has no {MANIFEST_FILE} (train or export into it first)")
     try:
@@ -94,8 +147,9 @@ def read_manifest(directory: Path, verify: bool = True) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); the model directory is damaged") from None
     version = raw.get("format_version") if isinstance(raw, dict) else None
-    if not isinstance(version, int):
-        raise ArtifactError(f"{path} has no integer format_version; it was not written by genloom")
+    if type(version) is not int or version < 1:  # bool is an int subclass: true is not a version
+        raise ArtifactError(f"{path}: format_version is {json.dumps(version)}, not a version genloom writes (1 to {FORMAT_VERSION}); "
+                            "the model directory is damaged or not genloom's: re-train or re-export it")
     if version > FORMAT_VERSION:
         raise ArtifactError(
             f"{path} has format version {version}, newer than this genloom reads (up to {FORMAT_VERSION}); upgrade genloom"
@@ -104,6 +158,9 @@ def read_manifest(directory: Path, verify: bool = True) -> Manifest:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         raise ArtifactError(describe_validation_error(exc, Manifest, what=str(path))) from None
+    _check_kind(manifest, path)
+    if manifest.export is not None:
+        _check_export_section(manifest, path)
     if verify:
         for name, record in manifest.files.items():
             _check_file_name(name)
@@ -125,14 +182,14 @@ def save_generator(generator: Generator, directory: Path, training: TrainingSumm
     from genloom import weights
     from genloom.plugins import get_registry
 
-    registration = get_registry().entries["generator"].get(generator.name)
-    registered = registration is not None and registration.value is type(generator)
+    registration = get_registry().registration_of("generator", type(generator))
+    registered = registration is not None
     files = {WEIGHTS_FILE: weights.to_bytes(weights.module_tensors(generator.modules)), **generator.extra_files()}
     return write_artifact(
         directory,
         files,
         generator=generator.name,
-        plugin=registration.plugin if registered else "unregistered",
+        plugin=registration.plugin if registered else UNREGISTERED,
         plugin_version=registration.plugin_version if registered else "",
         modality=generator.modality,
         config=generator.config.model_dump(mode="json"),
@@ -152,7 +209,10 @@ def load_generator(
     if manifest.kind != "model":
         raise ArtifactError(f"'{directory}' is an ONNX export; load it with genloom.load(), not as a torch generator")
     if generator_cls is None:
-        generator_cls = get_registry().generator(manifest.generator).value
+        registry = get_registry()
+        known_plugin = manifest.plugin != UNREGISTERED
+        generator_cls = (registry.generator_of(manifest.plugin, manifest.generator) if known_plugin
+                         else registry.generator(manifest.generator)).value
     elif generator_cls.name != manifest.generator:
         raise ArtifactError(f"'{directory}' holds a '{manifest.generator}' model, not a '{generator_cls.name}' one")
     config = validate_model(generator_cls.Config, manifest.config, what=f"config in {directory / MANIFEST_FILE}")
@@ -167,6 +227,40 @@ def load_generator(
     return generator
 
 
+def _check_kind(manifest: Manifest, path: Path) -> None:
+    """An export has an export section and a torch model has none; anything else is a damaged manifest."""
+    if manifest.kind == "export" and manifest.export is None:
+        raise ArtifactError(f"{path} is inconsistent: kind is 'export' but it has no 'export' section (driver, graphs); "
+                            "if it is a trained torch model, set kind to 'model', else re-export it")
+    if manifest.kind == "model" and manifest.export is not None:
+        raise ArtifactError(f"{path} is inconsistent: kind is 'model' but it has an 'export' section; "
+                            "an ONNX export has kind 'export': re-train or re-export it")
+
+
+def _check_export_section(manifest: Manifest, path: Path) -> None:
+    """The export section is well formed, and every file it names is a plain name among the hashed ``files``."""
+    try:
+        section = _ExportOnly.model_validate({"export": manifest.export}).export
+    except ValidationError as exc:
+        raise ArtifactError(describe_validation_error(exc, ExportSection, what=f"export section in {path}") + "; re-export the model") from None
+    named = [(f"export.graphs[{i}].file", graph.file) for i, graph in enumerate(section.graphs)]
+    named += [(f"export.graphs[{i}].variants.{precision}", file) for i, graph in enumerate(section.graphs)
+              for precision, file in graph.variants.items()]
+    if "tokenizer" in section.driver_options:
+        named.append(("export.driver_options.tokenizer", section.driver_options["tokenizer"]))
+    for field, name in named:
+        if not isinstance(name, str) or not _is_plain_name(name):
+            raise ArtifactError(f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
+                                "an export opens only its own files: re-export it")
+        if name not in manifest.files:
+            raise ArtifactError(f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
+                                "copy the whole export or re-export it")
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".") and name != MANIFEST_FILE
+
+
 def _check_file_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_FILE:
+    if not _is_plain_name(name):
         raise ArtifactError(f"artifact file name {name!r} is not allowed; use a plain name like 'tokenizer.json'")

@@ -2,13 +2,15 @@
 
 The file holds the model's tensors (``model/...``), each optimizer's tensors
 (``optim/NAME/PARAM/KEY``) and torch's RNG state (``rng/torch``); everything else
-(step, config, facts, extra files, optimizer hyper-parameters, the numpy batch
-RNG) is JSON in the file's metadata. No pickle.
+(generator, step, config, facts, extra files, optimizer hyper-parameters, the
+numpy batch RNG) is JSON in the file's metadata, beside a sha256 of that JSON and
+every tensor, checked on load: a damaged checkpoint is refused, never resumed. No pickle.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METADATA_KEY = "genloom_checkpoint"
+DIGEST_KEY = "genloom_checkpoint_sha256"
+"""Metadata key of the sha256 over the state JSON and every tensor's name, dtype, shape and bytes."""
 MODEL_PREFIX = "model/"
 
 
@@ -34,6 +38,7 @@ MODEL_PREFIX = "model/"
 class Checkpoint:
     """A training run frozen after ``step`` steps."""
 
+    generator: str
     step: int
     data: str
     seconds: float
@@ -78,6 +83,7 @@ def save_checkpoint(
     for name, optimizer in optimizers.items():
         optimizer_json[name] = _split_optimizer_state(name, optimizer.state_dict(), tensors)
     state = {
+        "generator": generator.name,
         "step": step,
         "data": data,
         "seconds": seconds,
@@ -88,24 +94,47 @@ def save_checkpoint(
         "optimizers": optimizer_json,
         "numpy_rng": rng.bit_generator.state,
     }
-    atomic_write_bytes(path, weights.to_bytes(tensors, {METADATA_KEY: json.dumps(state)}))
+    state_json = json.dumps(state)
+    metadata = {METADATA_KEY: state_json, DIGEST_KEY: _digest(state_json, tensors)}
+    atomic_write_bytes(path, weights.to_bytes(tensors, metadata))
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
-    from safetensors import safe_open
-
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged one is an ArtifactError naming it."""
     if not path.is_file():
         raise ArtifactError(f"no checkpoint at {path}; start the run without --resume")
     data = path.read_bytes()
     tensors = weights.from_bytes(data, str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    metadata = _safetensors_metadata(data)
     if METADATA_KEY not in metadata:
         raise ArtifactError(f"{path} is not a genloom checkpoint (no '{METADATA_KEY}' metadata)")
+    if DIGEST_KEY not in metadata:
+        raise ArtifactError(f"{path} has no checksum (an older genloom wrote it, or it is damaged), so it cannot be "
+                            "resumed safely; start the run again in a new --out")
+    if _digest(metadata[METADATA_KEY], tensors) != metadata[DIGEST_KEY]:
+        raise ArtifactError(f"{path} is corrupted: its contents do not match the sha256 recorded when it was written; "
+                            "restore a good copy of it, or start the run again in a new --out")
     state = json.loads(metadata[METADATA_KEY])
     state["files"] = {k: base64.b64decode(v) for k, v in state["files"].items()}
     return Checkpoint(tensors=tensors, **state)
+
+
+def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    """Hex sha256 of the state JSON and of every tensor (name, dtype, shape, bytes), in name order."""
+    import torch
+
+    digest = hashlib.sha256(state_json.encode("utf-8"))
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes whose header has already been read successfully."""
+    header_size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
 
 
 def _split_optimizer_state(name: str, state_dict: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:

@@ -140,9 +140,10 @@ def generate(model_dir: Path, n: int | None, seed: int | None, labels: str | Non
              prompts: tuple[str, ...], stream: bool, **text_options: Any) -> None:
     """Generate from the model in MODEL_DIR: an image grid, or text on stdout."""
     import genloom
+    from genloom.fileio import check_output_file
 
     model = genloom.load(model_dir)
-    if model.generator.modality == "text":
+    if model.manifest.modality == "text":
         if labels or out or npy:
             raise click.UsageError("--labels, --out and --npy are for image models; this is a text model")
         settings = {k: v for k, v in text_options.items() if v not in (None, ())}
@@ -154,8 +155,10 @@ def generate(model_dir: Path, n: int | None, seed: int | None, labels: str | Non
     given = [f"--{k.replace('_', '-')}" for k, v in text_options.items() if v not in (None, ())] + (["--prompt"] if prompts else [])
     if given or stream:
         raise click.UsageError(f"{', '.join(given) or '--stream'}: text options, but this is an image model")
-    _generate_images(model, {"n": n or 16, "seed": seed, **({"labels": _parse_labels(labels)} if labels else {})},
-                     out or Path("generated.png"), npy)
+    out = check_output_file(out or Path("generated.png"), "--out")
+    if npy:
+        check_output_file(npy, "--npy")
+    _generate_images(model, {"n": n or 16, "seed": seed, **({"labels": _parse_labels(labels)} if labels else {})}, out, npy)
 
 
 def _generate_text(model: Any, settings: dict[str, Any], stream: bool) -> None:
@@ -234,7 +237,7 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
             model_value, real_value = getattr(report.generated, field), getattr(report.real, field)
             if model_value is not None:
                 click.echo(f"  {field.replace('_', ' '):<26}{model_value:>10.4g}{real_value:>14.4g}")
-        click.echo(f"  {'images/s (torch)':<26}{report.images_per_second:>10.4g}")
+        click.echo(f"  {f'images/s ({report.backend})':<26}{report.images_per_second:>10.4g}")
     for name, value in report.held_out.items():
         click.echo(f"  {'held-out ' + name:<36}{value:>10.4g}")
     for name, value in report.baselines.items():
@@ -248,12 +251,19 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
 @click.option("--exporter", "exporter_name", default="onnx", show_default=True, help="Registered exporter to use.")
 @click.option("--fp16", is_flag=True, help="Also write half-precision graphs (for CUDA), with their measured error.")
 @click.option("--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error.")
-def export(model_dir: Path, out: Path, opset: int, exporter_name: str, fp16: bool, int8: bool) -> None:
+@click.option("--verbose", is_flag=True, help="When a graph cannot be exported, also print the exporters' full output.")
+def export(model_dir: Path, out: Path, opset: int, exporter_name: str, fp16: bool, int8: bool, verbose: bool) -> None:
     """Export the trained model in MODEL_DIR to ONNX, checking its outputs against PyTorch."""
+    from genloom.errors import ExportError
     from genloom.plugins import get_registry
 
     precisions = {name: True for name, wanted in (("fp16", fp16), ("int8", int8)) if wanted}
-    manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset, **precisions)
+    try:
+        manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset, **precisions)
+    except ExportError as exc:
+        if verbose and exc.details:
+            click.echo(exc.details.rstrip("\n"), err=True)
+        raise
     export_facts = manifest.export or {}
     for graph, difference in export_facts.get("parity_max_abs_diff", {}).items():
         click.echo(f"graph '{graph}': max |onnxruntime - torch| = {difference:.2e} (tolerance {export_facts.get('tolerance')})")
@@ -275,8 +285,11 @@ def bench(model_dir: Path, json_out: Path | None, chart_out: Path | None, repeat
     """Measure MODEL_DIR's throughput on every path (PyTorch, ONNX Runtime, the peer) beside this machine's roofs."""
     from genloom.bench import bench_artifact
     from genloom.bench.report import chart, table
-    from genloom.fileio import atomic_write_text
+    from genloom.fileio import atomic_write_text, check_output_file
 
+    for option, target in (("--json", json_out), ("--chart", chart_out)):
+        if target:
+            check_output_file(target, option)  # before the benchmark, not minutes after it
     report = bench_artifact(model_dir, repeats=repeats, tokens=tokens)
     click.echo(table(report))
     if json_out:

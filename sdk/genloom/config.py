@@ -29,8 +29,11 @@ class GeneratorConfig(StrictModel):
     """Knobs every generator has: how long and how the shared training loop runs.
 
     Plugins subclass this, add their own fields (each with a description) and may
-    change the defaults below to suit their model.
+    change the defaults below to suit their model. Float fields refuse NaN and
+    infinity (``gp_weight=Infinity`` is a ConfigError, not a diverged run).
     """
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     steps: int = Field(1000, ge=1, description="Optimisation steps to train for.")
     batch_size: int = Field(64, ge=1, description="Examples per training step.")

@@ -28,3 +28,15 @@ class PluginError(GenloomError):
 
 class NotAvailableError(GenloomError):
     """A feature that exists in the CLI but is not built yet."""
+
+
+class ExportError(GenloomError):
+    """A graph cannot be exported; ``details`` holds the exporters' full output (``genloom export --verbose``)."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TrainingDiverged(GenloomError):
+    """Training produced a non-finite loss or non-finite weights; the last good checkpoint is kept."""

@@ -32,6 +32,11 @@ class LoadedModel:
         """Where it runs (``cpu``, or the ONNX Runtime execution provider)."""
         return "cpu"
 
+    @property
+    def conditional(self) -> bool:
+        """Whether ``generate`` takes class labels (``labels=[...]``)."""
+        return False
+
     def _calls(self) -> list[str]:
         """The calls it offers besides ``info``."""
         return ["generate"]
@@ -60,6 +65,10 @@ class TorchModel(LoadedModel):
     def __init__(self, generator: Generator, manifest: Manifest, directory: Path) -> None:
         super().__init__(directory, manifest)
         self.generator = generator
+
+    @property
+    def conditional(self) -> bool:
+        return self.generator.capabilities.conditional
 
     def generate(self, **settings: Any) -> ImageResult | TextResult:
         """Generate with the modality's settings: ``generate(n=16, seed=0, labels=[3])`` for images,

@@ -15,12 +15,14 @@ per process, on first use.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -68,15 +70,35 @@ class Registration(Generic[T]):
 
 @dataclass
 class Registry:
-    """Everything the loaded plugins provide, by kind and name."""
+    """Everything the loaded plugins provide, by kind and name.
+
+    ``entries`` holds the names exactly one plugin registered; a name that several
+    plugins registered is in ``conflicts`` and is reached by its qualified name
+    ``PLUGIN:NAME``, which ``qualified`` holds for every registration.
+    """
 
     plugins: list[PluginInfo]
     entries: dict[str, dict[str, Registration[Any]]]
     conflicts: dict[tuple[str, str], list[str]]
+    qualified: dict[str, dict[str, Registration[Any]]] = field(default_factory=dict)
 
     def generator(self, name: str) -> Registration[Any]:
-        """The generator class registered as ``name``."""
+        """The generator class registered as ``name``, or as ``name`` by one plugin when written ``PLUGIN:NAME``."""
         return self._lookup("generator", name)
+
+    def generator_of(self, plugin: str, name: str) -> Registration[Any]:
+        """The generator ``name`` exactly as ``plugin`` registered it: how a saved model finds the code that saved it."""
+        found = self.qualified.get("generator", {}).get(f"{plugin}:{name}")
+        if found is not None:
+            return found
+        offered = [r.plugin for r in self.qualified.get("generator", {}).values() if r.name == name]
+        elsewhere = f"; '{name}' is offered by {', '.join(repr(p) for p in offered)}, but the model needs its own plugin's code" if offered else ""
+        raise PluginError(f"this model was saved by the generator '{name}' of plugin '{plugin}', which is not installed "
+                          f"(or failed to load, see `genloom plugins`){elsewhere}; install that plugin")
+
+    def registration_of(self, kind: str, value: Any) -> Registration[Any] | None:
+        """The registration whose value is ``value`` (e.g. a generator class), whichever plugin made it."""
+        return next((r for r in self.qualified.get(kind, {}).values() if r.value is value), None)
 
     def data_source(self, name: str) -> Registration[Any]:
         """The data source registered as ``name``."""
@@ -97,14 +119,21 @@ class Registry:
     def open_data(self, spec: str) -> Any:
         """Open ``--data`` ``NAME`` or ``NAME:ARGUMENT`` through the registered data source."""
         name, sep, argument = spec.partition(":")
-        source = self.data_source(name).value
+        registration = self.data_source(name)
+        source = registration.value
         if source.argument and source.argument_required and not argument:
             raise DataError(f"data source '{name}' needs {source.argument}: use --data {name}:{source.argument}")
         if not source.argument and sep:
             raise DataError(f"data source '{name}' takes no argument: use --data {name}")
-        return source.open(argument if sep else None)
+        return _open_source(source, registration.plugin, spec, argument if sep else None)
 
     def _lookup(self, kind: str, name: str) -> Registration[Any]:
+        if ":" in name:
+            found = self.qualified.get(kind, {}).get(name)
+            if found is None:
+                known = ", ".join(sorted(self.qualified.get(kind, {}))) or "none"
+                raise PluginError(f"no {kind} '{name}' (written PLUGIN:NAME; available: {known})")
+            return found
         if (kind, name) in self.conflicts:
             raise PluginError(_conflict_message(kind, name, self.conflicts[(kind, name)]))
         found = self.entries.get(kind, {}).get(name)
@@ -186,9 +215,10 @@ def _build_registry() -> Registry:
             infos.append(PluginInfo(entry_point, version, "entry point", error))
             continue
         try:
-            plugin = entry_point.load()
-        except Exception as exc:  # a broken plugin must not break the others
-            infos.append(PluginInfo(entry_point.name, version, "entry point", f"import failed: {_describe(exc)}"))
+            with _plugin_code():
+                plugin = entry_point.load()
+        except PluginCodeFailed as failure:  # a broken plugin must not break the others
+            infos.append(PluginInfo(entry_point.name, version, "entry point", f"import failed: {failure}"))
             continue
         add(entry_point.name, version, "entry point", plugin)
     for name, plugin in list(_registered_in_process):
@@ -196,6 +226,7 @@ def _build_registry() -> Registry:
     manager.check_pending()
 
     entries: dict[str, dict[str, Registration[Any]]] = {kind: {} for kind in HOOK_KINDS.values()}
+    qualified: dict[str, dict[str, Registration[Any]]] = {kind: {} for kind in HOOK_KINDS.values()}
     owners: dict[tuple[str, str], list[str]] = {}
     for name, version, origin, plugin in loaded:
         others = [p for p in manager.get_plugins() if p is not plugin]
@@ -204,21 +235,71 @@ def _build_registry() -> Registry:
             for hook_name, kind in HOOK_KINDS.items():
                 collected: list[Registration[Any]] = []
                 call_one_plugin = manager.subset_hook_caller(hook_name, remove_plugins=others)
-                call_one_plugin(register=_collector(kind, name, version, collected))
+                with _plugin_code():
+                    call_one_plugin(register=_collector(kind, name, version, collected))
                 provided[kind] = collected
-        except Exception as exc:  # a plugin's hook raised: show it, keep the others
-            infos.append(PluginInfo(name, version, origin, f"{hook_name} failed: {_describe(exc)}"))
+        except PluginCodeFailed as failure:  # a plugin's hook raised: show it, keep the others
+            infos.append(PluginInfo(name, version, origin, f"{hook_name} failed: {failure}"))
             continue
         for kind, registrations in provided.items():
             for registration in registrations:
                 owners.setdefault((kind, registration.name), []).append(name)
                 entries[kind].setdefault(registration.name, registration)
+                qualified[kind].setdefault(f"{name}:{registration.name}", registration)
         infos.append(PluginInfo(name, version, origin, None, {k: [r.name for r in v] for k, v in provided.items() if v}))
 
     conflicts = {key: plugins for key, plugins in owners.items() if len(plugins) > 1}
     for kind, name in conflicts:
         del entries[kind][name]
-    return Registry(infos, entries, conflicts)
+    return Registry(infos, entries, conflicts, qualified)
+
+
+class PluginCodeFailed(Exception):
+    """A plugin's import or hook raised (``SystemExit`` included); the message says what it raised."""
+
+
+@contextlib.contextmanager
+def _plugin_code() -> Iterator[None]:
+    """Run a plugin's import or hook so that whatever it raises becomes :class:`PluginCodeFailed`.
+
+    ``SystemExit`` is caught too: a plugin calling ``sys.exit()`` must not take
+    every command down. ``KeyboardInterrupt`` passes through only when it is the
+    user's (a real Ctrl-C arrived meanwhile); one a plugin raises itself is its failure.
+    """
+    pressed = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_ctrl_c(signum: int, frame: Any) -> None:
+            pressed.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if pressed.is_set():
+            raise
+        raise PluginCodeFailed(_describe(exc)) from None
+    except SystemExit as exc:
+        raise PluginCodeFailed(f"SystemExit: the plugin called sys.exit({exc.code!r})") from None
+    except Exception as exc:
+        raise PluginCodeFailed(_describe(exc)) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _open_source(source: Any, plugin: str, spec: str, argument: str | None) -> Any:
+    """``source.open(argument)``; anything but a GenloomError from the plugin's code is named with the plugin."""
+    from genloom.errors import GenloomError
+
+    try:
+        return source.open(argument)
+    except GenloomError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"--data {spec}: the data source '{source.name}' of plugin '{plugin}' failed: {_describe(exc)}; "
+                          f"check the data, or report it to that plugin's authors") from exc
 
 
 def _register_checked(manager: pluggy.PluginManager, name: str, plugin: object) -> str | None:
@@ -302,7 +383,7 @@ def _conflict_message(kind: str, name: str, plugins: list[str]) -> str:
     sides = " and ".join(f"'{p}'" for p in plugins)
     return (
         f"{kind} '{name}' is registered by more than one plugin: {sides}; "
-        f"uninstall one, or choose with {ENV_SELECT}=<entry point names>"
+        f"name one as PLUGIN:NAME (e.g. '{plugins[0]}:{name}'), or choose with {ENV_SELECT}=<entry point names>"
     )
 
 

@@ -30,10 +30,10 @@ class TextSampling(StrictModel):
     max_new_tokens: int = Field(64, ge=1, le=1_000_000, description="Tokens to generate at most, per sequence.")
     min_new_tokens: int = Field(0, ge=0, description="Tokens to generate at least: end of text is not chosen before (stop strings still stop).")
     do_sample: bool = Field(False, description="Sample from the distribution (False: greedy decoding).")
-    temperature: float = Field(1.0, description="Divide the logits by this before sampling (> 0).")
+    temperature: float = Field(1.0, allow_inf_nan=False, description="Divide the logits by this before sampling (> 0).")
     top_k: int | None = Field(50, ge=1, description="Sample only among the k most likely tokens (None: all).")
-    top_p: float = Field(1.0, description="Sample only among the most likely tokens whose probabilities add up to top_p, in (0, 1].")
-    repetition_penalty: float = Field(1.0, gt=0, description="Penalise tokens already in the sequence (1.0: off; 1.2 is common).")
+    top_p: float = Field(1.0, allow_inf_nan=False, description="Sample only among the most likely tokens whose probabilities add up to top_p, in (0, 1].")
+    repetition_penalty: float = Field(1.0, gt=0, allow_inf_nan=False, description="Penalise tokens already in the sequence (1.0: off; 1.2 is common).")
     num_return_sequences: int = Field(1, ge=1, le=1024, description="Sequences to generate per prompt.")
     seed: int | None = Field(None, ge=0, description="Seed of the sampling; the same seed gives the same text.")
     stop: list[str] | None = Field(None, description="Stop a sequence when it produces one of these strings (not included).")
@@ -46,6 +46,8 @@ class TextSampling(StrictModel):
             raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
         if self.stop is not None and not all(self.stop):
             raise ValueError("stop strings must not be empty")
+        _check_utf8("prompt", self.prompts)
+        _check_utf8("stop", self.stop or [])
         return self
 
     @property
@@ -56,6 +58,19 @@ class TextSampling(StrictModel):
     def rng(self, sequence: int) -> np.random.Generator:
         """The numpy generator of the ``sequence``-th return sequence of a prompt; independent of the batch it is in."""
         return np.random.default_rng(None if self.seed is None else [self.seed, sequence])
+
+
+def _check_utf8(field: str, texts: list[str]) -> None:
+    """Refuse text that UTF-8 cannot encode: lone surrogates, which is how Python passes on command-line bytes
+    that are not UTF-8 (byte 0xff arrives as U+DCFF)."""
+    for number, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            which = field if len(texts) == 1 else f"{field} {number + 1}"
+            code = ord(text[exc.start])
+            what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"{text[exc.start]!r}, a lone surrogate,"
+            raise ValueError(f"{which}: not valid UTF-8 text ({what} at character {exc.start}); give UTF-8 text") from None
 
 
 def resolve_labels(

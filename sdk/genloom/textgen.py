@@ -3,9 +3,20 @@
 A backend (the torch GPT or LSTM, or an ONNX Runtime session) implements
 :class:`DecoderSession`: ``start`` runs the left-padded prompts once and
 ``advance`` feeds one new token per sequence, each returning the next-token
-logits while the session keeps its KV cache or recurrent state. Everything
-else, the Hugging Face knobs, stop strings, end of text and streaming, lives here,
-so every backend samples the same tokens for the same seed.
+logits while the session keeps its KV cache or recurrent state; ``compact``
+drops the rows that have finished and the cache's leading columns that are
+padding for every row left. Everything else, the Hugging Face knobs, stop
+strings, end of text and streaming, lives here, so every backend samples the
+same tokens for the same seed.
+
+Every sequence gets its own budget, ``min(max_new_tokens, context_length -
+len(its prompt))``, as it would alone. The rows of a batch share one cache
+length, so a short prompt padded to a long one would reach the context early.
+Whenever rows finish, the loop compacts the session: the finished rows go, and
+so do the leading columns that are padding for every row left, so the longest
+row left fills the cache and, within its own budget, keeps it within the
+context. Positions come from the attention mask, so dropping columns that are
+padding for every row changes no logit.
 """
 
 from __future__ import annotations
@@ -29,6 +40,10 @@ class DecoderSession(Protocol):
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:
         """Append one int64 token per sequence, ``(B,)``; return the next ``(B, V)`` logits."""
+
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep only the sequences ``rows`` (int64 indices, in that order) and drop the first ``columns``
+        cache positions, which are padding for every kept row (a recurrent state has none to drop)."""
 
 
 class TextModel(Protocol):
@@ -95,43 +110,71 @@ def _encode_prompts(model: TextModel, settings: TextSampling) -> list[list[int]]
     return prompts
 
 
-def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]]]:
-    """Yield every sequence's generated tokens so far, after each step."""
-    prompts = [p for p in _encode_prompts(model, settings) for _ in range(settings.num_return_sequences)]
-    rngs = [settings.rng(i % settings.num_return_sequences) for i in range(len(prompts))]
+def _left_padded(prompts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The prompts as one int64 ``(B, T)`` batch, right-aligned, and its attention mask (0 at padding)."""
     width = max(len(p) for p in prompts)
     tokens = np.zeros((len(prompts), width), np.int64)
     mask = np.zeros((len(prompts), width), np.int64)
     for row, prompt in enumerate(prompts):
         tokens[row, width - len(prompt) :] = prompt
         mask[row, width - len(prompt) :] = 1
-    budget = settings.max_new_tokens
-    if model.context_length is not None:
-        budget = min(budget, model.context_length - width)
+    return tokens, mask
+
+
+def _budget(model: TextModel, settings: TextSampling, prompt: list[int]) -> int:
+    """Tokens this prompt may get: ``max_new_tokens``, within what the context leaves after it."""
+    if model.context_length is None:
+        return settings.max_new_tokens
+    return min(settings.max_new_tokens, model.context_length - len(prompt))
+
+
+def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]]]:
+    """Yield every sequence's generated tokens so far, after each step."""
+    prompts = [p for p in _encode_prompts(model, settings) for _ in range(settings.num_return_sequences)]
+    rngs = [settings.rng(i % settings.num_return_sequences) for i in range(len(prompts))]
+    budgets = [_budget(model, settings, prompt) for prompt in prompts]
+    tokens, mask = _left_padded(prompts)
     end = model.tokenizer.end_of_text
     session = model.session()
     logits = session.start(tokens, mask)
+    cache_length = tokens.shape[1]
     generated: list[list[int]] = [[] for _ in prompts]
-    finished = [False] * len(prompts)
-    for step in range(budget):
-        chosen = np.full(len(prompts), end, np.int64)
-        for row in range(len(prompts)):
-            if finished[row]:
-                continue
-            history = prompts[row] + generated[row]
-            if len(generated[row]) < settings.min_new_tokens:
-                logits[row, end] = -np.inf
-            chosen[row] = _choose(logits[row], history, settings, rngs[row])
-            if chosen[row] == end:
-                finished[row] = True
-                continue
-            generated[row].append(int(chosen[row]))
-            if settings.stop and any(s in model.tokenizer.decode(generated[row]) for s in settings.stop):
-                finished[row] = True
+    active = list(range(len(prompts)))  # the sequence in each of the session's rows
+    while True:
+        chosen = np.array([_step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
+                           for slot, row in enumerate(active)], np.int64)
+        going = [slot for slot, row in enumerate(active)
+                 if chosen[slot] != end and not _finished(model, settings, generated[row], budgets[row])]
         yield generated
-        if all(finished) or step == budget - 1:
+        if not going:
             return
+        if len(going) < len(active):
+            # Keep the columns of the longest kept row's prompt and fed tokens (its last chosen token is not fed
+            # yet). That row then fills the cache, and within its own budget it stays within the context.
+            needed = max(len(prompts[active[slot]]) + len(generated[active[slot]]) - 1 for slot in going)
+            session.compact(np.array(going, np.int64), cache_length - needed)
+            cache_length, active, chosen = needed, [active[slot] for slot in going], chosen[going]
         logits = session.advance(chosen)
+        cache_length += 1
+
+
+def _step(model: TextModel, settings: TextSampling, logits: np.ndarray, prompt: list[int], generated: list[int],
+          rng: np.random.Generator) -> int:
+    """Choose one sequence's next token and append it to ``generated`` unless it is end of text."""
+    end = model.tokenizer.end_of_text
+    if len(generated) < settings.min_new_tokens:
+        logits[end] = -np.inf
+    token = _choose(logits, prompt + generated, settings, rng)
+    if token != end:
+        generated.append(token)
+    return token
+
+
+def _finished(model: TextModel, settings: TextSampling, generated: list[int], budget: int) -> bool:
+    """Whether a sequence that did not choose end of text is done: its budget spent, or a stop string made."""
+    if len(generated) >= budget:
+        return True
+    return bool(settings.stop) and any(s in model.tokenizer.decode(generated) for s in settings.stop)
 
 
 def _choose(logits: np.ndarray, history: list[int], settings: TextSampling, rng: np.random.Generator) -> int:

@@ -18,17 +18,22 @@ def table(report: BenchReport) -> str:
         for row in report.images:
             spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
             lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.images_per_second:>12,.0f}{spread:>24}"
-                         f"{row.ratio_to_peer:>8.2f}{_share(row.share_of_roof):>9}")
+                         f"{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}")
     if report.text:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'tokens/s':>10}{'prefill':>17}{'x peer':>8}{'of roof':>9}")
         for row in report.text:
             lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.tokens_per_second:>10,.1f}"
-                         f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{row.ratio_to_peer:>8.2f}{_share(row.share_of_roof):>9}")
+                         f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}")
+    lines += report.peer_unavailable
     return "\n".join(lines)
 
 
 def _share(share: float | None) -> str:
     return "-" if share is None else f"{share:.1%}"
+
+
+def _ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def chart(report: BenchReport, target: Path) -> Path:
@@ -42,9 +47,10 @@ def chart(report: BenchReport, target: Path) -> Path:
     rows += [(f"{r.model} {r.path} b{r.batch}", r.ratio_to_peer, r.share_of_roof, "tab:orange") for r in report.text]
     labels, colors = [row[0] for row in rows], [row[3] for row in rows]
     figure, (versus_peer, versus_roof) = plt.subplots(1, 2, sharey=True, figsize=(12, 0.3 * len(rows) + 1.4))
-    versus_peer.barh(labels, [row[1] for row in rows], color=colors)
+    versus_peer.barh(labels, [row[1] or 0 for row in rows], color=colors)
     versus_peer.axvline(1.0, color="black", linewidth=0.8)
-    versus_peer.set_xlabel("throughput / the peer's (images: PyTorch eager, text: transformers)")
+    versus_peer.set_xlabel("throughput / the peer's (images: the bare PyTorch module, text: transformers)"
+                           + "".join(f"\n{line}" for line in report.peer_unavailable))
     versus_roof.barh(labels, [100 * (row[2] or 0) for row in rows], color=colors)
     versus_roof.set_xlabel("share of the CPU's roof (%); none for CUDA rows")
     versus_peer.invert_yaxis()

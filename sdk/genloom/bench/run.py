@@ -6,13 +6,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import genloom
 from genloom.bench.flops import weight_bytes_read
-from genloom.bench.images import ImageRow, image_flops, image_rows
+from genloom.bench.images import ImagePath, ImageRow, bare_module_path, image_flops, image_rows, onnx_image_path
 from genloom.bench.machine import Machine, describe_machine, matmul_roof, read_bandwidth
-from genloom.bench.text import TextRow, genloom_decoder, text_rows, torch_weight_bytes, transformers_decoder
+from genloom.bench.text import (Decoder, TextRow, genloom_decoder, text_rows, torch_weight_bytes,
+                                transformers_decoder)
 from genloom.runtime.providers import CUDA, cuda_usable
 
 
@@ -23,6 +24,7 @@ class BenchReport(BaseModel):
     provider: str
     images: list[ImageRow] = []
     text: list[TextRow] = []
+    peer_unavailable: list[str] = Field(default=[], description="Why a model's rows have no peer (their ratio_to_peer is None), one line per model.")
 
 
 def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, machine: Machine | None = None,
@@ -47,12 +49,17 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         report = BenchReport(machine=machine, provider=onnx_model.provider)
         name = f"{manifest.generator} ({directory.name})"
         paths = _onnx_paths(onnx_model, export_dir, export)
+        cuda = not paths[0].on_cpu
         if manifest.modality == "image":
-            runs = ([("torch eager", torch_model, True)] if torch_model else []) + [(p.label, p.model, p.on_cpu) for p in paths]
-            report.images = image_rows(name, runs, image_flops(export_dir, export), lambda: matmul_roof(repeats), image_batches, repeats)
+            peer, missing = _image_peer(torch_model, cuda)
+            report.images = image_rows(name, peer, [onnx_image_path(p.label, p.model, p.on_cpu) for p in paths],
+                                       image_flops(export_dir, export), lambda: matmul_roof(repeats), image_batches, repeats)
         else:
-            report.text = text_rows(name, _text_decoders(torch_model, paths, export), lambda: read_bandwidth(repeats),
+            peer, missing = _text_peer(paths, export, cuda)
+            report.text = text_rows(name, peer, _text_decoders(torch_model, paths, export), lambda: read_bandwidth(repeats),
                                     tokens, text_batches, repeats)
+        if peer is None:
+            report.peer_unavailable.append(f"{name}: peer unavailable: {missing}")
     return report
 
 
@@ -80,14 +87,28 @@ def _onnx_paths(onnx_model: Any, export_dir: Path, export: dict[str, Any]) -> li
     return paths
 
 
-def _text_decoders(torch_model: Any, paths: list[OnnxPath], export: dict[str, Any]) -> list[Any]:
-    decoders = []
+def _image_peer(torch_model: Any, cuda: bool) -> tuple[ImagePath | None, str]:
+    """The peer of an image model: its bare torch module; None and why for an export (it holds none)."""
+    if torch_model is None:
+        return None, "an export holds no torch module; bench the trained model's directory to time PyTorch"
+    return bare_module_path(torch_model.generator, cuda), ""
+
+
+def _text_peer(paths: list[OnnxPath], export: dict[str, Any], cuda: bool) -> tuple[Decoder | None, str]:
+    """The peer of a GPT-style export (a Hugging Face GPT-2 of its shape), or None and why there is none."""
+    if export.get("driver") != "text-decoder":
+        return None, f"transformers has no peer of the '{export.get('driver')}' driver"
     options = export.get("driver_options", {})
-    if export.get("driver") == "text-decoder":
-        peer = transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
-                                    options["context_length"], int(paths[0].model.manifest.facts["vocab_size"]))
-        if peer is not None:
-            decoders.append(peer)
+    try:
+        return transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
+                                    options["context_length"], int(paths[0].model.manifest.facts["vocab_size"]), cuda), ""
+    except ImportError as missing:
+        return None, f"{missing.name or 'transformers'} is not installed (the peer is transformers on torch)"
+
+
+def _text_decoders(torch_model: Any, paths: list[OnnxPath], export: dict[str, Any]) -> list[Decoder]:
+    """genloom's own paths: the torch model (when benched from a trained directory) and each ONNX Runtime path."""
+    decoders = []
     if torch_model is not None:
         label = "genloom torch (KV cache)" if export.get("driver") == "text-decoder" else "genloom torch (state)"
         decoders.append(genloom_decoder(label, torch_model, torch_weight_bytes(torch_model.generator), on_cpu=True))

@@ -32,7 +32,8 @@ class TextRow(BaseModel):
     prefill_tokens: int = Field(description=f"{PREFILL_TOKENS}, or one less than the context when that is shorter.")
     weight_bytes: int = Field(description="Bytes of weights one decoding step reads.")
     read_gbytes_per_second: float = Field(description="The machine's memory read bandwidth, measured just before this path's rows.")
-    ratio_to_peer: float = Field(description="tokens/s over the peer's (transformers generate) at the same batch size.")
+    ratio_to_peer: float | None = Field(description="tokens/s over the peer's (transformers generate) at the same batch size; "
+                                                    "None where the peer is unavailable (see the report's peer_unavailable).")
     share_of_roof: float | None = Field(description="tokens/s over batch x read_gbytes_per_second / weight_bytes; None on CUDA.")
 
 
@@ -60,23 +61,23 @@ def genloom_decoder(path: str, model: Any, weight_bytes: int, on_cpu: bool) -> D
     return Decoder(path, decode, prefill, weight_bytes, prefill_tokens, on_cpu)
 
 
-def transformers_decoder(layers: int, heads: int, width: int, context: int, vocab: int) -> Decoder | None:
-    """A randomly initialised Hugging Face GPT-2 of the same shape, decoded with ``generate()``; None without transformers."""
-    try:
-        import torch
-        import transformers
-    except ImportError:
-        return None
+def transformers_decoder(layers: int, heads: int, width: int, context: int, vocab: int, cuda: bool = False) -> Decoder:
+    """A randomly initialised Hugging Face GPT-2 of the same shape, decoded with ``generate()`` as its users run it;
+    on CUDA where ``cuda`` and torch can use it. An ImportError without transformers."""
+    import torch
+    import transformers
+
     config = transformers.GPT2Config(n_layer=layers, n_head=heads, n_embd=width, n_positions=context, vocab_size=vocab,
                                      bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    peer = transformers.GPT2LMHeadModel(config).eval()
+    peer = transformers.GPT2LMHeadModel(config).eval().to(device)
     prefill_tokens = min(PREFILL_TOKENS, context - 1)
-    prompt = torch.randint(1, vocab, (1, prefill_tokens))
+    prompt = torch.randint(1, vocab, (1, prefill_tokens)).to(device)
 
     def run(ids: torch.Tensor, tokens: int) -> None:
         with torch.no_grad():
-            peer.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            peer.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False).cpu()
 
     def decode(batch: int, tokens: int) -> None:
         run(prompt[:, :2].repeat(batch, 1), tokens)
@@ -84,12 +85,13 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
     def prefill() -> None:
         run(prompt, 1)
 
-    return Decoder("transformers generate", decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens)
+    label = "transformers generate" + (" (CUDA)" if device == "cuda" else "")
+    return Decoder(label, decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens, on_cpu=device == "cpu")
 
 
-def text_rows(name: str, decoders: list[Decoder], read_bandwidth: Callable[[], float], tokens: int = 32,
+def text_rows(name: str, peer: Decoder | None, decoders: list[Decoder], read_bandwidth: Callable[[], float], tokens: int = 32,
               batches: tuple[int, ...] = TEXT_BATCHES, repeats: int = 5) -> list[TextRow]:
-    """Rows for each decoder and batch size; the first decoder is the peer the others are compared with.
+    """Rows for the peer (when there is one) and each decoder at each batch size, compared with the peer's.
 
     ``read_bandwidth()`` (GB/s) is measured again just before each decoder's rows:
     on a shared machine the memory bandwidth drifts from minute to minute (measured
@@ -98,17 +100,18 @@ def text_rows(name: str, decoders: list[Decoder], read_bandwidth: Callable[[], f
     """
     rows: list[TextRow] = []
     peer_rates: dict[int, float] = {}
-    for decoder in decoders:
+    for decoder in [*([peer] if peer else []), *decoders]:
         bandwidth = read_bandwidth()
         prefill = time_call(decoder.prefill, repeats=repeats).median
         for batch in batches:
             timing = time_call(lambda d=decoder, b=batch: d.decode(b, tokens), repeats=repeats)
             rate = batch * tokens / timing.median
-            peer_rates.setdefault(batch, rate)
+            if decoder is peer:
+                peer_rates[batch] = rate
             roof = batch * bandwidth * 1e9 / decoder.weight_bytes
             rows.append(TextRow(model=name, path=decoder.path, batch=batch, tokens_per_second=rate, decode_timing=timing,
                                 prefill_seconds=prefill, prefill_tokens=decoder.prefill_tokens, weight_bytes=decoder.weight_bytes,
-                                read_gbytes_per_second=bandwidth, ratio_to_peer=rate / peer_rates[batch],
+                                read_gbytes_per_second=bandwidth, ratio_to_peer=rate / peer_rates[batch] if peer_rates else None,
                                 share_of_roof=rate / roof if decoder.on_cpu else None))
     return rows
 

@@ -75,19 +75,24 @@ def load_image_folder(argument: str | None) -> ImageData:
 
 
 def load_npz(argument: str | None) -> ImageData:
-    """``npz:PATH``: an ``images`` array (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 or float in [0, 1]; optional ``labels``."""
+    """``npz:PATH``: an ``images`` array (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 or float in [0, 1]; optional ``labels``.
+
+    Labels must be an integer array with one class index ``0..K-1`` per image (see :class:`ImageData`).
+    """
     path = Path(argument or "")
     if not path.is_file():
         raise DataError(f"npz: '{path}' is not a file; give a .npz saved with numpy.savez")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        if isinstance(archive, np.ndarray):
+            raise DataError(f"npz: '{path}' holds one bare array (a .npy file); save it with numpy.savez(path, images=...)")
+        with archive:
+            if "images" not in archive.files:
+                raise DataError(f"npz: '{path}' has no 'images' array (it has: {', '.join(archive.files) or 'nothing'})")
+            images = _to_nchw(archive["images"], path)
+            labels = archive["labels"] if "labels" in archive.files else None
+    except (OSError, ValueError) as exc:  # not a zip, a damaged member, an object array (pickle)
         raise DataError(f"npz: cannot read '{path}' ({exc}); save it with numpy.savez") from None
-    with archive:
-        if "images" not in archive.files:
-            raise DataError(f"npz: '{path}' has no 'images' array (it has: {', '.join(archive.files) or 'nothing'})")
-        images = _to_nchw(archive["images"], path)
-        labels = archive["labels"] if "labels" in archive.files else None
     return ImageData(images, source=f"npz:{path}", labels=labels)
 
 
@@ -126,6 +131,8 @@ def _to_nchw(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DataError(f"npz: float 'images' in '{path}' hold NaN or infinite values; replace them or drop those images")
     if array.size and (array.min() < 0.0 or array.max() > 1.0):
         raise DataError(f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or save uint8")
     return array

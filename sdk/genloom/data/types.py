@@ -12,11 +12,17 @@ from genloom.errors import DataError
 
 SPLIT_SEED = 20240601
 """Seed of the train/validation split: fixed, so every run and `genloom eval` hold out the same examples."""
+MAX_CLASSES = 10_000
+"""The most class labels an image data source may have (labels 0..MAX_CLASSES-1)."""
 
 
 @dataclass
 class ImageData:
-    """Images as float32 ``(N, C, H, W)`` in ``[0, 1]``, with optional integer class labels."""
+    """Images as float32 ``(N, C, H, W)`` in ``[0, 1]``, with optional integer class labels.
+
+    Labels are integers ``0..K-1`` with ``K <= MAX_CLASSES``; without ``class_names``
+    every class from 0 to the largest label must have an image. Images must be finite.
+    """
 
     images: np.ndarray
     source: str
@@ -30,15 +36,37 @@ class ImageData:
         if self.images.ndim != 4 or self.images.shape[0] == 0:
             raise DataError(f"data source '{self.source}' holds no images (array shape {self.images.shape})")
         self.images = np.ascontiguousarray(self.images, dtype=np.float32)
+        if not np.isfinite(self.images).all():
+            bad = int(np.flatnonzero(~np.isfinite(self.images).reshape(len(self.images), -1).all(axis=1))[0])
+            raise DataError(f"data source '{self.source}': images hold NaN or infinite values (the first at image {bad}); "
+                            "fix or remove those images")
         if self.labels is not None:
-            self.labels = np.asarray(self.labels, dtype=np.int64)
-            if self.labels.shape != (len(self.images),):
-                raise DataError(
-                    f"data source '{self.source}': {len(self.labels)} labels for {len(self.images)} images; "
-                    "give exactly one label per image"
-                )
+            self.labels = self._checked_labels(np.asarray(self.labels))
             if self.class_names is None:
                 self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
+
+    def _checked_labels(self, labels: np.ndarray) -> np.ndarray:
+        """``labels`` as int64 after checking them: one per image, integers in ``0..K-1``, ``K`` bounded, no class empty."""
+        where = f"data source '{self.source}'"
+        if labels.shape != (len(self.images),):
+            raise DataError(f"{where}: {labels.size} labels for {len(self.images)} images; give exactly one label per image")
+        if labels.dtype.kind not in "iu":
+            raise DataError(f"{where}: 'labels' are {labels.dtype}, not integers; give class indices 0..K-1 "
+                            "as an integer array (e.g. labels.astype(numpy.int64))")
+        if self.class_names is not None and len(self.class_names) > MAX_CLASSES:
+            raise DataError(f"{where}: {len(self.class_names)} classes; at most {MAX_CLASSES} are supported, merge some of them")
+        classes = len(self.class_names) if self.class_names is not None else MAX_CLASSES
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= classes:
+            bound = f"{len(self.class_names)} classes" if self.class_names is not None else f"at most {MAX_CLASSES} classes"
+            raise DataError(f"{where}: 'labels' range over {low}..{high}; they must be class indices 0..K-1 "
+                            f"({bound}), so number the classes from 0")
+        if self.class_names is None:
+            empty = np.setdiff1d(np.arange(high + 1), labels)
+            if empty.size:
+                raise DataError(f"{where}: 'labels' go up to {high} but no image has label {int(empty[0])}; "
+                                "number the classes 0..K-1 without gaps")
+        return labels.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -33,6 +33,7 @@ class EvalReport(BaseModel):
 
     model: str
     generator: str
+    backend: str = Field(description="What generated the samples: 'torch' or 'onnxruntime'.")
     data: str
     samples: int = Field(description="Images in each compared set.")
     seed: int
@@ -42,38 +43,42 @@ class EvalReport(BaseModel):
     neighbours: int = Field(description="k of the k-NN manifolds.")
     generated: SetComparison | None = Field(None, description="The model's samples against real data (image models).")
     real: SetComparison | None = Field(None, description="Real data against real data: the reference line.")
-    images_per_second: float | None = Field(None, description="Generation speed of this run (torch, this machine).")
+    images_per_second: float | None = Field(None, description="Generation speed of this run (this backend, this machine).")
     held_out: dict[str, float] = Field(description="The generator's own figures on the held-out split (e.g. VAE ELBO).")
     baselines: dict[str, float] = Field(default_factory=dict, description="Reference models on the same split (text: a character bigram).")
 
 
 def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_SAMPLES, seed: int = 0) -> EvalReport:
-    """Evaluate the model in ``model_dir`` against the ``data_spec`` source."""
+    """Evaluate the model or export in ``model_dir`` against the ``data_spec`` source.
+
+    Samples come through the model's own backend (PyTorch for a trained model, ONNX
+    Runtime for an export). Held-out figures come from the generator's ``evaluate``
+    for a trained model, and from the runtime's perplexity for a text export.
+    """
     import genloom
     from genloom.plugins import get_registry
-    from genloom.training import inference
 
     model = genloom.load(model_dir)
-    generator = model.generator
+    manifest = model.manifest
     data = get_registry().open_data(data_spec)
-    if data.modality != generator.modality:
-        raise DataError(f"'{model_dir}' makes {generator.modality}, but '{data.source}' holds {data.modality}; evaluate on the data it trained on")
-    train, validation = data.split(generator.config.validation_fraction)
-    held_out: dict[str, float] = {}
-    if validation is not None:
-        with inference(generator):
-            held_out = generator.evaluate(validation)
-    report: dict[str, Any] = {"model": str(model_dir), "generator": generator.name, "data": data.source, "seed": seed,
-                              "neighbours": NEIGHBOURS, "held_out": held_out}
+    if data.modality != manifest.modality:
+        raise DataError(f"'{model_dir}' makes {manifest.modality}, but '{data.source}' holds {data.modality}; evaluate on the data it trained on")
+    conditional = model.conditional
+    if conditional and getattr(data, "labels", None) is None:
+        raise DataError(f"'{manifest.generator}' is conditional, so its label accuracy needs labelled data, but '{data.source}' "
+                        "has no labels; evaluate on the labelled source it trained on")
+    train, validation = data.split(float(manifest.config.get("validation_fraction", 0.1)))
+    held_out = _held_out(model, validation) if validation is not None else {}
+    report: dict[str, Any] = {"model": str(model_dir), "generator": manifest.generator, "backend": model.backend, "data": data.source,
+                              "seed": seed, "neighbours": NEIGHBOURS, "held_out": held_out}
     if not isinstance(data, ImageData):
         if validation is not None:
             report["baselines"] = {"char_bigram_bits_per_byte": char_bigram_bits_per_byte(train.text, validation.text)}
         return EvalReport(samples=0, classifier_task="none", classifier_cached=False, **report)
 
-    _check_shape(generator.facts, data)
-    classifier = classifier_for(data)
+    _check_shape(manifest.facts, data)
     reference, other_real = _real_halves(data, min(samples, len(data) // 2), seed)
-    conditional = generator.capabilities.conditional
+    classifier = classifier_for(data)
     labels = None if not conditional else other_real.labels.tolist()
     started = time.perf_counter()
     images = model.generate(n=len(other_real), seed=seed, labels=labels).array.transpose(0, 3, 1, 2)
@@ -93,6 +98,21 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
         samples=len(images), classifier_task=classifier.task, classifier_cached=classifier.cached, classifier_accuracy=classifier.accuracy,
         generated=compare(images, wanted), real=compare(other_real.images, wanted), **report,
     )
+
+
+def _held_out(model: Any, validation: Any) -> dict[str, float]:
+    """The model's own figures on the held-out split: the generator's ``evaluate`` in PyTorch, or an export's perplexity."""
+    import math
+
+    if model.backend == "torch":
+        from genloom.training import inference
+
+        with inference(model.generator):
+            return model.generator.evaluate(validation)
+    if hasattr(model, "perplexity"):
+        perplexity = model.perplexity(validation.text)
+        return {"val_loss": math.log(perplexity), "perplexity": perplexity}
+    return {}
 
 
 def _check_shape(facts: dict[str, Any], data: ImageData) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from genloom.artifacts import Manifest
-from genloom.errors import ConfigError
+from genloom.errors import ArtifactError, ConfigError, GenloomError
 from genloom.model import LoadedModel
+from genloom.runtime.graphfile import external_data_locations
 from genloom.runtime.providers import Providers, create_session
 
 
@@ -41,4 +42,34 @@ class OnnxModel(LoadedModel):
         files = {"fp32": entry["file"], **entry.get("variants", {})}
         if precision not in files:
             raise ConfigError(f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it")
-        return create_session(str(self.directory / files[precision]), providers, session_options, cpu_threads)
+        path = self.directory / files[precision]
+        self._check_external_data(path)
+        try:
+            return create_session(str(path), providers, session_options, cpu_threads)
+        except GenloomError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a graph it cannot open
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ArtifactError(f"{path}: ONNX Runtime cannot open this graph ({reason}); the export is damaged: re-export the model") from None
+
+    def graph_bytes(self, file: str) -> int:
+        """Size of the graph file ``file`` with the external data it names: what a session on it reads."""
+        path = self.directory / file
+        listed = [location for location in external_data_locations(path) if location in self.manifest.files]
+        return path.stat().st_size + sum((self.directory / location).stat().st_size for location in listed)
+
+    def _check_external_data(self, path: Path) -> None:
+        """Every external-data file the graph names is one of the files the manifest lists (and the hashes cover)."""
+        for location in sorted(external_data_locations(path)):
+            if location not in self.manifest.files:  # whose names read_manifest checked are plain
+                raise ArtifactError(f"{path} keeps weights in external data {location!r}, which is not among the files "
+                                    "the manifest lists and hashes; an export opens only its own files: re-export the model")
+
+    def require_io(self, session: Any, graph: str, inputs: list[str], outputs: list[str]) -> None:
+        """An ArtifactError unless ``session`` has the ``inputs`` and ``outputs`` the driver feeds and reads."""
+        have_inputs, have_outputs = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+        missing = [n for n in inputs if n not in have_inputs] + [n for n in outputs if n not in have_outputs]
+        if missing:
+            raise ArtifactError(f"graph '{graph}' has inputs {have_inputs} and outputs {have_outputs}, but the "
+                                f"'{self.export['driver']}' driver needs inputs {inputs} and outputs {outputs} (missing: "
+                                f"{', '.join(missing)}); the graph does not belong to this export: re-export the model")

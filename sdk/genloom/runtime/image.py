@@ -9,6 +9,7 @@ import numpy as np
 
 from genloom.artifacts import Manifest
 from genloom.config import validate_model
+from genloom.errors import ArtifactError
 from genloom.results import ImageResult
 from genloom.runtime.base import OnnxModel
 from genloom.runtime.providers import Providers
@@ -22,9 +23,15 @@ class OnnxImageModel(OnnxModel):
                  precision: str = "fp32") -> None:
         super().__init__(directory, manifest)
         self.sessions = {g["name"]: self.open_graph(g["name"], providers, session_options, precision) for g in self.export["graphs"]}
-        self.onnx = self.sessions[self.export["graphs"][0]["name"]]  # the graph that generates
+        generating = self.export["graphs"][0]["name"]
+        self.onnx = self.sessions[generating]  # the graph that generates
+        self.require_io(self.onnx, generating, ["latents"], ["images"])
         self.input_names = [i.name for i in self.onnx.get_inputs()]
-        self.latent_dim = int(self.onnx.get_inputs()[0].shape[1])
+        self.latent_dim = _latent_dim(self.onnx, generating)
+
+    @property
+    def conditional(self) -> bool:
+        return "labels" in self.input_names
 
     def generate(self, **settings: Any) -> ImageResult:
         """The same call as the torch path: ``generate(n=16, seed=0, labels=[3])``; same seed, same latents."""
@@ -36,3 +43,11 @@ class OnnxImageModel(OnnxModel):
         feeds = {"latents": latents, **({"labels": labels} if labels is not None else {})}
         (images,) = self.onnx.run(["images"], feeds)
         return ImageResult(images.transpose(0, 2, 3, 1).copy(), self._provenance(request.seed, request.model_dump()))
+
+
+def _latent_dim(session: Any, graph: str) -> int:
+    """The size of the ``latents`` input's second axis, which an image export fixes."""
+    shape = next(i.shape for i in session.get_inputs() if i.name == "latents")
+    if len(shape) != 2 or not isinstance(shape[1], int):
+        raise ArtifactError(f"graph '{graph}': its 'latents' input has shape {shape}, not (batch, latent size); re-export the model")
+    return shape[1]

@@ -38,8 +38,10 @@ def create_session(path: str, providers: Providers, options: Any, cpu_threads: i
             return session
         if providers == "cuda":
             raise ConfigError("providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are missing); use 'auto' or 'cpu'")
+    session = onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
+    if providers == "auto":  # said once the graph opens on the CPU: a graph that opens nowhere is the error to report
         log.warning("genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU")
-    return onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
+    return session
 
 
 @functools.cache

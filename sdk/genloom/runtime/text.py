@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from genloom.artifacts import Manifest
+from genloom.artifacts import MANIFEST_FILE, Manifest
 from genloom.config import validate_model
+from genloom.errors import ArtifactError
 from genloom.results import TextResult
 from genloom.runtime.base import OnnxModel
 from genloom.runtime.providers import CUDA, Providers
@@ -18,8 +19,8 @@ from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
 ONE_THREAD_BELOW_BYTES = 32 * 2**20
-"""A text graph smaller than this (fp32 file) decodes on one CPU thread: its operators are too small to gain
-from a second thread, and waking one costs more. Measured on 2 cores: the demo GPT's 4 MB graph decoded 28%
+"""A text graph smaller than this (fp32 file and its external data) decodes on one CPU thread: its operators are
+too small to gain from a second thread, and waking one costs more. Measured on 2 cores: the demo GPT's 4 MB graph decoded 28%
 more tokens/s at batch 1 and 50% more at batch 8 on one thread; GPT-2 small's 650 MB graph 5-18% fewer."""
 
 
@@ -31,14 +32,38 @@ class OnnxTextModel(OnnxModel):
         super().__init__(directory, manifest)
         self.options: dict[str, Any] = self.export["driver_options"]
         self.driver: str = self.export["driver"]
+        self._require_options()
         graph = self.export["graphs"][0]
-        small = (directory / graph["file"]).stat().st_size < ONE_THREAD_BELOW_BYTES
+        small = self.graph_bytes(graph["file"]) < ONE_THREAD_BELOW_BYTES
         self.onnx = self.open_graph(graph["name"], providers, session_options, precision, cpu_threads=1 if small else 0)
-        self.tokenizer = Tokenizer.from_json((directory / self.options["tokenizer"]).read_bytes())
+        tokenizer = directory / self.options["tokenizer"]
+        self.tokenizer = Tokenizer.from_json(tokenizer.read_bytes(), where=str(tokenizer))
         self.context_length: int | None = self.options.get("context_length")
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
         self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
         self.output_names = [o.name for o in self.onnx.get_outputs()]
+        self._require_io(graph["name"])
+
+    def _require_options(self) -> None:
+        """The driver options the decoding sessions read are in the manifest."""
+        needed = ["tokenizer", "heads", "head_dim"] if self.driver == "text-decoder" else ["tokenizer", "layers", "width"]
+        missing = [name for name in needed if name not in self.options]
+        if missing:
+            raise ArtifactError(f"{self.directory / MANIFEST_FILE}: export.driver_options lacks {', '.join(missing)}, which the "
+                                f"'{self.driver}' driver needs; re-export the model")
+
+    def _require_io(self, graph: str) -> None:
+        """The graph has the inputs and outputs the decoding sessions feed and read, in their order."""
+        inputs, outputs = [i.name for i in self.onnx.get_inputs()], self.output_names
+        if self.driver == "text-decoder":  # one present tensor out per past tensor in
+            needed = "inputs input_ids, attention_mask, then past tensors; outputs logits, then one present tensor per past one"
+            fits = inputs[:2] == ["input_ids", "attention_mask"] and outputs[:1] == ["logits"] and len(outputs) == len(inputs) - 1
+        else:
+            needed = "inputs input_ids, state.h, state.c; outputs logits, then the two new states"
+            fits = sorted(inputs) == ["input_ids", "state.c", "state.h"] and outputs[:1] == ["logits"] and len(outputs) == 3
+        if not fits:
+            raise ArtifactError(f"graph '{graph}' has inputs {inputs} and outputs {outputs}, but the '{self.driver}' driver needs "
+                                f"{needed}; the graph does not belong to this export: re-export the model")
 
     def session(self) -> DecoderRun | RecurrentRun:
         """A decoding session for :mod:`genloom.textgen`."""
@@ -105,6 +130,21 @@ class DecoderRun:
         self.mask = np.concatenate([self.mask, np.ones((len(tokens), 1), np.int64)], axis=1)
         return self._run(tokens[:, None])[:, -1]
 
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows``; drop the first ``columns`` cache positions (padding for every kept row).
+
+        On CUDA the cache goes through the host for this: rare (once per finished
+        row, or when the padded batch reaches the context), and one copy each way.
+        """
+        self.mask = np.ascontiguousarray(self.mask[rows, columns:])
+        if not self.on_gpu:
+            self.cache = [np.ascontiguousarray(past[rows, :, columns:]) for past in self.cache]
+            return
+        from onnxruntime import OrtValue
+
+        self.cache = [OrtValue.ortvalue_from_numpy(np.ascontiguousarray(past.numpy()[rows, :, columns:]), "cuda", 0)
+                      for past in self.cache]
+
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         if not self.on_gpu:
@@ -149,6 +189,10 @@ class RecurrentRun:
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:
         return self._run(tokens[:, None])[:, -1]
+
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows``; the state holds no positions, so there are no columns to drop."""
+        self.state = [np.ascontiguousarray(part[:, rows]) for part in self.state]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         logits, *self.state = self.model.onnx.run(None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]})
