@@ -7,19 +7,23 @@ run, else trained here on short schedules); a GAN shaped like the DCGAN paper's
 64x64 RGB generator; and a GPT shaped like GPT-2 small (12 layers, 768 wide,
 50,257-token vocabulary, context 1,024), compared with a Hugging Face GPT-2 of the
 same shape. The two shaped models have random weights: speed does not depend on
-them. Writes ``compare.json`` and ``compare.png`` into ``--out`` and prints the table.
+them. Each model is measured by ``genloom bench`` in a process of its own, so that
+its rows measure as they would alone, with nothing the models before it left
+running, allocated or imported. Writes ``compare.json`` and ``compare.png`` into
+``--out`` and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import genloom
-from genloom.bench import BenchReport, bench_artifact
-from genloom.bench.machine import describe_machine
+from genloom.bench import BenchReport
 from genloom.bench.report import chart, table
 from genloom.fileio import atomic_write_text
 
@@ -81,6 +85,17 @@ def untrained(make: Callable[[], genloom.Generator], target: Path) -> Path:
     return target
 
 
+def bench_alone(model: Path, repeats: int, tokens: int, scratch: Path) -> BenchReport:
+    """``genloom bench MODEL`` in a fresh process (its table printed as it goes), read back from its ``--json``."""
+    figures = scratch / f"{model.name}.json"
+    print(f"== genloom bench {model} ==", flush=True)
+    done = subprocess.run([sys.executable, "-m", "genloom", "bench", str(model), "--repeats", str(repeats), "--tokens", str(tokens),
+                           "--json", str(figures)], check=False)
+    if done.returncode:
+        raise SystemExit(f"compare: error: genloom bench {model} exited with {done.returncode}")
+    return BenchReport.model_validate_json(figures.read_text(encoding="utf-8"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -89,12 +104,14 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    machine = describe_machine(args.repeats)
     models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [dcgan_64(args.out), gpt2_small(args.out)]
-    reports = [bench_artifact(model, repeats=args.repeats, tokens=args.tokens, machine=machine) for model in models]
-    combined = BenchReport(machine=machine, provider=reports[0].provider,
+    with tempfile.TemporaryDirectory() as scratch:
+        reports = [bench_alone(model, args.repeats, args.tokens, Path(scratch)) for model in models]
+    busiest = max((r.machine.busy_elsewhere for r in reports if r.machine.busy_elsewhere is not None), default=None)
+    combined = BenchReport(machine=reports[0].machine.model_copy(update={"busy_elsewhere": busiest}), provider=reports[0].provider,
                            images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text],
                            peer_unavailable=[line for r in reports for line in r.peer_unavailable])
+    print("== all models ==")
     print(table(combined))
     atomic_write_text(args.out / "compare.json", combined.model_dump_json(indent=2) + "\n")
     chart(combined, args.out / "compare.png")

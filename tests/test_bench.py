@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import genloom
-from genloom.bench import bench_artifact, images
+from genloom.bench import BenchReport, bench_artifact, images
 from genloom.bench.flops import graph_flops
 from genloom.bench.images import ImageRow
 from genloom.bench.machine import Machine, describe_machine
@@ -49,6 +49,7 @@ def test_bench_measures_every_path_and_writes_every_figure(models: dict[str, Pat
     report = json.loads((tmp_path / "bench.json").read_text())
     assert set(report["machine"]) == set(Machine.model_fields)
     assert report["machine"]["matmul_gflops"] > 0 and report["machine"]["read_gbytes_per_second"] > 0
+    assert report["machine"]["busy_elsewhere"] >= 0  # Linux has /proc/stat
     assert {"torch", "onnxruntime-gpu", "numpy"} <= set(report["machine"]["libraries"])
     row_fields = set((ImageRow if rows == "images" else TextRow).model_fields)
     assert report[rows] and all(set(row) == row_fields for row in report[rows])
@@ -94,6 +95,13 @@ def test_without_transformers_the_text_peer_is_unavailable_and_no_row_has_a_rati
     assert "peer unavailable: transformers is not installed" in printed
     assert all(line.split()[-2] == "-" for line in printed.splitlines() if "tokens/s" not in line and "ms/" in line)  # x peer column
     assert chart(report, tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_table_warns_when_other_processes_were_busy(machine: Machine) -> None:
+    quiet, busy = (BenchReport(machine=machine.model_copy(update={"busy_elsewhere": cores}), provider="CPUExecutionProvider")
+                   for cores in (0.0, 1.5))
+    assert "other processes used" not in table(quiet)
+    assert "note: other processes used 1.5 of the" in table(busy)
 
 
 @pytest.mark.parametrize(("option", "target", "complaint"), [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Callable
 from importlib import metadata
 
@@ -14,6 +15,7 @@ from genloom.bench.measure import time_call
 
 MATMUL_SIZE = 1024
 BANDWIDTH_BYTES = 256 * 1024 * 1024
+IDLE_CHECK_SECONDS = 0.5
 
 
 class Machine(BaseModel):
@@ -26,13 +28,45 @@ class Machine(BaseModel):
     matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library (image rows measure it again for themselves).")
     matmul_gflops_by_library: dict[str, float] = Field(description="The same product in numpy, torch and ONNX Runtime (MLAS).")
     read_gbytes_per_second: float = Field(description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array (text rows measure it again for themselves).")
+    busy_elsewhere: float | None = Field(default=None, description=f"Cores' worth of CPU time that other processes (and, on a VM, the "
+                                         f"hypervisor's steal) used during a {IDLE_CHECK_SECONDS} s pause at the start; 0 on a quiet machine. "
+                                         "On a machine this small anything else running slows the threaded rows by large factors. "
+                                         "None where /proc/stat is not there.")
 
 
 def describe_machine(repeats: int = 5) -> Machine:
     """Describe this machine and measure its matmul and memory-read roofs."""
+    busy = busy_elsewhere()
     matmul = _matmul_gflops(repeats)
     return Machine(cpu=_cpu_model(), cores=os.cpu_count() or 1, platform=platform.platform(), libraries=_versions(),
-                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=read_bandwidth(repeats))
+                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=read_bandwidth(repeats),
+                   busy_elsewhere=busy)
+
+
+def busy_elsewhere(seconds: float = IDLE_CHECK_SECONDS) -> float | None:
+    """Cores' worth of CPU time used by other processes (and stolen by the hypervisor) while this one sleeps ``seconds``."""
+    try:
+        before, own_before = _busy_ticks(), _own_ticks()
+        time.sleep(seconds)
+        after, own_after = _busy_ticks(), _own_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, (after - before - (own_after - own_before)) / os.sysconf("SC_CLK_TCK") / seconds)
+
+
+def _busy_ticks() -> int:
+    """All CPUs' busy clock ticks so far: user, nice, system, irq, softirq and steal in /proc/stat's first line."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_ticks() -> int:
+    """This process's user and system clock ticks so far."""
+    with open("/proc/self/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def _cpu_model() -> str:

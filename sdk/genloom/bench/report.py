@@ -6,6 +6,9 @@ from pathlib import Path
 
 from genloom.bench.run import BenchReport
 
+BUSY_CORES = 0.25
+"""Other processes using this many cores' worth of CPU at the start (``Machine.busy_elsewhere``) earn the table a warning."""
+
 
 def table(report: BenchReport) -> str:
     """Plain-text table: the machine, its roofs, then one line per measured row."""
@@ -13,6 +16,9 @@ def table(report: BenchReport) -> str:
     lines = [f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
              f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s "
              "(each row's share is of the roof measured just before it)"]
+    if machine.busy_elsewhere is not None and machine.busy_elsewhere >= BUSY_CORES:
+        lines.append(f"note: other processes used {machine.busy_elsewhere:.1f} of the {machine.cores} cores at the start; "
+                     "they slow the threaded rows by large factors: measure on a quiet machine")
     if report.images:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'images/s':>12}{'spread':>24}{'x peer':>8}{'of roof':>9}")
         for row in report.images:

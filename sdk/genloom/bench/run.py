@@ -12,8 +12,7 @@ import genloom
 from genloom.bench.flops import weight_bytes_read
 from genloom.bench.images import ImagePath, ImageRow, bare_module_path, image_flops, image_rows, onnx_image_path
 from genloom.bench.machine import Machine, describe_machine, matmul_roof, read_bandwidth
-from genloom.bench.text import (Decoder, TextRow, genloom_decoder, text_rows, torch_weight_bytes,
-                                transformers_decoder)
+from genloom.bench.text import Decoder, TextRow, genloom_decoder, text_rows, torch_weight_bytes, transformers_decoder
 from genloom.runtime.providers import CUDA, cuda_usable
 
 
