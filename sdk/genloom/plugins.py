@@ -173,6 +173,12 @@ def unregister(name: str) -> None:
         _registry = None
 
 
+def in_process_modules() -> list[str]:
+    """Names of the modules registered with :func:`register`, so that a child process can register them too."""
+    with _lock:
+        return [plugin.__name__ for _, plugin in _registered_in_process if isinstance(plugin, type(sys))]
+
+
 def reset() -> None:
     """Forget the built registry, so the next use discovers plugins again (after installing one)."""
     global _registry

@@ -113,9 +113,9 @@ def _generate_without_torch(export_dir: Path, settings: ImageSampling | TextSamp
     import subprocess
     import sys
 
-    from genloom.plugins import _registered_in_process
+    from genloom.plugins import in_process_modules
 
-    modules = [plugin.__name__ for _, plugin in _registered_in_process if isinstance(plugin, type(sys))]
+    modules = in_process_modules()
     output = export_dir.with_name(export_dir.name + (".npy" if isinstance(settings, ImageSampling) else ".json"))
     command = [sys.executable, "-c", _WITHOUT_TORCH, str(export_dir), settings.model_dump_json(), json.dumps(modules), str(output)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
