@@ -81,7 +81,7 @@ def untrained(make: Callable[[], genloom.Generator], target: Path) -> Path:
         generator = make()
         torch.manual_seed(0)
         generator.modules = generator.build()
-        generator.save(target)
+        genloom.save(generator, target)
     return target
 
 

@@ -50,7 +50,7 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
         manifest = genloom.train(name, data, model_dir, **({"steps": steps} if steps else {}))
         print(f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; curves: {model_dir / 'loss.png'}")
         exported = exporter.export(model_dir, export_dir, int8=name == "gpt").export
-        print(f"exported to {export_dir}; max |onnxruntime - torch| = {max(exported['parity_max_abs_diff'].values()):.1e}")
+        print(f"exported to {export_dir}; max |onnxruntime - torch| = {max(exported.parity_max_abs_diff.values()):.1e}")
         exports[name] = export_dir
 
     print("\n== generate through ONNX Runtime (no torch in this path) ==", flush=True)

@@ -29,14 +29,17 @@ from genloom.bench.machine import describe_machine
 
 def profile(export_dir: Path, batch: int, runs: int) -> list[dict]:
     """Per-node kernel time (median over ``runs``) and FLOPs of the export's first graph at ``batch``."""
-    graph = (read_manifest(export_dir).export or {})["graphs"][0]
+    export = read_manifest(export_dir).export
+    if export is None:
+        raise SystemExit(f"{export_dir} is not an export: run `genloom export` first")
+    graph = export.graphs[0]
     options = onnxruntime.SessionOptions()
     options.enable_profiling = True
     options.log_severity_level = 3
     with tempfile.TemporaryDirectory() as scratch:
         options.profile_file_prefix = str(Path(scratch) / "profile")
         options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")  # the graph after ONNX Runtime's fusions
-        session = onnxruntime.InferenceSession(str(export_dir / graph["file"]), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(export_dir / graph.file), options, providers=["CPUExecutionProvider"])
         first = session.get_inputs()[0]
         feeds = {first.name: np.random.default_rng(0).standard_normal((batch, first.shape[1]), dtype=np.float32)}
         if len(session.get_inputs()) > 1:

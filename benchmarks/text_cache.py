@@ -20,7 +20,7 @@ import torch
 import genloom
 from genloom.sampling import TextSampling
 from genloom.textgen import generate
-from genloom.training import inference
+from genloom.generator import inference
 from genloom_text.sessions import RecomputingSession
 
 

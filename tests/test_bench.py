@@ -39,7 +39,7 @@ def machine() -> Machine:
 
 @pytest.mark.parametrize(("name", "rows", "paths"), [
     ("cgan", "images", {"torch eager (bare module)", "onnxruntime fp32"}),
-    ("gpt", "text", {"transformers generate", "genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"}),
+    ("gpt", "text", {"transformers generate", "genloom torch", "onnxruntime fp32", "onnxruntime int8"}),
 ])
 def test_bench_measures_every_path_and_writes_every_figure(models: dict[str, Path], tmp_path: Path, name: str, rows: str,
                                                            paths: set[str]) -> None:
@@ -78,7 +78,7 @@ def test_the_image_peer_is_the_bare_exported_module_not_genloom_s_wrapper(models
 
     monkeypatch.setattr(images, "time_call", time_call)
     monkeypatch.setattr(TorchModel, "generate", generate)
-    report = bench_artifact(models["cgan"], repeats=1, machine=machine, image_batches=(2,))
+    report = bench_artifact(models["cgan"], repeats=1, machine=machine, batches=(2,))
     peer, onnx = report.images
     assert (peer.path, onnx.path) == ("torch eager (bare module)", "onnxruntime fp32")
     assert peer.ratio_to_peer == 1.0 and onnx.ratio_to_peer == pytest.approx(onnx.images_per_second / peer.images_per_second)
@@ -87,8 +87,8 @@ def test_the_image_peer_is_the_bare_exported_module_not_genloom_s_wrapper(models
 def test_without_transformers_the_text_peer_is_unavailable_and_no_row_has_a_ratio(models: dict[str, Path], machine: Machine,
                                                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers raises ImportError
-    report = bench_artifact(models["gpt"], repeats=1, tokens=2, machine=machine, text_batches=(1,))
-    assert {row.path for row in report.text} == {"genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"}
+    report = bench_artifact(models["gpt"], repeats=1, tokens=2, machine=machine, batches=(1,))
+    assert {row.path for row in report.text} == {"genloom torch", "onnxruntime fp32", "onnxruntime int8"}
     assert all(row.ratio_to_peer is None for row in report.text)
     assert len(report.peer_unavailable) == 1 and "peer unavailable: transformers is not installed" in report.peer_unavailable[0]
     printed = table(report)
@@ -134,7 +134,7 @@ def test_on_a_gpu_bench_adds_fp16_rows_on_cuda(models: dict[str, Path]) -> None:
 
     torch_on_cuda = " (CUDA)" if torch.cuda.is_available() else ""
     for name, expected in (("cgan", {f"torch eager (bare module){torch_on_cuda}", "onnxruntime fp32 (CUDA)", "onnxruntime fp16 (CUDA)"}),
-                           ("gpt", {f"transformers generate{torch_on_cuda}", "genloom torch (KV cache)", "onnxruntime fp32 (CUDA)",
+                           ("gpt", {f"transformers generate{torch_on_cuda}", "genloom torch", "onnxruntime fp32 (CUDA)",
                                     "onnxruntime int8", "onnxruntime fp16 (CUDA)"})):
         report = bench_artifact(models[name], repeats=1, tokens=2)
         rows = report.images or report.text

@@ -12,7 +12,7 @@ import genloom
 from genloom.testing import check_generator
 
 
-class Brightened(genloom.Generator):
+class Brightened(genloom.ImageGenerator):
     """A tiny image generator whose ``fit_data`` learns a brightness that ``save`` forgets (not in ``facts``)."""
 
     name = "brightened"
@@ -80,4 +80,4 @@ def test_the_kit_exports_an_exportable_generator_and_loads_it_without_torch(tmp_
 
     check_generator(DCGAN, data="digits", workdir=tmp_path, width=8, latent_dim=8, batch_size=16, sample_every=0)
     assert (tmp_path / "export-gan" / "onnx" / "manifest.json").is_file()
-    assert (tmp_path / "export-gan" / "onnx.npy").is_file()  # written by the process that could not import torch
+    assert (tmp_path / "export-gan" / "onnx.json").is_file()  # written by the process that could not import torch

@@ -25,5 +25,5 @@ def test_demo_trains_exports_generates_and_benchmarks(tmp_path: Path) -> None:
     assert "gpt: The list" in result.stdout and "gpt: A module" in result.stdout
     figures = json.loads((tmp_path / "bench.json").read_text())
     assert {row["path"] for row in figures["images"]} == {"torch eager (bare module)", "onnxruntime fp32"}
-    assert {"genloom torch (KV cache)", "onnxruntime fp32", "onnxruntime int8"} <= {row["path"] for row in figures["text"]}
+    assert {"genloom torch", "onnxruntime fp32", "onnxruntime int8"} <= {row["path"] for row in figures["text"]}
     assert "images/s" in result.stdout and "tokens/s" in result.stdout and (tmp_path / "bench.png").stat().st_size > 0

@@ -138,7 +138,7 @@ def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(expor
     import onnx
     import torch
 
-    graph = genloom.artifacts.load_generator(text_models["gpt"]).export_spec().graphs[0]
+    graph = genloom.load(text_models["gpt"]).generator.export_spec().graphs[0]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notes on tracing
         torch.onnx.export(graph.module, graph.example_inputs, str(tmp_path / "torchscript.onnx"), dynamo=False, opset_version=20,
@@ -279,7 +279,7 @@ class NoiseConfig(genloom.GeneratorConfig):
     latent_dim: int = Field(4, description="Latent size.")
     wobble: float = Field(0.0, description="Random noise the network adds (breaks ONNX parity).")
 
-class LinearImages(genloom.Generator):
+class LinearImages(genloom.ImageGenerator):
     """Third-party: one linear layer from latents to 8x8 images."""
     name = "linear-images"
     modality = "image"
@@ -341,17 +341,17 @@ def test_a_third_party_generator_exports_through_the_same_path(tmp_path: Path, m
 def test_fp16_and_int8_variants_report_their_error(trained: dict[str, Path], tmp_path: Path) -> None:
     exporter = genloom.plugins.get_registry().exporter("onnx").value
     manifest = exporter.export(trained["cgan"], tmp_path / "cgan", fp16=True, int8=True)
-    variants = manifest.export["variants"]
-    assert set(variants) == {"fp16", "int8"} and all(0 < v["max_abs_diff"]["generator"] < 0.2 for v in variants.values())
+    variants = manifest.export.variants
+    assert set(variants) == {"fp16", "int8"} and all(0 < v.max_abs_diff["generator"] < 0.2 for v in variants.values())
     reference = genloom.load(tmp_path / "cgan", providers="cpu").generate(n=4, seed=0, labels=[5]).array
     for precision in ("fp16", "int8"):
         model = genloom.load(tmp_path / "cgan", providers="cpu", precision=precision)
         assert np.abs(model.generate(n=4, seed=0, labels=[5]).array - reference).max() < 0.2
     from genloom_onnx.exporter import _max_difference  # the parity gate's inputs are seeded: its figures reproduce
 
-    graph = genloom.artifacts.load_generator(trained["cgan"]).export_spec().graphs[0]
+    graph = genloom.load(trained["cgan"]).generator.export_spec().graphs[0]
     remeasured = _max_difference(graph, tmp_path / "cgan" / "generator.int8.onnx", int(manifest.facts["num_classes"]))
-    assert remeasured == variants["int8"]["max_abs_diff"]["generator"]
+    assert remeasured == variants["int8"].max_abs_diff["generator"]
     exporter.export(trained["gan"], tmp_path / "plain")
     with pytest.raises(ConfigError, match="precision: this export has fp32, not 'int8'; re-export with --int8"):
         genloom.load(tmp_path / "plain", precision="int8")
@@ -360,10 +360,10 @@ def test_fp16_and_int8_variants_report_their_error(trained: dict[str, Path], tmp
 def test_text_variants_report_the_change_in_validation_perplexity(text_models: dict[str, Path], tmp_path: Path) -> None:
     exporter = genloom.plugins.get_registry().exporter("onnx").value
     manifest = exporter.export(text_models["gpt"], tmp_path / "gpt", fp16=True, int8=True)
-    assert set(manifest.export["variants"]) == {"fp16", "int8"}
-    for figures in manifest.export["variants"].values():
-        assert figures["validation_perplexity_fp32"] > 1
-        assert figures["validation_perplexity"] == pytest.approx(figures["validation_perplexity_fp32"], rel=0.05)
+    assert set(manifest.export.variants) == {"fp16", "int8"}
+    for figures in manifest.export.variants.values():
+        assert figures.validation_perplexity_fp32 > 1
+        assert figures.validation_perplexity == pytest.approx(figures.validation_perplexity_fp32, rel=0.05)
     with pytest.raises(ConfigError, match="--fp16: ONNX Runtime cannot run this graph's LSTM in half precision"):
         exporter.export(text_models["lstm"], tmp_path / "lstm", fp16=True)
     assert not (tmp_path / "lstm").exists()

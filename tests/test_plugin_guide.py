@@ -1,4 +1,4 @@
-"""The plugin author guide's example, installed as its own distribution, works through the CLI."""
+"""The plugin author guide's examples, installed as their own distributions, work through the CLI."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import numpy as np
 from tests.conftest import run_cli
 
 GUIDE = Path(__file__).parents[1] / "docs" / "plugins.md"
+SERIES = "genloom-series"
+"""The folder of the guide's second example, a plugin of a new kind of data (tested in tests/test_new_kind.py)."""
 
 
 def guide_files() -> dict[str, str]:
@@ -19,18 +21,39 @@ def guide_files() -> dict[str, str]:
     return dict(re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", GUIDE.read_text(), re.S))
 
 
-def test_the_example_plugin_is_small() -> None:
-    assert len(guide_files()["genloom_mlpvae.py"].splitlines()) <= 65
+def example_files(project: str | None = None) -> dict[str, str]:
+    """One example's files by path in its project: those marked ``PROJECT/PATH``, or with ``None`` the first
+    example's, marked with bare names."""
+    files = {}
+    for marked, text in guide_files().items():
+        folder, _, path = marked.partition("/")
+        if (project is None and not path) or (path and folder == project):
+            files[path or marked] = text
+    return files
+
+
+def install_example(files: dict[str, str], root: Path) -> Path:
+    """Write ``files`` as a project in ``root`` and pip-install it into ``root/site``, as a third party's
+    distribution; the folder to put on PYTHONPATH."""
+    project, site = root / "project", root / "site"
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site), str(project)]
+    subprocess.run(install, check=True, capture_output=True, text=True, timeout=300)
+    return site
+
+
+def test_the_examples_are_small() -> None:
+    assert set(example_files()) == {"pyproject.toml", "genloom_mlpvae.py"}
+    assert len(example_files()["genloom_mlpvae.py"].splitlines()) <= 65
+    series = example_files(SERIES)
+    assert set(series) == {"pyproject.toml", *(f"genloom_series/{name}.py" for name in ("__init__", "kind", "data", "generator", "runtime"))}
+    assert all(len(text.splitlines()) <= 100 for text in series.values())
 
 
 def test_the_guide_example_installs_trains_saves_loads_and_samples(tmp_path: Path) -> None:
-    project, site = tmp_path / "genloom-mlpvae", tmp_path / "site"
-    project.mkdir()
-    for name, text in guide_files().items():
-        (project / name).write_text(text)
-    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site), str(project)]
-    subprocess.run(install, check=True, capture_output=True, text=True)
-    env = {"PYTHONPATH": str(site)}
+    env = {"PYTHONPATH": str(install_example(example_files(), tmp_path))}
 
     listed = run_cli("plugins", env=env)
     assert any(line.split()[:2] == ["mlpvae", "0.1.0"] for line in listed.stdout.splitlines()), listed.stdout

@@ -17,9 +17,20 @@ from tests.conftest import TINY_GAN, assert_one_line_error, install_fake_distrib
 GENERATOR_MODULE = """
 import genloom
 
-class Named(genloom.Generator):
+class Named(genloom.ImageGenerator):
     name = "{name}"
-    modality = "image"
+
+    def build(self):
+        return {{}}
+
+    def configure_optimizers(self):
+        return {{}}
+
+    def train_step(self, batch, optimizers, step):
+        return {{}}
+
+    def sample(self, settings):
+        raise NotImplementedError
 
 @genloom.hookimpl
 def register_generators(register):
@@ -109,9 +120,10 @@ def test_with_entry_points_disabled_no_generator_is_left() -> None:
     result = run_cli("plugins", "--json", env={"GENLOOM_PLUGINS": ""})
     report = json.loads(result.stdout)
     assert report["generators"] == {}
-    assert [p["name"] for p in report["plugins"]] == ["genloom.data.builtin", "genloom.runtime.builtin"]
+    assert [p["name"] for p in report["plugins"]] == ["genloom.kinds.builtin", "genloom.data.builtin", "genloom.runtime.builtin"]
     assert "digits" in report["data_sources"] and report["exporters"] == []
-    assert report["runtime_drivers"] == ["image-from-latent", "text-decoder", "text-recurrent"]
+    assert report["runtime_drivers"] == ["image-from-latent"]  # the text drivers are the text plugin's
+    assert report["data_kinds"].keys() == {"image", "text"}
 
 
 def test_sdk_source_never_imports_a_builtin_plugin() -> None:
@@ -139,12 +151,21 @@ import genloom
 
 class Exporter:
     name = "tarball"
+    produces = "tarball"
+    description = "a tar file"
+    options = ()
 
     def export(self, model_dir, out_dir, **options):
         pass
 
 class Driver:
     name = "image-from-latent-v2"
+    kind = "image"
+    description = "v2"
+    inputs, outputs, options = ("latents",), ("images",), ()
+
+    def open(self, directory, manifest, providers, session_options, precision):
+        pass
 
 @genloom.hookimpl
 def register_exporters(register):
@@ -159,6 +180,45 @@ def register_runtime_drivers(register):
     assert get_registry().runtime_driver("image-from-latent-v2").plugin == "deploy"
     with pytest.raises(PluginError, match="no exporter named 'tarbal' \\(did you mean 'tarball'"):
         get_registry().exporter("tarbal")
+    assert get_registry().exporter().value.name == "onnx"  # found by what it produces, not by its name
+
+
+def test_a_driver_of_a_kind_nobody_registered_is_dropped_with_the_reason(site: Path) -> None:
+    source = """
+import genloom
+
+class Driver:
+    name, kind, description = "mesh-driver", "mesh", "meshes"
+    inputs, outputs, options = ("noise",), ("vertices",), ()
+
+    def open(self, directory, manifest, providers, session_options, precision):
+        pass
+
+@genloom.hookimpl
+def register_runtime_drivers(register):
+    register(Driver())
+"""
+    install_fake_distribution(site, "genloom-mesh", {"mesh": "fake_mesh"}, {"fake_mesh": source})
+    assert "mesh-driver" not in get_registry().names("runtime driver")
+    assert "runtime driver 'mesh-driver' has kind 'mesh', which no plugin registers as a data kind" in plugin("mesh").error
+
+
+def test_a_generator_that_leaves_a_method_out_is_refused_naming_it(site: Path) -> None:
+    source = """
+import genloom
+
+class Half(genloom.ImageGenerator):
+    name = "half"
+
+    def build(self):
+        return {}
+
+@genloom.hookimpl
+def register_generators(register):
+    register(Half)
+"""
+    install_fake_distribution(site, "genloom-half", {"half": "fake_half"}, {"fake_half": source})
+    assert "fake_half.Half does not implement configure_optimizers, sample, train_step" in plugin("half").error
 
 
 def test_a_registered_object_without_a_name_is_rejected(site: Path) -> None:
@@ -170,7 +230,8 @@ def register_runtime_drivers(register):
     register(object())
 """
     install_fake_distribution(site, "genloom-nameless", {"nameless": "fake_nameless"}, {"fake_nameless": source})
-    assert "a registered runtime driver needs a non-empty string attribute 'name'" in plugin("nameless").error
+    assert ("a registered runtime driver lacks name, kind, description, inputs, outputs, options, open "
+            "(see genloom.contracts.RuntimeDriver)") in plugin("nameless").error
 
 
 def test_registering_something_that_is_not_a_generator_is_a_plugin_error(site: Path) -> None:
@@ -194,10 +255,25 @@ def test_plugins_command_shows_failures_next_to_working_plugins(site: Path) -> N
     assert any(line.strip().startswith("gan ") and "image" in line for line in result.stdout.splitlines())
 
 
-def test_listing_plugins_does_not_import_torch() -> None:
-    code = "import sys; from genloom.plugins import get_registry; get_registry(); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+TRAINING_ONLY_MODULES = {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "matplotlib", "tqdm", "transformers"}
+
+
+def modules_imported(*args: str) -> set[str]:
+    """The top-level modules ``python -X importtime ARGS`` imports, read from importtime's report on stderr."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, timeout=100)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stderr.splitlines() if line.startswith("import time:") and "imported package" not in line]
+    return {row.split("|")[-1].strip().split(".")[0] for row in rows}
+
+
+@pytest.mark.timeout(120)
+def test_importing_genloom_and_listing_plugins_import_nothing_only_the_train_extra_installs() -> None:
+    """What the runtime install (no `genloom[train]`) lacks is never imported by `import genloom` or `genloom plugins`."""
+    imported = modules_imported("-c", "import genloom")
+    assert "genloom" in imported and sorted(imported & TRAINING_ONLY_MODULES) == []
+    listed = modules_imported("-m", "genloom", "plugins")
+    assert {"genloom_gan", "genloom_text", "genloom_onnx"} <= listed  # the entry-point plugins were imported
+    assert sorted(listed & TRAINING_ONLY_MODULES) == []
 
 
 def test_trace_plugins_prints_pluggy_hook_calls() -> None:

@@ -44,7 +44,8 @@ def models(corpus: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 @pytest.mark.parametrize("generator_cls", [GPTGenerator, LSTMGenerator])
 def test_both_text_generators_conform(tmp_path: Path, corpus: str, generator_cls: type[genloom.Generator]) -> None:
-    check_generator(generator_cls, data=corpus, workdir=tmp_path, **TINY)
+    sampled = {"prompt": ["", "a"], "max_new_tokens": 6, "do_sample": True, "num_return_sequences": 2, "seed": 7}
+    check_generator(generator_cls, data=corpus, workdir=tmp_path, settings=sampled, **TINY)
 
 
 @pytest.mark.parametrize("name", ["gpt", "lstm"])
@@ -155,7 +156,7 @@ def test_the_cli_generates_and_streams_text(models: dict[str, Path]) -> None:
     expected = genloom.load(models["lstm"]).generate(prompt="The", max_new_tokens=20, do_sample=True, seed=2).text
     assert printed.stdout == expected + "\n" == streamed.stdout
     assert_one_line_error(run_cli("generate", str(models["lstm"]), "--prompt", "x", "--top-p", "2"), "top_p must be in (0, 1]")
-    assert_one_line_error(run_cli("generate", str(models["lstm"]), "--labels", "1"), "--labels, --out and --npy are for image models")
+    assert_one_line_error(run_cli("generate", str(models["lstm"]), "--labels", "1"), "--labels: this model makes text; its settings are prompt,")
 
 
 @pytest.mark.timeout(300)
@@ -217,7 +218,7 @@ def test_a_hugging_face_gpt2_checkpoint_loads_and_matches_transformers(tmp_path:
         theirs = reference(tokens).logits
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4, rtol=0)
 
-    generator.save(tmp_path / "genloom-gpt2")
+    genloom.save(generator, tmp_path / "genloom-gpt2")
     model = genloom.load(tmp_path / "genloom-gpt2")
     prompt = "hello world"
     ids = tokenizer(prompt, return_tensors="pt").input_ids

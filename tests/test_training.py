@@ -209,7 +209,8 @@ class PoisonedGAN(DCGAN):
 def test_non_finite_weights_are_never_saved_as_a_model(tmp_path: Path) -> None:
     data = genloom.plugins.get_registry().open_data("digits")
     with pytest.raises(GenloomError, match="training diverged at step 3: weight 'generator.project.weight' holds NaN"):
-        train(PoisonedGAN, data, tmp_path / "run", {"steps": 3, "checkpoint_every": 0, **TINY}, progress=False)
+        train(PoisonedGAN, data, tmp_path / "run", {"steps": 3, "checkpoint_every": 0, **TINY}, kind=genloom.plugins.get_registry().kind("image"),
+              progress=False)
     assert not (tmp_path / "run" / "manifest.json").exists() and not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 

@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 
 import genloom
-from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, Manifest, artifact_id, read_manifest, write_artifact
+from genloom.api import open_export
+from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, ExportSection, Manifest, artifact_id, read_manifest, write_artifact
+from genloom.contracts import EXPORT_DIRECTORY, check_export_spec
 from genloom.errors import ArtifactError, ConfigError, ExportError, GenloomError
 from genloom.fileio import DIRECTORY_MODE, atomic_write_text, check_output_directory
+from genloom.plugins import get_registry
 from genloom.runtime.graphfile import external_data_locations
 
 FP32_TOLERANCE = 1e-4
@@ -53,9 +56,13 @@ class ParityError(GenloomError):
 
 
 class OnnxExporter:
-    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=20)``."""
+    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=20, fp16=False, int8=False)`` writes a genloom
+    export directory (:class:`genloom.contracts.Exporter` with ``produces`` = ``"export"``)."""
 
     name = "onnx"
+    produces = EXPORT_DIRECTORY
+    description = "torch -> ONNX graphs, parity-checked against PyTorch; fp16 and int8 variants"
+    options = ("opset", "fp16", "int8")
 
     def export(self, model_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET, *,
                fp16: bool = False, int8: bool = False) -> Manifest:
@@ -66,17 +73,19 @@ class OnnxExporter:
         (dynamically quantized weights) add variants of every graph, with their
         measured error (and, for text, the validation perplexity of each precision).
         """
-        from genloom.artifacts import load_generator
-
         source, out = Path(model_dir), Path(out_dir)
         check_output_directory(out, "--out", empty=True)
         if not 17 <= opset <= 22:
             raise ConfigError(f"opset: {opset} is not supported; use 17 to 22 (default {DEFAULT_OPSET})")
         manifest = read_manifest(source)
-        generator = load_generator(source, manifest)
+        if manifest.kind != "model":
+            raise ConfigError(f"'{source}' is already an export; export the trained model's directory")
+        torch_model = genloom.load(source)
+        generator = torch_model.generator
         spec = generator.export_spec()
         if spec is None:
             raise ConfigError(f"'{generator.name}' does not describe an ONNX export (its export_spec() is None)")
+        check_export_spec(spec, get_registry().runtime_driver(spec.driver).value, generator.name, generator.modality)
         stamp = {"genloom.generator": generator.name, "genloom.plugin": manifest.plugin, "genloom.driver": spec.driver,
                  "genloom.source_sha256": artifact_id(source), "genloom.modality": generator.modality,
                  "genloom.tokenizer": spec.driver_options.get("tokenizer", "")}
@@ -86,7 +95,7 @@ class OnnxExporter:
         try:
             files, measured = _export_graphs(spec, staging / ".scratch", opset, stamp, precisions,
                                              classes=int(manifest.facts.get("num_classes") or 1))
-            export = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, **measured,
+            export: dict[str, Any] = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, **measured,
                       "tolerance": FP32_TOLERANCE, "precision": "fp32", "source_sha256": stamp["genloom.source_sha256"]}
             files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
             written = write_artifact(
@@ -94,10 +103,10 @@ class OnnxExporter:
                 plugin_version=manifest.plugin_version, modality=manifest.modality, config=manifest.config,
                 facts=manifest.facts, training=manifest.training, export=export,
             )
-            _check_end_to_end(source, staging)
-            if generator.modality == "text" and export["variants"]:
+            _check_end_to_end(torch_model, staging)
+            if export["variants"]:
                 _record_perplexities(staging, manifest, export)
-            written = written.model_copy(update={"export": export})
+            written = written.model_copy(update={"export": ExportSection.model_validate(export)})
             atomic_write_text(staging / MANIFEST_FILE, written.model_dump_json(indent=2) + "\n")
             _publish(staging, out)
         except BaseException:
@@ -388,9 +397,7 @@ def _make_variant(path: Path, precision: str) -> Path:
 
 def _record_perplexities(staging: Path, source: Manifest, export: dict[str, Any]) -> None:
     """Add to ``export`` the validation perplexity of each precision, on the held-out split of the data the model
-    trained on (when that data is at hand)."""
-    from genloom.plugins import get_registry
-
+    trained on (when that data is at hand and the export's model reports a perplexity)."""
     if source.training is None:
         return
     try:
@@ -400,9 +407,11 @@ def _record_perplexities(staging: Path, source: Manifest, export: dict[str, Any]
     _, validation = data.split(float(source.config.get("validation_fraction", 0.1)))
     if validation is None:
         return
-    fp32 = _open_staged(staging).perplexity(validation.text)
+    fp32 = _open_staged(staging).evaluate(validation).get("perplexity")
+    if fp32 is None:
+        return
     for precision, figures in export["variants"].items():
-        figures["validation_perplexity"] = _open_staged(staging, precision).perplexity(validation.text)
+        figures["validation_perplexity"] = _open_staged(staging, precision).evaluate(validation)["perplexity"]
         figures["validation_perplexity_fp32"] = fp32
 
 
@@ -441,26 +450,24 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
     return worst
 
 
-def _check_end_to_end(source: Path, staging: Path) -> None:
-    """The public calls agree: the runtime, on the written export, generates what the torch model generates."""
-    torch_model, onnx_model = genloom.load(source), _open_staged(staging)
-    if torch_model.generator.modality == "text":
-        prompts = ["The", "A somewhat longer prompt"] if not torch_model.generator.prepend_end_of_text else ["", "The", "A longer prompt"]
-        want, got = (m.generate(prompt=prompts, max_new_tokens=8).tokens for m in (torch_model, onnx_model))
-        if want != got:
-            raise ParityError(f"greedy decoding through the export gives {got}, PyTorch {want}; nothing was written")
-        return
-    labels = {"labels": [0, 1, 2]} if torch_model.generator.capabilities.conditional else {}
-    want, got = (m.generate(n=3, seed=0, **labels).array for m in (torch_model, onnx_model))
-    if np.abs(want - got).max() > FP32_TOLERANCE:
-        raise ParityError(f"generate() through the export differs from PyTorch by {np.abs(want - got).max():.3g}; nothing was written")
+def _check_end_to_end(torch_model: Any, staging: Path) -> None:
+    """The public calls agree: the runtime, on the written export, generates what the torch model generates for the
+    kind's check settings (a seeded image batch, greedy text, ...), as the kind compares its results."""
+    kind = torch_model.kind
+    want, got = (model.generate(**kind.check_settings) for model in (torch_model, _open_staged(staging)))
+    difference = kind.compare(want, got)
+    if difference > FP32_TOLERANCE:
+        raise ParityError(f"generate({_settings_text(kind.check_settings)}) through the export differs from PyTorch by "
+                          f"{difference:.3g} ({kind.name} results compared as the kind compares them); nothing was written")
+
+
+def _settings_text(settings: Any) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in settings.items())
 
 
 def _open_staged(staging: Path, precision: str = "fp32") -> Any:
     """The staging directory opened as ``genloom.load`` opens an export (manifest, hashes, runtime), on the CPU."""
-    from genloom.runtime import load_export
-
-    return load_export(staging, read_manifest(staging, unfinished=True), "cpu", None, precision)
+    return open_export(staging, read_manifest(staging, unfinished=True), "cpu", None, precision)
 
 
 def _make_staging(out: Path) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 import genloom
+from genloom_gan.squares import square_image_levels
 
 if TYPE_CHECKING:
     import torch
@@ -39,11 +40,10 @@ class DCGANConfig(genloom.GeneratorConfig):
     )
 
 
-class DCGAN(genloom.Generator):
+class DCGAN(genloom.ImageGenerator):
     """Deep convolutional GAN for square images of 8, 16, 32 or 64 pixels."""
 
     name = "gan"
-    modality = "image"
     Config = DCGANConfig
     capabilities = genloom.Capabilities(exportable=True)
     description = "DCGAN: convolutional generator + discriminator; non-saturating, hinge or WGAN-GP loss"
@@ -51,12 +51,12 @@ class DCGAN(genloom.Generator):
 
     def fit_data(self, data: Any) -> None:
         super().fit_data(data)
-        self.square_image_levels()
+        square_image_levels(self.facts, self.name)
 
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_gan.nets import ConvDiscriminator, ConvGenerator
 
-        channels, levels, classes = self.facts["channels"], self.square_image_levels(), self.num_classes
+        channels, levels, classes = self.facts["channels"], square_image_levels(self.facts, self.name), self.num_classes
         generator = ConvGenerator(self.config.latent_dim, channels, levels, self.config.width, classes)
         modules = {"generator": generator, "discriminator": ConvDiscriminator(channels, levels, self.config.width, classes)}
         if self.config.ema_decay:
@@ -106,7 +106,7 @@ class DCGAN(genloom.Generator):
         self._update_ema(step)
         return {**figures, "g_loss": g_loss.item()}
 
-    def sample(self, settings: genloom.ImageSampling) -> Any:
+    def sample(self, settings: genloom.ImageSampling) -> np.ndarray:
         import torch
 
         latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)

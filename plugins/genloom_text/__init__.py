@@ -1,13 +1,17 @@
-"""genloom's built-in text generators (``gpt``, ``lstm``), registered through the public plugin hook.
+"""genloom's built-in text generators (``gpt``, ``lstm``) and their runtime drivers, registered through the public
+plugin hooks.
 
-This module imports no torch: the networks load when a model is built.
+This module imports no torch: the networks load when a model is built, and the
+runtime drivers (:mod:`genloom_text.runtime`) never need it.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import genloom
 from genloom_text.generator import GPTGenerator, LSTMGenerator
 from genloom_text.hf import load_gpt2
+from genloom_text.runtime import DRIVERS
 
 __all__ = ["GPTGenerator", "LSTMGenerator", "load_gpt2"]
 
@@ -16,3 +20,9 @@ __all__ = ["GPTGenerator", "LSTMGenerator", "load_gpt2"]
 def register_generators(register: Callable[[type[genloom.Generator]], None]) -> None:
     register(GPTGenerator)
     register(LSTMGenerator)
+
+
+@genloom.hookimpl
+def register_runtime_drivers(register: Callable[[Any], None]) -> None:
+    for driver in DRIVERS:
+        register(driver)

@@ -9,8 +9,6 @@ per byte on the held-out tail of the corpus, and early stopping.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -18,8 +16,6 @@ from pydantic import Field
 
 import genloom
 from genloom.errors import DataError
-from genloom.sampling import TextSampling
-from genloom.textgen import Decoded, generate, stream
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
 if TYPE_CHECKING:
@@ -65,10 +61,9 @@ class LSTMConfig(TextConfig):
     width: int = Field(256, ge=8, le=8192, description="Embedding and hidden size.")
 
 
-class TextGenerator(genloom.Generator):
-    """What the GPT and LSTM generators share: tokenizer, batches, optimisation, evaluation, sampling."""
+class LanguageModel(genloom.TextGenerator):
+    """What the GPT and LSTM generators share: tokenizer, batches, optimisation, evaluation."""
 
-    modality = "text"
     monitor = "val_loss"
     capabilities = genloom.Capabilities(streamable=True, exportable=True)
     operations = {}
@@ -172,30 +167,17 @@ class TextGenerator(genloom.Generator):
     def context_length(self) -> int | None:
         return self.config.context_length
 
-    @property
-    def prepend_end_of_text(self) -> bool:
-        return bool(self.facts.get("prepend_end_of_text", True))
-
     def _driver_options(self, **layout: int) -> dict[str, Any]:
         return {"context_length": self.context_length, "prepend_end_of_text": self.prepend_end_of_text,
                 "tokenizer": TOKENIZER_FILE, **layout}
 
-    def sample(self, settings: TextSampling) -> Decoded:
-        return generate(self, settings)
-
-    def stream(self, settings: TextSampling) -> Iterator[str]:
-        """Yield the new text piece by piece (one prompt)."""
-        return stream(self, settings)
-
-    def write_samples(self, directory: Path, step: int) -> Path | None:
-        path = Path(directory) / f"samples-{step:06d}.txt"
-        settings = TextSampling(prompt="", max_new_tokens=self.config.context_length // 2, do_sample=True,
-                                top_k=40, num_return_sequences=3, seed=self.config.seed)
-        path.write_text("\n\n----\n\n".join(self.sample(settings).texts) + "\n", encoding="utf-8")
-        return path
+    def training_samples(self) -> dict[str, Any]:
+        """Three sampled texts from an empty prompt, half a context long."""
+        return {"prompt": "", "max_new_tokens": self.config.context_length // 2, "do_sample": True, "top_k": 40,
+                "num_return_sequences": 3, "seed": self.config.seed}
 
 
-class GPTGenerator(TextGenerator):
+class GPTGenerator(LanguageModel):
     """Decoder-only transformer language model with a KV cache."""
 
     name = "gpt"
@@ -242,7 +224,7 @@ class GPTGenerator(TextGenerator):
         return genloom.ExportSpec("text-decoder", [graph], self._driver_options(layers=layers, heads=heads, head_dim=head_dim))
 
 
-class LSTMGenerator(TextGenerator):
+class LSTMGenerator(LanguageModel):
     """Multi-layer LSTM language model; its recurrent state is carried between steps."""
 
     name = "lstm"

@@ -20,7 +20,7 @@ CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight"
 def load_gpt2(directory: str | Path) -> GPTGenerator:
     """A ready GPT generator with the weights and tokenizer of the GPT-2 checkpoint in ``directory``.
 
-    Save it as a genloom model with ``load_gpt2(path).save(out)``.
+    Save it as a genloom model with ``genloom.save(load_gpt2(path), out)``.
     """
     import torch
 

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 import genloom
+from genloom_gan.squares import square_image_levels
 from genloom.errors import ConfigError
 from genloom.results import as_image_batch
 
@@ -36,25 +37,24 @@ class VAEConfig(genloom.GeneratorConfig):
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
 
 
-class ConvVAE(genloom.Generator):
+class ConvVAE(genloom.ImageGenerator):
     """Convolutional variational autoencoder for square images of 8, 16, 32 or 64 pixels."""
 
     name = "vae"
-    modality = "image"
     Config = VAEConfig
     description = "convolutional VAE (beta, KL warm-up); encode, decode, reconstruct, interpolate"
-    operations = {"encode": "array", "decode": "images", "reconstruct": "images", "interpolate": "images"}
+    operations = {"encode": "array", "decode": "result", "reconstruct": "result", "interpolate": "result"}
     capabilities = genloom.Capabilities(exportable=True)
     config: VAEConfig
 
     def fit_data(self, data: Any) -> None:
         super().fit_data(data)
-        self.square_image_levels()
+        square_image_levels(self.facts, self.name)
 
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_vae.nets import ConvDecoder, ConvEncoder
 
-        channels, levels, config = self.facts["channels"], self.square_image_levels(), self.config
+        channels, levels, config = self.facts["channels"], square_image_levels(self.facts, self.name), self.config
         return {
             "encoder": ConvEncoder(channels, levels, config.width, config.latent_dim, self.num_classes),
             "decoder": ConvDecoder(config.latent_dim, channels, levels, config.width, self.num_classes),
@@ -93,7 +93,7 @@ class ConvVAE(genloom.Generator):
         mse = (torch.sigmoid(self.modules["decoder"](mean, labels)) - images).square().mean()
         return {"recon": recon.item(), "kl": kl.item(), "elbo": -(recon + kl).item(), "recon_mse": mse.item()}
 
-    def sample(self, settings: genloom.ImageSampling) -> Any:
+    def sample(self, settings: genloom.ImageSampling) -> np.ndarray:
         latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
         return self._decode(latents, self.resolve_labels(settings.labels, settings.n))
 

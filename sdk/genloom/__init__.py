@@ -17,10 +17,12 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 from genloom import plugins  # noqa: E402
-from genloom.api import load, train  # noqa: E402
+from genloom.api import load, save, train  # noqa: E402
 from genloom.config import GeneratorConfig  # noqa: E402
 from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError  # noqa: E402
-from genloom.generator import Capabilities, ExportSpec, Generator, GraphSpec  # noqa: E402
+from genloom.contracts import ExportSpec, GraphSpec  # noqa: E402
+from genloom.generator import Capabilities, Generator, ImageGenerator, TextGenerator  # noqa: E402
+from genloom.kinds import DataKind  # noqa: E402
 from genloom.hookspecs import hookimpl  # noqa: E402
 from genloom.sampling import ImageSampling, TextSampling  # noqa: E402
 
@@ -28,18 +30,22 @@ __all__ = [
     "ArtifactError",
     "Capabilities",
     "ConfigError",
+    "DataKind",
     "DataError",
     "ExportSpec",
     "Generator",
     "GeneratorConfig",
     "GenloomError",
     "GraphSpec",
+    "ImageGenerator",
     "ImageSampling",
+    "TextGenerator",
     "TextSampling",
     "PluginError",
     "__version__",
     "hookimpl",
     "load",
     "plugins",
+    "save",
     "train",
 ]

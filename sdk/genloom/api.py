@@ -1,12 +1,20 @@
-"""The public API: three lines from a model directory to generated output."""
+"""The public API: three lines from a model directory to generated output.
+
+This is the top layer: it asks the plugin registry for the generator class, the
+kind of data and the runtime driver, and hands them down to the layers that
+save, load and run models (which know no registry).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from genloom.artifacts import Manifest, load_generator, read_manifest
-from genloom.model import TorchModel
+from genloom.artifacts import UNREGISTERED, Manifest, TrainingSummary, load_generator, read_manifest, save_generator
+from genloom.errors import DataError, NotAvailableError
+from genloom.generator import Generator
+from genloom.install import require_training_install
+from genloom.model import LoadedModel, TorchModel
 from genloom.plugins import get_registry
 
 
@@ -21,10 +29,33 @@ def load(path: str | Path, *, providers: str = "auto", session_options: Any = No
     directory = Path(path)
     manifest = read_manifest(directory)
     if manifest.kind == "export":
-        from genloom.runtime import load_export
+        return open_export(directory, manifest, providers, session_options, precision)
+    require_training_install(f"loading the trained torch model in '{directory}'")
+    registry = get_registry()
+    generator_cls = (registry.generator_of(manifest.plugin, manifest.generator) if manifest.plugin != UNREGISTERED
+                     else registry.generator(manifest.generator)).value
+    return TorchModel(load_generator(directory, generator_cls, manifest), manifest, directory, registry.kind(generator_cls.modality))
 
-        return load_export(directory, manifest, providers, session_options, precision)
-    return TorchModel(load_generator(directory, manifest), manifest, directory)
+
+def open_export(directory: Path, manifest: Manifest, providers: str = "auto", session_options: Any = None,
+                precision: str = "fp32") -> LoadedModel:
+    """Open an export whose manifest is read and checked, with the registered runtime driver it names."""
+    assert manifest.export is not None
+    driver = manifest.export.driver
+    registry = get_registry()
+    if driver not in registry.names("runtime driver"):
+        known = ", ".join(registry.names("runtime driver")) or "none"
+        raise NotAvailableError(f"'{directory}' needs the runtime driver '{driver}', which no installed plugin provides "
+                                f"(installed: {known}); install the plugin that made the export")
+    return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options, precision)
+
+
+def save(generator: Generator, directory: str | Path, training: TrainingSummary | None = None) -> Manifest:
+    """Save a built generator as an artifact directory, recorded as the plugin that registered its class
+    (``unregistered`` for an app's own class), so that :func:`load` finds the same code again."""
+    registration = get_registry().registration_of("generator", type(generator))
+    plugin, version = (registration.plugin, registration.plugin_version) if registration else (UNREGISTERED, "")
+    return save_generator(generator, Path(directory), plugin, version, training)
 
 
 def train(
@@ -39,12 +70,21 @@ def train(
     """Train the generator registered as ``generator`` on the ``data`` source into ``out``.
 
     Keyword arguments are config values, e.g. ``train("gan", "digits", "out", steps=500)``.
+    A data source of another kind than the generator's is refused before any plugin code runs.
     """
     from genloom.fileio import check_output_directory
-    from genloom.training import train as run_training
 
     check_output_directory(Path(out), "--out", empty=False)  # before a data source is read
     registry = get_registry()
-    generator_cls = registry.generator(generator).value
+    registration = registry.generator(generator)
+    generator_cls = registration.value
+    source = registry.data_source(data.partition(":")[0]).value
+    if source.modality != generator_cls.modality:
+        raise DataError(f"--data {data}: generator '{generator}' trains on {generator_cls.modality} data, but the data source "
+                        f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)")
+    require_training_install(f"genloom train {generator}")
+    from genloom.training import train as run_training
+
     dataset = registry.open_data(data)
-    return run_training(generator_cls, dataset, out, config, resume=resume, progress=progress)
+    return run_training(generator_cls, dataset, out, config, resume=resume, progress=progress, plugin=registration.plugin,
+                        plugin_version=registration.plugin_version, kind=registry.kind(generator_cls.modality))

@@ -84,12 +84,6 @@ class ExportSection(StrictModel):
     variants: dict[str, VariantFigures] = Field(default_factory=dict, description="Precision -> measured error of its variants.")
 
 
-class _ExportOnly(BaseModel):
-    """Validates a manifest's export section with field names that start with ``export.``."""
-
-    export: ExportSection
-
-
 class Manifest(BaseModel):
     """What an artifact directory holds; ``manifest.json`` is this model as JSON."""
 
@@ -101,12 +95,12 @@ class Manifest(BaseModel):
     plugin: str = Field(description="Plugin that registered the generator.")
     plugin_version: str = Field(description="Version of that plugin's distribution.")
     genloom_version: str = Field(description="genloom version that wrote the artifact.")
-    modality: str = Field(description="image or text.")
+    modality: str = Field(description="The kind of data it makes (image, text, or a plugin's own kind).")
     config: dict[str, Any] = Field(description="The generator's validated config.")
     facts: dict[str, Any] = Field(description="What the generator learned from its data (shapes, classes, ...).")
     files: dict[str, FileRecord] = Field(description="Every file of the artifact with its sha256.")
     training: TrainingSummary | None = Field(None, description="How the model was trained.")
-    export: dict[str, Any] | None = Field(None, description="ONNX exports: runtime driver, graphs, opset, measured parity.")
+    export: ExportSection | None = Field(None, description="ONNX exports: runtime driver, graphs, opset, measured parity.")
     created_at: str = Field(description="UTC time of writing, ISO 8601.")
 
 
@@ -157,7 +151,9 @@ def read_manifest(directory: Path, verify: bool = True, *, unfinished: bool = Fa
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
-        raise ArtifactError(describe_validation_error(exc, Manifest, what=str(path))) from None
+        export_only = any(error["loc"][:1] == ("export",) for error in exc.errors())
+        fix = "; re-export the model" if export_only else ""
+        raise ArtifactError(describe_validation_error(exc, Manifest, what=str(path)) + fix) from None
     _check_kind(manifest, path)
     if manifest.export is not None:
         _check_export_section(manifest, path)
@@ -177,20 +173,19 @@ def artifact_id(directory: Path) -> str:
     return sha256_file(Path(directory) / MANIFEST_FILE)
 
 
-def save_generator(generator: Generator, directory: Path, training: TrainingSummary | None = None) -> Manifest:
-    """Save a built generator's weights, extra files and manifest into ``directory``."""
+def save_generator(generator: Generator, directory: Path, plugin: str, plugin_version: str,
+                   training: TrainingSummary | None = None) -> Manifest:
+    """Save a built generator's weights, extra files and manifest into ``directory``, as registered by ``plugin``
+    (:data:`UNREGISTERED` for a class no plugin registered) at ``plugin_version``."""
     from genloom import weights
-    from genloom.plugins import get_registry
 
-    registration = get_registry().registration_of("generator", type(generator))
-    registered = registration is not None
     files = {WEIGHTS_FILE: weights.to_bytes(weights.module_tensors(generator.modules)), **generator.extra_files()}
     return write_artifact(
         directory,
         files,
         generator=generator.name,
-        plugin=registration.plugin if registered else UNREGISTERED,
-        plugin_version=registration.plugin_version if registered else "",
+        plugin=plugin,
+        plugin_version=plugin_version,
         modality=generator.modality,
         config=generator.config.model_dump(mode="json"),
         facts=generator.facts,
@@ -198,22 +193,15 @@ def save_generator(generator: Generator, directory: Path, training: TrainingSumm
     )
 
 
-def load_generator(
-    directory: Path, manifest: Manifest | None = None, generator_cls: type[Generator] | None = None
-) -> Generator:
-    """Rebuild the generator saved in ``directory``, by default through the plugin that registered it."""
+def load_generator(directory: Path, generator_cls: type[Generator], manifest: Manifest | None = None) -> Generator:
+    """Rebuild the generator saved in ``directory`` as an instance of ``generator_cls`` (the class the caller found for
+    ``manifest.plugin`` and ``manifest.generator``), weights loaded, in eval mode."""
     from genloom import weights
-    from genloom.plugins import get_registry
 
     manifest = manifest or read_manifest(directory)
     if manifest.kind != "model":
         raise ArtifactError(f"'{directory}' is an ONNX export; load it with genloom.load(), not as a torch generator")
-    if generator_cls is None:
-        registry = get_registry()
-        known_plugin = manifest.plugin != UNREGISTERED
-        generator_cls = (registry.generator_of(manifest.plugin, manifest.generator) if known_plugin
-                         else registry.generator(manifest.generator)).value
-    elif generator_cls.name != manifest.generator:
+    if generator_cls.name != manifest.generator:
         raise ArtifactError(f"'{directory}' holds a '{manifest.generator}' model, not a '{generator_cls.name}' one")
     config = validate_model(generator_cls.Config, manifest.config, what=f"config in {directory / MANIFEST_FILE}")
     generator = generator_cls(config)
@@ -238,23 +226,25 @@ def _check_kind(manifest: Manifest, path: Path) -> None:
 
 
 def _check_export_section(manifest: Manifest, path: Path) -> None:
-    """The export section is well formed, and every file it names is a plain name among the hashed ``files``."""
-    try:
-        section = _ExportOnly.model_validate({"export": manifest.export}).export
-    except ValidationError as exc:
-        raise ArtifactError(describe_validation_error(exc, ExportSection, what=f"export section in {path}") + "; re-export the model") from None
+    """Every file the (validated) export section names is a plain name among the hashed ``files``."""
+    section = manifest.export
+    assert section is not None
     named = [(f"export.graphs[{i}].file", graph.file) for i, graph in enumerate(section.graphs)]
     named += [(f"export.graphs[{i}].variants.{precision}", file) for i, graph in enumerate(section.graphs)
               for precision, file in graph.variants.items()]
-    if "tokenizer" in section.driver_options:
-        named.append(("export.driver_options.tokenizer", section.driver_options["tokenizer"]))
     for field, name in named:
-        if not isinstance(name, str) or not _is_plain_name(name):
-            raise ArtifactError(f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
-                                "an export opens only its own files: re-export it")
-        if name not in manifest.files:
-            raise ArtifactError(f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
-                                "copy the whole export or re-export it")
+        check_listed_file(manifest, name, field, path)
+
+
+def check_listed_file(manifest: Manifest, name: Any, field: str, path: Path) -> None:
+    """An ArtifactError unless ``name`` (read from ``field`` of the manifest at ``path``) is a plain file name among
+    the files the manifest lists and hashes: a loader opens nothing else."""
+    if not isinstance(name, str) or not _is_plain_name(name):
+        raise ArtifactError(f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
+                            "an export opens only its own files: re-export it")
+    if name not in manifest.files:
+        raise ArtifactError(f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
+                            "copy the whole export or re-export it")
 
 
 def _is_plain_name(name: str) -> bool:

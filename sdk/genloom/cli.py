@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from genloom.errors import GenloomError
+from genloom.fileio import check_output_file
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -51,7 +52,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def plugins(as_json: bool) -> None:
-    """List plugins (with load errors), generators and data sources."""
+    """List plugins (with load errors), kinds of data, generators and data sources."""
     from genloom.plugins import get_registry
 
     registry = get_registry()
@@ -66,6 +67,7 @@ def plugins(as_json: bool) -> None:
         report = {
             "plugins": [vars(info) for info in registry.plugins],
             "generators": generators,
+            "data_kinds": {name: registry.kind(name).description for name in registry.names("data kind")},
             "data_sources": sources,
             "exporters": registry.names("exporter"),
             "runtime_drivers": registry.names("runtime driver"),
@@ -79,6 +81,9 @@ def plugins(as_json: bool) -> None:
         click.echo(f"  {info.name:<24} {info.version or '-':<10} {info.origin:<12} {status}")
     for conflict in conflicts:
         click.echo(f"  CONFLICT: {conflict['kind']} '{conflict['name']}' is registered by {' and '.join(conflict['plugins'])}")
+    click.echo("Kinds of data:")
+    for name in registry.names("data kind"):
+        click.echo(f"  {name:<16} {registry.kind(name).description}")
     click.echo("Generators:")
     for name, row in sorted(generators.items()):
         flags = ", ".join(row["capabilities"]) or "-"
@@ -122,11 +127,11 @@ def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[st
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=click.IntRange(min=1), help="Images: how many (default 16). Text: sequences per prompt.")
+@click.option("-n", "n", type=click.IntRange(min=1), help="How many: images (default 16), sequences per prompt, rows ... (the kind's count).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed; the same seed gives the same output.")
 @click.option("--labels", help="Comma-separated class labels (conditional image models), e.g. 0,1,2.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Images: the PNG grid to write (default generated.png).")
-@click.option("--npy", type=click.Path(path_type=Path), help="Images: also write the raw float array (N, H, W, C) as .npy.")
+@click.option("--out", "out", type=click.Path(path_type=Path), help="Where the kind writes the result (images: a PNG grid, default generated.png; text: a file instead of stdout).")
+@click.option("--npy", type=click.Path(path_type=Path), help="Also write the result's raw float array (images: (N, H, W, C)) as .npy.")
 @click.option("--prompt", "prompts", multiple=True, help="Text: a prompt; repeat for a batch.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Text: tokens to generate at most (default 64).")
 @click.option("--do-sample/--greedy", "do_sample", default=None, help="Text: sample, or decode greedily (the default).")
@@ -135,58 +140,80 @@ def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[st
 @click.option("--top-p", type=float, help="Text: nucleus sampling mass, in (0, 1].")
 @click.option("--repetition-penalty", type=float, help="Text: penalty for repeated tokens (1.0: off).")
 @click.option("--stop", "stop", multiple=True, help="Text: stop at this string (repeatable).")
-@click.option("--stream", is_flag=True, help="Text: print the tokens as they are decoded.")
-def generate(model_dir: Path, n: int | None, seed: int | None, labels: str | None, out: Path | None, npy: Path | None,
-             prompts: tuple[str, ...], stream: bool, **text_options: Any) -> None:
-    """Generate from the model in MODEL_DIR: an image grid, or text on stdout."""
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any sampling setting of the model's kind; repeatable.")
+@click.option("--stream", is_flag=True, help="Print the output piece by piece as it is made (models that stream).")
+def generate(model_dir: Path, n: int | None, labels: str | None, out: Path | None, npy: Path | None,
+             prompts: tuple[str, ...], settings: tuple[str, ...], stream: bool, **options: Any) -> None:
+    """Generate from the model in MODEL_DIR and write the result as its kind does (an image grid, text on stdout, ...)."""
     import genloom
-    from genloom.fileio import check_output_file
+    from genloom.config import parse_overrides
+    from genloom.plugins import get_registry
 
     model = genloom.load(model_dir)
-    if model.manifest.modality == "text":
-        if labels or out or npy:
-            raise click.UsageError("--labels, --out and --npy are for image models; this is a text model")
-        settings = {k: v for k, v in text_options.items() if v not in (None, ())}
-        settings.update(seed=seed, **({"prompt": list(prompts) if len(prompts) > 1 else prompts[0]} if prompts else {}))
-        if n:
-            settings["num_return_sequences"] = n
-        _generate_text(model, settings, stream)
-        return
-    given = [f"--{k.replace('_', '-')}" for k, v in text_options.items() if v not in (None, ())] + (["--prompt"] if prompts else [])
-    if given or stream:
-        raise click.UsageError(f"{', '.join(given) or '--stream'}: text options, but this is an image model")
-    out = check_output_file(out or Path("generated.png"), "--out")
+    kind = get_registry().kind(model.manifest.modality)
+    given = {f"--{name.replace('_', '-')}": (name, value) for name, value in options.items() if value not in (None, ())}
+    if prompts:
+        given["--prompt"] = ("prompt", list(prompts) if len(prompts) > 1 else prompts[0])
+    if labels:
+        given["--labels"] = ("labels", _parse_labels(labels))
+    if n:
+        given["-n"] = (kind.count_field or "", n)
+    fields = kind.sampling.model_fields
+    for option, (field, _) in given.items():
+        if field not in fields:
+            raise click.UsageError(f"{option}: this model makes {kind.name}; its settings are {', '.join(fields)} "
+                                   f"(set any with --set KEY=VALUE)")
+    request = {field: list(value) if isinstance(value, tuple) else value for field, value in given.values()}
+    request.update(parse_overrides(settings))
+    if stream and not model.streamable:
+        raise click.UsageError(f"--stream: '{model.manifest.generator}' does not stream; leave --stream out")
+    if stream and (out or npy):
+        raise click.UsageError("--stream prints to stdout; leave out --out and --npy")
+    target = _checked_out(kind, out)
     if npy:
+        if not _has_field(kind.result, "array"):
+            raise click.UsageError(f"--npy: a {kind.name} result has no array to write; leave --npy out")
         check_output_file(npy, "--npy")
-    _generate_images(model, {"n": n or 16, "seed": seed, **({"labels": _parse_labels(labels)} if labels else {})}, out, npy)
-
-
-def _generate_text(model: Any, settings: dict[str, Any], stream: bool) -> None:
     if stream:
-        for piece in model.stream(**settings):
+        for piece in model.stream(**request):
             click.echo(piece, nl=False)
         click.echo()
         return
-    result = model.generate(**settings)
-    for index, text in enumerate(result.texts):
-        if index:
-            click.echo("----")
-        click.echo(text)
+    result = model.generate(**request)
+    line = kind.write(result, target)
+    if line:
+        click.echo(line)
+    if npy:
+        _write_array(result.array, npy)
 
 
-def _generate_images(model: Any, settings: dict[str, Any], out: Path, npy: Path | None) -> None:
+def _checked_out(kind: Any, out: Path | None) -> Path | None:
+    """``--out`` (or the kind's default), checked as a file or a folder before any work."""
+    from genloom.fileio import check_output_directory
+
+    target = out or (Path(kind.default_out) if kind.default_out else None)
+    if target is None:
+        return None
+    return check_output_directory(target, "--out", empty=True) if kind.out_is_directory else check_output_file(target, "--out")
+
+
+def _has_field(cls: type, name: str) -> bool:
+    """Whether instances of ``cls`` (a dataclass, a pydantic model or a plain class) have the attribute ``name``."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(cls):
+        return name in {f.name for f in dataclasses.fields(cls)}
+    return name in getattr(cls, "model_fields", {}) or hasattr(cls, name)
+
+
+def _write_array(array: Any, npy: Path) -> None:
+    import numpy as np
+
     from genloom.fileio import atomic_path
 
-    result = model.generate(**settings)
-    with atomic_path(out) as tmp:
-        result.grid().save(tmp, format="PNG")
-    click.echo(f"wrote {len(result.array)} images to {out}")
-    if npy:
-        import numpy as np
-
-        with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, result.array)
-        click.echo(f"wrote array {result.array.shape} to {npy}")
+    with atomic_path(npy) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(array))
+    click.echo(f"wrote array {np.shape(array)} to {npy}")
 
 
 @cli.command()
@@ -242,37 +269,46 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
         click.echo(f"  {'held-out ' + name:<36}{value:>10.4g}")
     for name, value in report.baselines.items():
         click.echo(f"  {'baseline ' + name:<36}{value:>10.4g}")
+    for name, value in report.figures.items():
+        click.echo(f"  {name:<36}{value:>10.4g}")
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the export (must not hold one).")
-@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset, 17 to 22.")
-@click.option("--exporter", "exporter_name", default="onnx", show_default=True, help="Registered exporter to use.")
+@click.option("--opset", type=int, help="ONNX opset, 17 to 22 (the exporter's default: 20).")
+@click.option("--exporter", "exporter_name", help="Registered exporter to use (default: the one that makes genloom exports).")
 @click.option("--fp16", is_flag=True, help="Also write half-precision graphs (for CUDA), with their measured error.")
 @click.option("--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error.")
 @click.option("--verbose", is_flag=True, help="When a graph cannot be exported, also print the exporters' full output.")
-def export(model_dir: Path, out: Path, opset: int, exporter_name: str, fp16: bool, int8: bool, verbose: bool) -> None:
-    """Export the trained model in MODEL_DIR to ONNX, checking its outputs against PyTorch."""
+def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | None, fp16: bool, int8: bool, verbose: bool) -> None:
+    """Export the trained model in MODEL_DIR (to ONNX by default), checking its outputs against PyTorch."""
     from genloom.errors import ExportError
     from genloom.plugins import get_registry
 
-    precisions = {name: True for name, wanted in (("fp16", fp16), ("int8", int8)) if wanted}
+    exporter = get_registry().exporter(exporter_name).value
+    options = {name: value for name, value in (("opset", opset), ("fp16", fp16 or None), ("int8", int8 or None)) if value is not None}
+    unknown = [name for name in options if name not in exporter.options]
+    if unknown:
+        raise click.UsageError(f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: {', '.join(exporter.options) or 'none'})")
     try:
-        manifest = get_registry().exporter(exporter_name).value.export(model_dir, out, opset=opset, **precisions)
+        manifest = exporter.export(model_dir, out, **options)
     except ExportError as exc:
         if verbose and exc.details:
             click.echo(exc.details.rstrip("\n"), err=True)
         raise
-    export_facts = manifest.export or {}
-    for graph, difference in export_facts.get("parity_max_abs_diff", {}).items():
-        click.echo(f"graph '{graph}': max |onnxruntime - torch| = {difference:.2e} (tolerance {export_facts.get('tolerance')})")
-    for precision, figures in export_facts.get("variants", {}).items():
-        errors = ", ".join(f"'{g}' {d:.2e}" for g, d in figures["max_abs_diff"].items())
-        perplexity = figures.get("validation_perplexity")
-        change = f"; validation perplexity {perplexity:.4g} (fp32 {figures['validation_perplexity_fp32']:.4g})" if perplexity else ""
+    section = manifest.export
+    if section is None:  # another target than a genloom export directory
+        click.echo(f"exported '{manifest.generator}' to {out} with '{exporter.name}'")
+        return
+    for graph, difference in section.parity_max_abs_diff.items():
+        click.echo(f"graph '{graph}': max |onnxruntime - torch| = {difference:.2e} (tolerance {section.tolerance})")
+    for precision, figures in section.variants.items():
+        errors = ", ".join(f"'{g}' {d:.2e}" for g, d in figures.max_abs_diff.items())
+        perplexity = figures.validation_perplexity
+        change = f"; validation perplexity {perplexity:.4g} (fp32 {figures.validation_perplexity_fp32:.4g})" if perplexity else ""
         click.echo(f"{precision}: max |onnxruntime - torch| = {errors}{change}")
-    click.echo(f"exported '{manifest.generator}' to {out} (driver {export_facts.get('driver')}, opset {export_facts.get('opset')})")
+    click.echo(f"exported '{manifest.generator}' to {out} (driver {section.driver}, opset {section.opset})")
 
 
 @cli.command()

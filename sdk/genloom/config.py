@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from genloom.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+"""What a registered name (generator, data kind) may be: lower case, digits, '-' and '_'."""
 
 
 class StrictModel(BaseModel):

@@ -1,48 +1,54 @@
-"""The Generator contract every plugin implements.
+"""The Generator contract every plugin implements, and its typed bases per kind of data.
 
 A generator is one kind of generative model. Its class declares a ``name``, a
-``modality`` and a pydantic ``Config``; an instance holds one configured model:
-what it learned about its training data (``facts``), its torch modules, and the
-extra files it needs (a tokenizer, say). The SDK drives the lifecycle::
+``modality`` (a registered kind of data: ``image``, ``text``, or one a plugin adds)
+and a pydantic ``Config``; an instance holds one configured model: what it learned
+about its training data (``facts``), its torch modules, and the extra files it needs
+(a tokenizer, say). The SDK drives the lifecycle::
 
     gen = MyGenerator(config)
     gen.fit_data(data)                   # shapes, classes, tokenizer ...
     gen.modules = gen.build()            # torch modules, from config + facts
     optimizers = gen.configure_optimizers()
     losses = gen.train_step(gen.get_batch(data, rng), optimizers, step)   # many times
-    gen.save("models/x");  Generator.load("models/x")                    # artifact round trip
-    array = gen.sample(ImageSampling(n=16, seed=0))
+    output = gen.sample(settings)        # settings: the kind's sampling model
 
-A plugin implements ``build``, ``configure_optimizers``, ``train_step`` and
-``sample``; everything else has a working default. Torch is imported by the
-methods that need it, never at import time, so listing plugins stays fast.
+A plugin implements ``build``, ``configure_optimizers``, ``get_batch`` (the image
+base has one), ``train_step`` and ``sample`` (the text base has one); everything
+else has a working default. A registered class that leaves one out is refused
+with the names of what it lacks. Saving and loading are the
+SDK's (:mod:`genloom.artifacts`), not the generator's. :class:`ImageGenerator` and
+:class:`TextGenerator` say what ``sample`` takes and returns for the two built-in
+kinds; a generator of a plugin's own kind subclasses :class:`Generator` directly.
+Torch is imported by the methods that need it, never at import time, so listing
+plugins stays fast.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from genloom.config import GeneratorConfig
-from genloom.data.types import Dataset, ImageData
-from genloom.errors import DataError, PluginError
+from genloom.config import NAME_PATTERN, GeneratorConfig
+from genloom.contracts import ExportSpec, GraphSpec
+from genloom.errors import ConfigError, PluginError
+from genloom.sampling import ImageSampling, TextSampling
 
 if TYPE_CHECKING:
     import torch
 
-    from genloom.artifacts import Manifest, TrainingSummary
-    from genloom.sampling import ImageSampling
+    from genloom.textgen import Decoded, DecoderSession
+    from genloom.tokenizer import Tokenizer
 
-Modality = Literal["image", "text"]
-MODALITIES: tuple[str, ...] = ("image", "text")
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-SQUARE_SIZES = (8, 16, 32, 64)
+__all__ = ["Capabilities", "ExportSpec", "Generator", "GraphSpec", "ImageGenerator", "TextGenerator", "inference"]
+
+SettingsT = TypeVar("SettingsT")
+OutputT = TypeVar("OutputT")
 
 
 @dataclass(frozen=True)
@@ -57,48 +63,23 @@ class Capabilities:
     """Yields its output piece by piece (text, token by token)."""
 
 
-@dataclass(frozen=True)
-class GraphSpec:
-    """One torch module to export as one ONNX graph."""
-
-    name: str
-    module: Any  # torch.nn.Module
-    example_inputs: tuple[Any, ...]  # torch tensors, batch >= 2
-    input_names: list[str]
-    output_names: list[str]
-    dynamic_axes: dict[str, dict[int, str]]
-    sample_inputs: Callable[[int, np.random.Generator], tuple[np.ndarray, ...]] | None = None
-    """Fresh valid inputs at a given batch size for the parity check (token ids, masks, caches);
-    by default floats are drawn at random and integer inputs as class labels."""
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """How a generator goes to ONNX: its graphs, the runtime driver that runs them, and what the driver needs."""
-
-    driver: str
-    graphs: list[GraphSpec]
-    driver_options: dict[str, Any] = field(default_factory=dict)
-    """JSON-able settings for the driver (e.g. context length, cache layout); stored in the export's manifest."""
-
-
-class Generator(ABC):
-    """Base class of every generator; subclass it in a plugin and register the subclass."""
+class Generator(ABC, Generic[SettingsT, OutputT]):
+    """Base class of every generator; subclass it (or a typed base) in a plugin and register the subclass."""
 
     name: ClassVar[str]
     """Unique name, lower case: used in ``genloom train NAME`` and in manifests."""
-    modality: ClassVar[Modality]
-    """``"image"`` or ``"text"``: which data it trains on and what it generates."""
+    modality: ClassVar[str]
+    """The registered kind of data it trains on and makes (``"image"``, ``"text"``, ...)."""
     Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
     """The pydantic model of its knobs; its JSON schema is their documentation."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     description: ClassVar[str] = ""
     monitor: ClassVar[str | None] = None
     """The :meth:`evaluate` figure (lower is better) that ``early_stopping_patience`` watches, e.g. ``"val_loss"``."""
-    operations: ClassVar[dict[str, Literal["images", "array"]]] = {}
-    """Extra methods a loaded model offers besides ``generate``, by name, with the kind of result:
-    ``"images"`` (the method returns float32 ``(N, C, H, W)`` in ``[0, 1]``; users get an
-    ``ImageResult``) or ``"array"`` (a numpy array, as is). They run in eval mode without gradients."""
+    operations: ClassVar[dict[str, str]] = {}
+    """Extra methods a loaded model offers besides ``generate``, by name, with what they return: ``"result"`` (what
+    ``sample`` returns; users get the kind's result, e.g. an ``ImageResult``) or ``"array"`` (a numpy array, as
+    is). They run in eval mode without gradients."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         if not isinstance(config, self.Config):
@@ -111,49 +92,31 @@ class Generator(ABC):
     def check_declaration(cls) -> None:
         """Raise PluginError if the class does not declare a valid name, modality and Config."""
         where = f"{cls.__module__}.{cls.__qualname__}"
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise PluginError(f"{where}.name must be lower-case letters, digits, '-' or '_', got {name!r}")
-        if getattr(cls, "modality", None) not in MODALITIES:
-            raise PluginError(f"{where}.modality must be one of {', '.join(MODALITIES)}, got {getattr(cls, 'modality', None)!r}")
+        for attribute in ("name", "modality"):
+            value = getattr(cls, attribute, None)
+            if not isinstance(value, str) or not NAME_PATTERN.match(value):
+                raise PluginError(f"{where}.{attribute} must be lower-case letters, digits, '-' or '_', got {value!r}")
         if not (isinstance(cls.Config, type) and issubclass(cls.Config, GeneratorConfig)):
             raise PluginError(f"{where}.Config must subclass genloom.GeneratorConfig")
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise PluginError(f"{where} does not implement {', '.join(missing)}; every generator implements them "
+                              "(see docs/plugins.md)")
 
     # -- learning about the data ------------------------------------------------
 
-    def fit_data(self, data: Dataset) -> None:
-        """Learn what the model needs from its training data before it is built.
+    def fit_data(self, data: Any) -> None:
+        """Learn what the model needs from its training data (of this generator's kind) before it is built.
 
-        The default checks the modality (and, for a conditional generator, that the
-        data has labels) and keeps ``data.facts()`` (image shape and classes, or
-        corpus size). Override to do more, e.g. train a tokenizer.
+        The SDK has checked the kind already. The default keeps ``data.facts()``
+        (image shape and classes, or corpus size). Override to do more, e.g. train
+        a tokenizer, or refuse data the model cannot take (a DataError).
         """
-        if data.modality != self.modality:
-            raise DataError(
-                f"generator '{self.name}' trains on {self.modality} data, but '{data.source}' holds {data.modality}; "
-                "pick a data source of that modality (see `genloom plugins`)"
-            )
         self.facts = data.facts()
-        if self.capabilities.conditional and not self.facts.get("num_classes"):
-            raise DataError(
-                f"'{self.name}' is conditional and needs labelled data, but '{data.source}' has no labels; "
-                "use class sub-folders or npz labels, or an unconditional generator"
-            )
-
-    def square_image_levels(self) -> int:
-        """For convolutional nets built around a 4x4 map: how many doublings reach the image size.
-
-        Returns 1, 2, 3 or 4 for square images of 8, 16, 32 or 64 pixels; any other
-        shape is a DataError that tells the user to resize.
-        """
-        height, width = self.facts["height"], self.facts["width"]
-        if height != width or height not in SQUARE_SIZES:
-            sizes = ", ".join(str(size) for size in SQUARE_SIZES[:-1])
-            raise DataError(f"{self.name}: images are {height}x{width}; it needs square images of {sizes} or {SQUARE_SIZES[-1]} pixels (resize them)")
-        return SQUARE_SIZES.index(height) + 1
 
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
-        """Take back what :meth:`fit_data` learned, from a saved artifact or checkpoint."""
+        """Take back what :meth:`fit_data` learned, from a saved artifact or checkpoint: ``facts`` as saved, and
+        ``files`` the bytes of every file :meth:`extra_files` returned, by name."""
         self.facts = dict(facts)
 
     def extra_files(self) -> dict[str, bytes]:
@@ -170,49 +133,77 @@ class Generator(ABC):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Create the optimizers over ``self.modules``; their state is checkpointed."""
 
-    def get_batch(self, data: Dataset, rng: np.random.Generator) -> Any:
-        """Draw one training batch. The default returns ``(images, labels)`` tensors for image data."""
-        import torch
-
-        if not isinstance(data, ImageData):
-            raise NotImplementedError(f"{type(self).__name__} must override get_batch for {data.modality} data")
-        images, labels = data.sample_batch(rng, self.config.batch_size)
-        return torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)
+    @abstractmethod
+    def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
+        """Draw one training batch from ``data`` with ``rng`` (the run's seeded numpy generator); ``train_step`` gets it."""
 
     @abstractmethod
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         """Run one optimisation step on ``batch``; return the losses to log, by name."""
 
-    def evaluate(self, data: Dataset) -> dict[str, float]:
+    def evaluate(self, data: Any) -> dict[str, float]:
         """Figures on held-out ``data`` (the validation split): validation loss, ...; none by default.
 
         Logged during training (``eval_every``) and reported by ``genloom eval``.
         """
         return {}
 
-    def write_samples(self, directory: Path, step: int) -> Path | None:
-        """Write what the model makes now (called every ``sample_every`` steps and at the end).
-
-        Image generators write a grid of 64 samples with the config's seed; others write nothing by default.
-        """
-        if self.modality != "image":
-            return None
-        from genloom.results import image_grid
-        from genloom.sampling import ImageSampling
-
-        path = Path(directory) / f"samples-{step:06d}.png"
-        image_grid(self.sample(ImageSampling(n=64, seed=self.config.seed))).save(path)
-        return path
+    def training_samples(self) -> dict[str, Any] | None:
+        """Sampling settings of the samples written during training; None (the default) takes the kind's."""
+        return None
 
     # -- using the model --------------------------------------------------------
 
     @abstractmethod
-    def sample(self, settings: ImageSampling) -> Any:
-        """Generate. Image generators return float32 ``(N, C, H, W)`` in ``[0, 1]``.
+    def sample(self, settings: SettingsT) -> OutputT:
+        """Generate, from settings of the kind's sampling model; return what the kind's ``make_result`` takes.
 
-        Called in eval mode without gradients. Draw randomness from
-        ``settings.rng()`` (numpy) so that a seed means the same everywhere.
+        Called in eval mode without gradients. Draw randomness from the settings'
+        seed (numpy) so that a seed means the same everywhere, the export included.
         """
+
+    def check_request(self, settings: SettingsT) -> None:
+        """Refuse settings this model cannot follow (a ConfigError) before :meth:`sample` runs; nothing by default."""
+
+    def export_spec(self) -> ExportSpec | None:
+        """Describe the ONNX export; ``None`` (the default) means not exportable."""
+        return None
+
+
+class ImageGenerator(Generator[ImageSampling, np.ndarray]):
+    """A generator of the ``image`` kind: ``sample`` returns float32 ``(N, C, H, W)`` in ``[0, 1]``.
+
+    Its data is :class:`genloom.data.ImageData`; the default :meth:`get_batch` draws
+    ``(images, labels)`` tensors.
+    """
+
+    modality: ClassVar[str] = "image"
+
+    def fit_data(self, data: Any) -> None:
+        """Keep the image facts; a conditional generator needs labelled data (a DataError otherwise)."""
+        from genloom.errors import DataError
+
+        super().fit_data(data)
+        if self.capabilities.conditional and not self.facts.get("num_classes"):
+            raise DataError(
+                f"'{self.name}' is conditional and needs labelled data, but '{data.source}' has no labels; "
+                "use class sub-folders or npz labels, or an unconditional generator"
+            )
+
+    def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
+        """``(images, labels)`` as torch tensors (labels None for unlabelled data), ``batch_size`` of them."""
+        import torch
+
+        images, labels = data.sample_batch(rng, self.config.batch_size)
+        return torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)
+
+    @abstractmethod
+    def sample(self, settings: ImageSampling) -> np.ndarray:
+        """``settings.n`` images, float32 ``(N, C, H, W)`` in ``[0, 1]``; latents from ``settings.rng()``."""
+
+    def check_request(self, settings: ImageSampling) -> None:
+        """Labels must be trained classes, and only for a conditional generator."""
+        self.resolve_labels(settings.labels, settings.n)
 
     @property
     def num_classes(self) -> int:
@@ -231,24 +222,58 @@ class Generator(ABC):
         return resolve_labels(None if labels is None else list(labels), n, num_classes=self.num_classes,
                               conditional=self.capabilities.conditional, generator=self.name, required=required)
 
-    def export_spec(self) -> ExportSpec | None:
-        """Describe the ONNX export; ``None`` (the default) means not exportable."""
+
+class TextGenerator(Generator[TextSampling, "Decoded"]):
+    """A generator of the ``text`` kind, decoded token by token through :mod:`genloom.textgen`.
+
+    It is a :class:`genloom.textgen.TextModel`: it has a ``tokenizer``, a
+    ``context_length`` and ``prepend_end_of_text``, and opens decoding sessions.
+    Its data is :class:`genloom.data.TextData`.
+    """
+
+    modality: ClassVar[str] = "text"
+    tokenizer: Tokenizer | None
+
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens a sequence may hold (prompt + generated); None for no limit."""
         return None
 
-    # -- artifacts --------------------------------------------------------------
+    @property
+    def prepend_end_of_text(self) -> bool:
+        """Whether every prompt starts with ``<|endoftext|>``, as documents did in training."""
+        return bool(self.facts.get("prepend_end_of_text", True))
 
-    def save(self, directory: str | Path, training: TrainingSummary | None = None) -> Manifest:
-        """Save as an artifact directory (manifest.json, model.safetensors, extra files), atomically."""
-        from genloom.artifacts import save_generator
+    @abstractmethod
+    def session(self) -> DecoderSession:
+        """A decoding session over the torch modules (prefill, then one token a step)."""
 
-        return save_generator(self, Path(directory), training)
+    def sample(self, settings: TextSampling) -> Decoded:
+        """Every sequence ``settings`` asks for, through the shared decoding loop."""
+        from genloom.textgen import generate
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Generator:
-        """Load a saved artifact of this generator (hashes and format checked)."""
-        from genloom.artifacts import load_generator
+        return generate(self, settings)
 
-        generator = load_generator(Path(directory))
-        if not isinstance(generator, cls):
-            raise PluginError(f"'{directory}' holds a '{generator.name}' model, not a '{cls.name}' one")
-        return generator
+    def stream(self, settings: TextSampling) -> Iterator[str]:
+        """Yield one sequence's new text piece by piece (one prompt); ConfigError unless ``streamable``."""
+        from genloom.textgen import stream
+
+        if not self.capabilities.streamable:
+            raise ConfigError(f"'{self.name}' does not stream; use generate()")
+        return stream(self, settings)
+
+
+@contextlib.contextmanager
+def inference(generator: Generator[Any, Any]) -> Iterator[None]:
+    """Eval mode without gradients; the modules' previous modes are restored afterwards."""
+    import torch
+
+    modes = {name: module.training for name, module in generator.modules.items()}
+    for module in generator.modules.values():
+        module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for name, module in generator.modules.items():
+            module.train(modes[name])

@@ -30,6 +30,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
+def register_data_kinds(register: Callable[[Any], None]) -> None:
+    """Register kinds of data: call ``register(genloom.kinds.DataKind(...))`` for each kind (its dataset,
+    sampling-settings and result classes, and how a result is written, compared, evaluated and benchmarked).
+    Generators, data sources and runtime drivers name a registered kind."""
+
+
+@hookspec
 def register_generators(register: Callable[[type[Any]], None]) -> None:
     """Register generator classes: call ``register(cls)`` for each subclass of
     :class:`genloom.Generator` the plugin provides. Names must be unique across
@@ -44,12 +51,15 @@ def register_data_sources(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_exporters(register: Callable[[Any], None]) -> None:
-    """Register exporters: call ``register(exporter)`` with an object that has a
-    unique ``name`` and an ``export(model_dir, out_dir, **options)`` method."""
+    """Register exporters: call ``register(exporter)`` with an object that follows
+    :class:`genloom.contracts.Exporter` (``name``, ``produces``, ``description`` and
+    ``export(model_dir, out_dir, **options)``)."""
 
 
 @hookspec
 def register_runtime_drivers(register: Callable[[Any], None]) -> None:
-    """Register runtime drivers: call ``register(driver)`` with an object that has a
-    unique ``name`` and knows how to run one kind of exported graph (for example
-    image-from-latent, or autoregressive text with a KV cache)."""
+    """Register runtime drivers: call ``register(driver)`` with an object that follows
+    :class:`genloom.contracts.RuntimeDriver`: a unique ``name``, the ``kind`` of data it
+    makes, the graph ``inputs``/``outputs`` and ``options`` it needs, and
+    ``open(directory, manifest, providers, session_options, precision)`` (for example
+    image-from-latent, or autoregressive text with a KV cache). It must not import torch."""

@@ -12,13 +12,17 @@ import numpy as np
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.errors import ConfigError
-from genloom.generator import Generator
-from genloom.results import ImageResult, Provenance, TextResult
-from genloom.sampling import ImageSampling, TextSampling
+from genloom.generator import Generator, inference
+from genloom.kinds import DataKind
+from genloom.results import Provenance
 
 
 class LoadedModel:
-    """What every loaded model has, whichever backend runs it: its directory, manifest, identity and description."""
+    """What every loaded model has, whichever backend runs it: its directory, manifest, identity and description.
+
+    Subclasses implement ``generate(**settings)``, returning their kind's result; ``stream`` and ``evaluate``
+    are there for the kinds and backends that offer them.
+    """
 
     backend: str = ""
 
@@ -37,9 +41,26 @@ class LoadedModel:
         """Whether ``generate`` takes class labels (``labels=[...]``)."""
         return False
 
+    @property
+    def streamable(self) -> bool:
+        """Whether :meth:`stream` yields output piece by piece."""
+        return False
+
+    def generate(self, **settings: Any) -> Any:
+        """Generate with the kind's sampling settings; returns the kind's result."""
+        raise NotImplementedError
+
+    def stream(self, **settings: Any) -> Iterator[str]:
+        """Yield the output piece by piece (models that stream; see :attr:`streamable`)."""
+        raise ConfigError(f"'{self.manifest.generator}' does not stream; use generate()")
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Figures on held-out ``data`` of the model's kind (validation loss, ...); none by default."""
+        return {}
+
     def _calls(self) -> list[str]:
         """The calls it offers besides ``info``."""
-        return ["generate"]
+        return ["generate", *(["stream"] if self.streamable else [])]
 
     def info(self) -> dict[str, Any]:
         """What this model is: generator, plugin, config, facts, training summary, and where it runs."""
@@ -52,66 +73,66 @@ class LoadedModel:
             **self.manifest.model_dump(mode="json", exclude={"files"}),
         }
 
-    def _provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
+    def provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
+        """The provenance of a result made by this model from ``seed`` and ``settings`` (a driver's model puts it in its results)."""
         manifest = self.manifest
         return Provenance(manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings)
 
 
 class TorchModel(LoadedModel):
-    """A trained generator run in PyTorch. Safe to share between threads for generation."""
+    """A trained generator run in PyTorch, its results made by its ``kind``. Safe to share between threads."""
 
     backend = "torch"
 
-    def __init__(self, generator: Generator, manifest: Manifest, directory: Path) -> None:
+    def __init__(self, generator: Generator, manifest: Manifest, directory: Path, kind: DataKind) -> None:
         super().__init__(directory, manifest)
         self.generator = generator
+        self.kind = kind
 
     @property
     def conditional(self) -> bool:
         return self.generator.capabilities.conditional
 
-    def generate(self, **settings: Any) -> ImageResult | TextResult:
-        """Generate with the modality's settings: ``generate(n=16, seed=0, labels=[3])`` for images,
-        ``generate(prompt="Once", max_new_tokens=50, do_sample=True, top_p=0.9, seed=0)`` for text."""
-        from genloom.training import inference
+    @property
+    def streamable(self) -> bool:
+        return self.generator.capabilities.streamable
 
-        if self.generator.modality == "text":
-            request = validate_model(TextSampling, settings, what="sampling settings")
-            with inference(self.generator):
-                decoded = self.generator.sample(request)
-            return TextResult(decoded.texts, decoded.tokens, self._provenance(request.seed, request.model_dump()))
-        image_request = validate_model(ImageSampling, settings, what="sampling settings")
-        self.generator.resolve_labels(image_request.labels, image_request.n)
+    def generate(self, **settings: Any) -> Any:
+        """Generate with the kind's settings: ``generate(n=16, seed=0, labels=[3])`` for images,
+        ``generate(prompt="Once", max_new_tokens=50, do_sample=True, top_p=0.9, seed=0)`` for text."""
+        request = validate_model(self.kind.sampling, settings, what="sampling settings")
+        self.generator.check_request(request)
         with inference(self.generator):
-            array = self.generator.sample(image_request)
-        return ImageResult(array.transpose(0, 2, 3, 1).copy(), self._provenance(image_request.seed, image_request.model_dump()))
+            output = self.generator.sample(request)
+        return self.kind.make_result(output, self.provenance(getattr(request, "seed", None), request.model_dump()))
 
     def stream(self, **settings: Any) -> Iterator[str]:
-        """Yield generated text piece by piece as it is decoded (text models; one prompt)."""
-        if not self.generator.capabilities.streamable:
+        """Yield generated output piece by piece as it is decoded (generators that stream; one prompt)."""
+        if not self.streamable:
             raise ConfigError(f"'{self.generator.name}' does not stream; use generate()")
-        request = validate_model(TextSampling, settings, what="sampling settings")
-        from genloom.training import inference
-
+        request = validate_model(self.kind.sampling, settings, what="sampling settings")
         with inference(self.generator):
-            yield from self.generator.stream(request)
+            yield from self.generator.stream(request)  # type: ignore[attr-defined]
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """The generator's own figures on held-out ``data`` (:meth:`Generator.evaluate`)."""
+        with inference(self.generator):
+            return self.generator.evaluate(data)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """The generator's extra operations (``Generator.operations``), e.g. a VAE's ``encode``."""
         generator = self.__dict__.get("generator")
-        kind = type(generator).operations.get(name) if generator is not None else None
-        if kind is None:
+        returns = type(generator).operations.get(name) if generator is not None else None
+        if returns is None:
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         method = getattr(generator, name)
 
         @functools.wraps(method)
         def operation(*args: Any, **kwargs: Any) -> Any:
-            from genloom.training import inference
-
             with inference(generator):
                 output = method(*args, **kwargs)
-            if kind == "images":
-                return ImageResult(np.asarray(output).transpose(0, 2, 3, 1).copy(), self._provenance(None, {"operation": name}))
+            if returns == "result":
+                return self.kind.make_result(output, self.provenance(None, {"operation": name}))
             return output
 
         return operation
@@ -120,4 +141,4 @@ class TorchModel(LoadedModel):
         return sorted({*super().__dir__(), *type(self.generator).operations})
 
     def _calls(self) -> list[str]:
-        return ["generate", *type(self.generator).operations]
+        return [*super()._calls(), *type(self.generator).operations]

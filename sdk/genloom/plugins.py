@@ -1,7 +1,7 @@
 """Plugin discovery and the registry of everything plugins provide.
 
-Plugins come from three places: genloom's own core plugins (the built-in data
-sources), the ``genloom`` entry-point group of installed distributions, and
+Plugins come from three places: genloom's own core plugins (the built-in kinds of
+data, data sources and image runtime driver), the ``genloom`` entry-point group of installed distributions, and
 objects registered in this process with :func:`register` (for apps and tests).
 ``GENLOOM_PLUGINS`` limits which entry-point plugins load (comma-separated entry
 point names; empty means none). ``GENLOOM_TRACE_PLUGINS=1`` turns on pluggy's
@@ -29,15 +29,17 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from genloom import hookspecs
+from genloom.contracts import EXPORT_DIRECTORY, Exporter, RuntimeDriver
 from genloom.errors import DataError, PluginError
 
 ENTRY_POINT_GROUP = "genloom"
 ENV_SELECT = "GENLOOM_PLUGINS"
 ENV_TRACE = "GENLOOM_TRACE_PLUGINS"
-CORE_PLUGINS = ("genloom.data.builtin", "genloom.runtime.builtin")
+CORE_PLUGINS = ("genloom.kinds.builtin", "genloom.data.builtin", "genloom.runtime.builtin")
 
 # What each hook registers, in the words used in messages.
 HOOK_KINDS = {
+    "register_data_kinds": "data kind",
     "register_generators": "generator",
     "register_data_sources": "data source",
     "register_exporters": "exporter",
@@ -100,13 +102,27 @@ class Registry:
         """The registration whose value is ``value`` (e.g. a generator class), whichever plugin made it."""
         return next((r for r in self.qualified.get(kind, {}).values() if r.value is value), None)
 
+    def kind(self, name: str) -> Any:
+        """The :class:`genloom.kinds.DataKind` registered as ``name``."""
+        return self._lookup("data kind", name).value
+
     def data_source(self, name: str) -> Registration[Any]:
         """The data source registered as ``name``."""
         return self._lookup("data source", name)
 
-    def exporter(self, name: str) -> Registration[Any]:
-        """The exporter registered as ``name``."""
-        return self._lookup("exporter", name)
+    def exporter(self, name: str | None = None, produces: str = EXPORT_DIRECTORY) -> Registration[Any]:
+        """The exporter registered as ``name``; without a name, the one exporter that ``produces`` that target
+        (by default a genloom export directory), whatever it is called."""
+        if name is not None:
+            return self._lookup("exporter", name)
+        found = [r for r in self.qualified.get("exporter", {}).values() if r.value.produces == produces]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise PluginError(f"no installed exporter produces {produces!r} (exporters: {', '.join(self.names('exporter')) or 'none'}); "
+                              "install one, e.g. genloom[train] for the ONNX exporter")
+        names = ", ".join(f"'{r.plugin}:{r.name}'" for r in found)
+        raise PluginError(f"several exporters produce {produces!r} ({names}); choose one with --exporter NAME")
 
     def runtime_driver(self, name: str) -> Registration[Any]:
         """The runtime driver registered as ``name``."""
@@ -257,7 +273,32 @@ def _build_registry() -> Registry:
     conflicts = {key: plugins for key, plugins in owners.items() if len(plugins) > 1}
     for kind, name in conflicts:
         del entries[kind][name]
+    infos = _drop_unknown_kinds(infos, entries, qualified)
     return Registry(infos, entries, conflicts, qualified)
+
+
+def _drop_unknown_kinds(infos: list[PluginInfo], entries: dict[str, dict[str, Registration[Any]]],
+                        qualified: dict[str, dict[str, Registration[Any]]]) -> list[PluginInfo]:
+    """Remove each generator, data source and runtime driver whose kind of data no plugin registered; its plugin's
+    line in ``genloom plugins`` says why."""
+    kinds = sorted({r.name for r in qualified["data kind"].values()})
+    problems: dict[str, list[str]] = {}
+    dropped: dict[str, set[tuple[str, str]]] = {}
+    for what, attribute in (("generator", "modality"), ("data source", "modality"), ("runtime driver", "kind")):
+        for key, registration in list(qualified[what].items()):
+            declared = getattr(registration.value, attribute)
+            if declared in kinds:
+                continue
+            del qualified[what][key]
+            if entries[what].get(registration.name) is registration:
+                del entries[what][registration.name]
+            dropped.setdefault(registration.plugin, set()).add((what, registration.name))
+            problems.setdefault(registration.plugin, []).append(
+                f"{what} '{registration.name}' has {attribute} '{declared}', which no plugin registers as a data kind "
+                f"(kinds: {', '.join(kinds) or 'none'})")
+    return [PluginInfo(info.name, info.version, info.origin, "; ".join(problems[info.name]),
+                       {k: [n for n in v if (k, n) not in dropped[info.name]] for k, v in info.provides.items()})
+            if info.name in problems else info for info in infos]
 
 
 class PluginCodeFailed(Exception):
@@ -359,6 +400,28 @@ def _generator_name(value: Any) -> str:
     return value.name
 
 
+def _data_kind_name(value: Any) -> str:
+    from genloom.kinds import DataKind
+
+    if not isinstance(value, DataKind):
+        raise PluginError(f"register_data_kinds expects a genloom.kinds.DataKind, got {value!r}")
+    value.check()
+    return value.name
+
+
+def _protocol(kind: str, protocol: type) -> Callable[[Any], str]:
+    """Check a registered exporter or runtime driver against its Protocol: every attribute and method it declares."""
+    members = [name for name in protocol.__annotations__] + ["open" if protocol is RuntimeDriver else "export"]
+
+    def name_of(value: Any) -> str:
+        missing = [member for member in members if not hasattr(value, member)]
+        if missing:
+            raise PluginError(f"a registered {kind} lacks {', '.join(missing)} (see genloom.contracts.{protocol.__name__}), got {value!r}")
+        return _named(kind)(value)
+
+    return name_of
+
+
 def _data_source_name(value: Any) -> str:
     from genloom.data import DataSource
 
@@ -378,10 +441,11 @@ def _named(kind: str) -> Callable[[Any], str]:
 
 
 _VALIDATORS: dict[str, Callable[[Any], str]] = {
+    "data kind": _data_kind_name,
     "generator": _generator_name,
     "data source": _data_source_name,
-    "exporter": _named("exporter"),
-    "runtime driver": _named("runtime driver"),
+    "exporter": _protocol("exporter", Exporter),
+    "runtime driver": _protocol("runtime driver", RuntimeDriver),
 }
 
 

@@ -10,49 +10,71 @@
 It asserts what every generator owes its users: its config round-trips through
 JSON and has a description on every field, a CPU smoke-train runs through the
 shared loop, a generator trained in memory samples exactly what it samples after
-save -> load (images, or texts for a batch of prompts), the same seed gives the
-same result, and an export description (if any) is complete. When the generator
-is exportable, every registered exporter exports it for real (with its parity
-gate), and the export loads and generates without torch, matching PyTorch.
+save -> load, the same seed gives the same result, and an export description (if
+any) is complete and fits its runtime driver. When the generator is exportable,
+every installed exporter that makes genloom exports exports it for real (with its
+parity gate), and the export loads and generates in a process where torch cannot
+be imported, matching PyTorch. Results are made and compared by the generator's
+kind of data (:class:`genloom.kinds.DataKind`), so a generator of a plugin's own
+kind is checked like the built-in ones.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genloom.artifacts import load_generator
+from genloom.artifacts import UNREGISTERED, load_generator, save_generator
 from genloom.config import validate_model
+from genloom.contracts import EXPORT_DIRECTORY, check_export_spec as check_spec_fits_driver
 from genloom.generator import Generator
+from genloom.kinds import DataKind
 from genloom.plugins import get_registry
-from genloom.sampling import ImageSampling, TextSampling
-from genloom.training import inference, train
+from genloom.results import Provenance
+from genloom.generator import inference
+from genloom.training import train
+
+EXPORT_TOLERANCE = 1e-4
+"""Largest difference allowed between an export's result and PyTorch's (fp32), as the kind compares them."""
 
 
-def check_generator(generator_cls: type[Generator], data: str, workdir: str | Path, **config: Any) -> None:
-    """Run every conformance check on ``generator_cls``, training on the ``data`` source in ``workdir``."""
+def check_generator(generator_cls: type[Generator], data: str, workdir: str | Path, *,
+                    settings: Mapping[str, Any] | None = None, **config: Any) -> None:
+    """Run every conformance check on ``generator_cls``, training on the ``data`` source in ``workdir``.
+
+    ``settings`` are the sampling settings of the same-seed and save -> load checks (default: the kind's
+    ``check_settings``; seed them, and sample, to check that a seed reproduces); the export is compared with
+    PyTorch on the kind's ``check_settings``.
+    """
     generator_cls.check_declaration()
     check_config(generator_cls)
+    registry = get_registry()
+    kind = registry.kind(generator_cls.modality)
+    registration = registry.registration_of("generator", generator_cls)
+    plugin, version = (registration.plugin, registration.plugin_version) if registration else (UNREGISTERED, "")
+    request = validate_model(kind.sampling, dict(settings or kind.check_settings), what="conformance settings")
     out = Path(workdir) / f"conformance-{generator_cls.name}"
-    train(generator_cls, get_registry().open_data(data), out, {"steps": 2, **config}, progress=False)
-    trained = load_generator(out, generator_cls=generator_cls)
-    settings = _settings(generator_cls)
-    first = _sample(trained, settings)
-    _check_output(generator_cls, first)
-    _assert_same(first, _sample(trained, settings), "the same seed gave another output")
-    check_save_round_trip(generator_cls, data, Path(workdir) / f"round-trip-{generator_cls.name}", settings, **config)
+    train(generator_cls, registry.open_data(data), out, {"steps": 2, **config}, kind=kind, plugin=plugin,
+          plugin_version=version, progress=False)
+    trained = load_generator(out, generator_cls)
+    first = _sample(trained, kind, request)
+    assert isinstance(first, kind.result), f"sample() gave {type(first).__name__} through make_result, not a {kind.result.__name__}"
+    assert kind.compare(first, _sample(trained, kind, request)) == 0.0, "the same seed gave another output"
+    check_save_round_trip(generator_cls, kind, data, Path(workdir) / f"round-trip-{generator_cls.name}", request, **config)
     check_export_spec(trained)
     if generator_cls.capabilities.exportable:
-        check_export(trained, out, Path(workdir) / f"export-{generator_cls.name}")
+        check_export(trained, kind, out, Path(workdir) / f"export-{generator_cls.name}",
+                     validate_model(kind.sampling, dict(kind.check_settings), what="the kind's check settings"))
 
 
-def check_save_round_trip(generator_cls: type[Generator], data: str, directory: Path,
-                          settings: ImageSampling | TextSampling, **config: Any) -> None:
+def check_save_round_trip(generator_cls: type[Generator], kind: DataKind, data: str, directory: Path, settings: Any, **config: Any) -> None:
     """A generator trained in memory samples exactly what the same generator saved and loaded again samples.
 
-    This catches state that ``save`` drops (an attribute ``fit_data`` set but
+    This catches state that saving drops (an attribute ``fit_data`` set but
     ``facts``/``extra_files`` do not carry, a module left out of ``modules``).
     """
     import torch
@@ -66,61 +88,70 @@ def check_save_round_trip(generator_cls: type[Generator], data: str, directory: 
     rng = np.random.default_rng(generator.config.seed)
     for step in range(2):
         generator.train_step(generator.get_batch(dataset, rng), optimizers, step)
-    in_memory = _sample(generator, settings)
-    generator.save(directory)
-    _assert_same(in_memory, _sample(load_generator(directory, generator_cls=generator_cls), settings),
-                 "save -> load changed the output: save() drops state the generator samples with (see facts / extra_files)")
+    in_memory = _sample(generator, kind, settings)
+    save_generator(generator, directory, UNREGISTERED, "")
+    reloaded = _sample(load_generator(directory, generator_cls), kind, settings)
+    assert kind.compare(in_memory, reloaded) == 0.0, \
+        "save -> load changed the output: saving drops state the generator samples with (see facts / extra_files)"
 
 
-def check_export(trained: Generator, model_dir: Path, directory: Path) -> None:
-    """Every registered exporter exports the model saved in ``model_dir`` (its parity gate runs), and the export
-    loads and generates in a process where torch cannot be imported, matching ``trained`` (that model, loaded)."""
+def check_export(trained: Generator, kind: DataKind, model_dir: Path, directory: Path, settings: Any) -> None:
+    """Every installed exporter that makes genloom exports exports the model saved in ``model_dir`` (its parity gate
+    runs), and the export loads and generates in a process where torch cannot be imported, matching ``trained``."""
     registry = get_registry()
-    settings = ImageSampling(n=3, seed=7) if trained.modality == "image" else TextSampling(prompt=["", "a"], max_new_tokens=6)
-    expected = _sample(trained, settings)
-    for name in registry.names("exporter"):
-        target = directory / name
-        registry.exporter(name).value.export(model_dir, target)
+    expected = kind.to_json(_sample(trained, kind, settings))
+    for registration in registry.qualified.get("exporter", {}).values():
+        if registration.value.produces != EXPORT_DIRECTORY:
+            continue
+        target = directory / registration.name
+        registration.value.export(model_dir, target)
         produced = _generate_without_torch(target, settings)
-        if isinstance(settings, ImageSampling):
-            worst = float(np.abs(produced - np.asarray(expected).transpose(0, 2, 3, 1)).max())
-            assert worst <= EXPORT_TOLERANCE, f"exporter '{name}': the export's images differ from PyTorch's by {worst:.3g}"
-        else:
-            assert produced == expected.tokens, f"exporter '{name}': the export decodes {produced}, PyTorch {expected.tokens}"
+        worst = json_difference(expected, produced)
+        assert worst <= EXPORT_TOLERANCE, f"exporter '{registration.name}': the export's result differs from PyTorch's by {worst:.3g}"
 
 
-EXPORT_TOLERANCE = 1e-4
-"""Largest difference allowed between an export's images and PyTorch's (fp32)."""
+def json_difference(first: Any, second: Any) -> float:
+    """The largest difference between two JSON forms: numbers by absolute difference, anything else equal or not (inf)."""
+    if isinstance(first, bool) or isinstance(second, bool) or isinstance(first, str) or isinstance(second, str):
+        return 0.0 if first == second else float("inf")
+    if isinstance(first, (int, float)) and isinstance(second, (int, float)):
+        return abs(float(first) - float(second))
+    if isinstance(first, dict) and isinstance(second, dict):
+        if first.keys() != second.keys():
+            return float("inf")
+        return max((json_difference(first[key], second[key]) for key in first), default=0.0)
+    if isinstance(first, list) and isinstance(second, list):
+        if len(first) != len(second):
+            return float("inf")
+        return max((json_difference(a, b) for a, b in zip(first, second)), default=0.0)
+    return 0.0 if first == second else float("inf")
+
 
 _WITHOUT_TORCH = """
 import json, sys
 sys.modules["torch"] = None  # any import of torch now fails
-import importlib, numpy as np, genloom
+import importlib, genloom
 for module in json.loads(sys.argv[3]):
     genloom.plugins.register(importlib.import_module(module))
-settings = json.loads(sys.argv[2])
-result = genloom.load(sys.argv[1], providers="cpu").generate(**settings)
-if hasattr(result, "array"):
-    np.save(sys.argv[4], result.array)
-else:
-    open(sys.argv[4], "w").write(json.dumps(result.tokens))
+model = genloom.load(sys.argv[1], providers="cpu")
+kind = genloom.plugins.get_registry().kind(model.manifest.modality)
+result = model.generate(**json.loads(sys.argv[2]))
+open(sys.argv[4], "w").write(json.dumps(kind.to_json(result)))
 """
 
 
-def _generate_without_torch(export_dir: Path, settings: ImageSampling | TextSampling) -> Any:
-    """Load ``export_dir`` and generate in a fresh process that cannot import torch; the images or the tokens."""
-    import json
+def _generate_without_torch(export_dir: Path, settings: Any) -> Any:
+    """Load ``export_dir`` and generate in a fresh process that cannot import torch; the result's JSON form."""
     import subprocess
     import sys
 
     from genloom.plugins import in_process_modules
 
-    modules = in_process_modules()
-    output = export_dir.with_name(export_dir.name + (".npy" if isinstance(settings, ImageSampling) else ".json"))
-    command = [sys.executable, "-c", _WITHOUT_TORCH, str(export_dir), settings.model_dump_json(), json.dumps(modules), str(output)]
+    output = export_dir.with_name(export_dir.name + ".json")
+    command = [sys.executable, "-c", _WITHOUT_TORCH, str(export_dir), settings.model_dump_json(), json.dumps(in_process_modules()), str(output)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, f"the export does not load and generate without torch:\n{finished.stderr[-2000:]}"
-    return np.load(output) if output.suffix == ".npy" else json.loads(output.read_text())
+    return json.loads(output.read_text())
 
 
 def check_config(generator_cls: type[Generator]) -> None:
@@ -132,7 +163,8 @@ def check_config(generator_cls: type[Generator]) -> None:
 
 
 def check_export_spec(generator: Generator) -> None:
-    """If the generator declares an export, each graph names its inputs, outputs and a batch >= 2 example."""
+    """If the generator declares an export, each graph names its inputs, outputs and a batch >= 2 example, and the
+    description has what its runtime driver needs."""
     spec = generator.export_spec()
     assert (spec is not None) == generator.capabilities.exportable, "capabilities.exportable must match export_spec()"
     if spec is None:
@@ -144,30 +176,12 @@ def check_export_spec(generator: Generator) -> None:
         assert all(len(x) >= 2 for x in graph.example_inputs), f"graph '{graph.name}': example batch must be >= 2"
         unknown = set(graph.dynamic_axes) - set(graph.input_names) - set(graph.output_names)
         assert not unknown, f"graph '{graph.name}': dynamic axes for unknown names {sorted(unknown)}"
+    check_spec_fits_driver(spec, get_registry().runtime_driver(spec.driver).value, generator.name, generator.modality)
 
 
-def _settings(generator_cls: type[Generator]) -> ImageSampling | TextSampling:
-    if generator_cls.modality == "image":
-        return ImageSampling(n=3, seed=7)
-    return TextSampling(prompt=["", "a"], max_new_tokens=6, do_sample=True, num_return_sequences=2, seed=7)
-
-
-def _check_output(generator_cls: type[Generator], output: Any) -> None:
-    if generator_cls.modality == "image":
-        assert output.shape[:1] == (3,) and output.ndim == 4, f"sample() must return (N, C, H, W), got {output.shape}"
-        assert output.dtype == np.float32 and 0.0 <= output.min() and output.max() <= 1.0, "images must be float32 in [0, 1]"
-    else:
-        assert len(output.texts) == 4 and all(isinstance(t, str) for t in output.texts), "sample() must return one text per sequence"
-
-
-def _assert_same(first: Any, second: Any, message: str) -> None:
-    if isinstance(first, np.ndarray):
-        np.testing.assert_array_equal(first, second, err_msg=message)
-    else:
-        assert first.texts == second.texts, message
-
-
-def _sample(generator: Generator, settings: ImageSampling | TextSampling) -> Any:
+def _sample(generator: Generator, kind: DataKind, settings: Any) -> Any:
+    """The generator's output for ``settings`` as the kind's result."""
+    generator.check_request(settings)
     with inference(generator):
         output = generator.sample(settings)
-    return np.asarray(output) if isinstance(settings, ImageSampling) else output
+    return kind.make_result(output, Provenance(generator.name, "", "", "", getattr(settings, "seed", None), settings.model_dump()))

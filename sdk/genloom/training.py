@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from genloom import weights
-from genloom.artifacts import MANIFEST_FILE, Manifest, TrainingSummary
+from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, Manifest, TrainingSummary, save_generator
 from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
 from genloom.config import validate_model
-from genloom.data.types import Dataset
 from genloom.errors import ArtifactError, DataError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
-from genloom.generator import Generator
+from genloom.generator import Generator, inference
+from genloom.kinds import DataKind
 from genloom.metrics import METRICS_FILE, PLOT_FILE, MetricsLog
+from genloom.results import Provenance
 
 SAMPLES_DIR = "samples"
 
@@ -49,15 +50,20 @@ class TrainingInterrupted(Exception):
 
 def train(
     generator_cls: type[Generator],
-    data: Dataset,
+    data: Any,
     out_dir: str | Path,
     overrides: Mapping[str, Any] | None = None,
     *,
+    kind: DataKind,
+    plugin: str = UNREGISTERED,
+    plugin_version: str = "",
     resume: bool = False,
     progress: bool = True,
 ) -> Manifest:
-    """Train ``generator_cls`` on ``data`` into ``out_dir`` and return the saved model's manifest.
+    """Train ``generator_cls`` on ``data`` (a dataset of ``kind``) into ``out_dir``; return the saved model's manifest.
 
+    The model is saved as registered by ``plugin`` at ``plugin_version``. Data of
+    another kind is a DataError before the generator's code runs.
     ``overrides`` are config values (validated against ``generator_cls.Config``).
     With ``resume``, the run continues from ``out_dir``'s checkpoint; overrides
     apply on top of the checkpoint's config (typically a larger ``steps``).
@@ -66,6 +72,7 @@ def train(
     """
     import torch
 
+    _check_kind(generator_cls, data, kind)
     out = check_output_directory(Path(out_dir), "--out", empty=False)
     checkpoint_path = out / CHECKPOINT_FILE
     checkpoint = load_checkpoint(checkpoint_path) if resume else None
@@ -143,7 +150,7 @@ def train(
                               f"{config.early_stopping_patience} evaluations")
                     break
             if config.sample_every and step % config.sample_every == 0:
-                _write_samples(generator, out, step)
+                _write_samples(generator, kind, out, step)
                 sampled_at = step
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 freeze(step, time.perf_counter() - started)
@@ -155,15 +162,25 @@ def train(
     if evaluated_at != step:
         last.update(evaluate(step))
     if sampled_at != step:
-        _write_samples(generator, out, step)
+        _write_samples(generator, kind, out, step)
     seconds = time.perf_counter() - started
     freeze(step, seconds)
     metrics.plot(out / PLOT_FILE)
     summary = TrainingSummary(data=data.source, steps=step, seconds=round(seconds, 3), final_metrics=last, resumed=resumed)
-    return generator.save(out, training=summary)
+    return save_generator(generator, out, plugin, plugin_version, summary)
 
 
-def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], data: Dataset, out: Path) -> None:
+def _check_kind(generator_cls: type[Generator], data: Any, kind: DataKind) -> None:
+    """The data is of the generator's kind, and ``kind`` is that kind (a DataError otherwise)."""
+    if kind.name != generator_cls.modality:
+        raise DataError(f"'{generator_cls.name}' makes {generator_cls.modality}, not {kind.name}; pass the '{generator_cls.modality}' kind")
+    if getattr(data, "modality", None) != kind.name or not isinstance(data, kind.dataset):
+        held = getattr(data, "modality", type(data).__name__)
+        raise DataError(f"generator '{generator_cls.name}' trains on {kind.name} data, but '{getattr(data, 'source', data)}' holds "
+                        f"{held}; pick a data source of kind {kind.name} (see `genloom plugins`)")
+
+
+def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], data: Any, out: Path) -> None:
     """The checkpoint must be a run of this generator on this data."""
     if checkpoint.generator != generator_cls.name:
         raise ArtifactError(
@@ -224,23 +241,7 @@ def _deferred_interrupt() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-@contextlib.contextmanager
-def inference(generator: Generator) -> Iterator[None]:
-    """Eval mode without gradients; the modules' previous modes are restored afterwards."""
-    import torch
-
-    modes = {name: module.training for name, module in generator.modules.items()}
-    for module in generator.modules.values():
-        module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for name, module in generator.modules.items():
-            module.train(modes[name])
-
-
-def _evaluate(generator: Generator, validation: Dataset | None) -> dict[str, float]:
+def _evaluate(generator: Generator, validation: Any) -> dict[str, float]:
     if validation is None:
         return {}
     with inference(generator):
@@ -261,7 +262,13 @@ def _stalled(generator: Generator, patience: int, metrics: MetricsLog) -> bool:
     return min(history[-patience:]) >= min(history[:-patience])
 
 
-def _write_samples(generator: Generator, out: Path, step: int) -> None:
+def _write_samples(generator: Generator, kind: DataKind, out: Path, step: int) -> None:
+    """Write what the model makes now, with the kind's writer, as ``samples/samples-STEP.SUFFIX``."""
     (out / SAMPLES_DIR).mkdir(exist_ok=True)
+    values = generator.training_samples()
+    values = {**kind.training_samples, "seed": generator.config.seed} if values is None else values
+    settings = validate_model(kind.sampling, values, what=f"training samples of '{generator.name}'")
     with inference(generator):
-        generator.write_samples(out / SAMPLES_DIR, step)
+        output = generator.sample(settings)
+    provenance = Provenance(generator.name, "", "", "", generator.config.seed, settings.model_dump())
+    kind.write(kind.make_result(output, provenance), out / SAMPLES_DIR / f"samples-{step:06d}{kind.sample_suffix}")

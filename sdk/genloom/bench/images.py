@@ -10,7 +10,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
+from genloom.bench.context import BenchContext
 from genloom.bench.flops import graph_flops
+from genloom.bench.machine import matmul_roof
 from genloom.bench.measure import Timing, time_call
 
 IMAGE_BATCHES = (1, 8, 64, 256)
@@ -54,7 +56,7 @@ def bare_module_path(generator: Any, cuda: bool) -> ImagePath:
     graph = generator.export_spec().graphs[0]
     device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
     module = copy.deepcopy(graph.module).eval().to(device)
-    classes = max(generator.num_classes, 1)
+    classes = max(int(generator.facts.get("num_classes") or 0) if generator.capabilities.conditional else 0, 1)
 
     def inputs(batch: int) -> list[torch.Tensor]:
         rng = np.random.default_rng(0)
@@ -88,7 +90,20 @@ def image_rows(name: str, peer: ImagePath | None, paths: list[ImagePath], flops_
     return rows
 
 
-def image_flops(export_dir: Path, export: dict[str, Any]) -> int:
+def image_flops(graph_file: Path) -> int:
     """FLOPs to make one image: the export's first graph at batch 1."""
-    graph = export["graphs"][0]
-    return graph_flops(export_dir / graph["file"], {"batch": 1})
+    return graph_flops(graph_file, {"batch": 1})
+
+
+def bench_images(context: BenchContext) -> list[ImageRow]:
+    """The image kind's benchmark: the bare torch module (the peer, when benched from a trained model) and each
+    ONNX Runtime path at each batch size, beside the matmul roof."""
+    if context.torch_model is None:
+        peer = None
+        context.peer_unavailable.append(f"{context.name}: peer unavailable: an export holds no torch module; "
+                                        "bench the trained model's directory to time PyTorch")
+    else:
+        peer = bare_module_path(context.torch_model.generator, context.cuda)
+    paths = [onnx_image_path(p.label, p.model, p.on_cpu) for p in context.paths]
+    return image_rows(context.name, peer, paths, image_flops(context.paths[0].graph_file), lambda: matmul_roof(context.repeats),
+                      context.batches or IMAGE_BATCHES, context.repeats)

@@ -30,6 +30,11 @@ def table(report: BenchReport) -> str:
         for row in report.text:
             lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.tokens_per_second:>10,.1f}"
                          f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}")
+    if report.outputs:  # a kind without a benchmark of its own; the peer is the model's own PyTorch path
+        lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'outputs/s':>12}{'spread':>24}{'x peer':>8}")
+        for row in report.outputs:
+            spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
+            lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.outputs_per_second:>12,.0f}{spread:>24}{_ratio(row.ratio_to_peer):>8}")
     lines += report.peer_unavailable
     return "\n".join(lines)
 
@@ -51,11 +56,12 @@ def chart(report: BenchReport, target: Path) -> Path:
 
     rows = [(f"{r.model} {r.path} b{r.batch}", r.ratio_to_peer, r.share_of_roof, "tab:blue") for r in report.images]
     rows += [(f"{r.model} {r.path} b{r.batch}", r.ratio_to_peer, r.share_of_roof, "tab:orange") for r in report.text]
+    rows += [(f"{r.model} {r.path} b{r.batch}", r.ratio_to_peer, None, "tab:green") for r in report.outputs]
     labels, colors = [row[0] for row in rows], [row[3] for row in rows]
     figure, (versus_peer, versus_roof) = plt.subplots(1, 2, sharey=True, figsize=(12, 0.3 * len(rows) + 1.4))
     versus_peer.barh(labels, [row[1] or 0 for row in rows], color=colors)
     versus_peer.axvline(1.0, color="black", linewidth=0.8)
-    versus_peer.set_xlabel("throughput / the peer's (images: the bare PyTorch module, text: transformers)"
+    versus_peer.set_xlabel("throughput / the peer's (images: the bare PyTorch module, text: transformers, other kinds: genloom torch)"
                            + "".join(f"\n{line}" for line in report.peer_unavailable))
     versus_roof.barh(labels, [100 * (row[2] or 0) for row in rows], color=colors)
     versus_roof.set_xlabel("share of the CPU's roof (%); none for CUDA rows")

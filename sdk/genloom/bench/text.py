@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from genloom.bench.context import BenchContext
+from genloom.bench.flops import weight_bytes_read
+from genloom.bench.machine import read_bandwidth
 from genloom.bench.measure import Timing, time_call
 
 TEXT_BATCHES = (1, 8)
@@ -48,7 +51,7 @@ class Decoder:
 
 def genloom_decoder(path: str, model: Any, weight_bytes: int, on_cpu: bool) -> Decoder:
     """genloom's public API (torch or ONNX Runtime model) as a :class:`Decoder`."""
-    owner = model if hasattr(model, "tokenizer") else model.generator
+    owner = model.generator if model.backend == "torch" else model  # each a genloom.textgen.TextModel
     prefill_tokens = min(PREFILL_TOKENS, (owner.context_length or PREFILL_TOKENS + 1) - 1)
     long_prompt = _prompt_of(owner.tokenizer, prefill_tokens - int(owner.prepend_end_of_text))
 
@@ -59,34 +62,6 @@ def genloom_decoder(path: str, model: Any, weight_bytes: int, on_cpu: bool) -> D
         model.generate(prompt=long_prompt, max_new_tokens=1)
 
     return Decoder(path, decode, prefill, weight_bytes, prefill_tokens, on_cpu)
-
-
-def transformers_decoder(layers: int, heads: int, width: int, context: int, vocab: int, cuda: bool = False) -> Decoder:
-    """A randomly initialised Hugging Face GPT-2 of the same shape, decoded with ``generate()`` as its users run it;
-    on CUDA where ``cuda`` and torch can use it. An ImportError without transformers."""
-    import torch
-    import transformers
-
-    config = transformers.GPT2Config(n_layer=layers, n_head=heads, n_embd=width, n_positions=context, vocab_size=vocab,
-                                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    peer = transformers.GPT2LMHeadModel(config).eval().to(device)
-    prefill_tokens = min(PREFILL_TOKENS, context - 1)
-    prompt = torch.randint(1, vocab, (1, prefill_tokens)).to(device)
-
-    def run(ids: torch.Tensor, tokens: int) -> None:
-        with torch.no_grad():
-            peer.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False).cpu()
-
-    def decode(batch: int, tokens: int) -> None:
-        run(prompt[:, :2].repeat(batch, 1), tokens)
-
-    def prefill() -> None:
-        run(prompt, 1)
-
-    label = "transformers generate" + (" (CUDA)" if device == "cuda" else "")
-    return Decoder(label, decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens, on_cpu=device == "cpu")
 
 
 def text_rows(name: str, peer: Decoder | None, decoders: list[Decoder], read_bandwidth: Callable[[], float], tokens: int = 32,
@@ -129,5 +104,26 @@ def _prompt_of(tokenizer: Any, length: int) -> str:
 
 
 def torch_weight_bytes(generator: Any) -> int:
-    """Bytes of the torch model's parameters (tied ones once): the output head reads the whole token embedding."""
-    return int(sum(np.prod(p.shape) * p.element_size() for p in generator.network.parameters()))
+    """Bytes of the torch modules' parameters (tied ones once): the output head reads the whole token embedding."""
+    unique = {id(p): p for module in generator.modules.values() for p in module.parameters()}
+    return int(sum(np.prod(p.shape) * p.element_size() for p in unique.values()))
+
+
+def bench_text(context: BenchContext) -> list[TextRow]:
+    """The text kind's benchmark: the driver's peer (when it offers one), genloom's torch path (when benched from a
+    trained model) and each ONNX Runtime path, at batch 1 and 8, beside the memory-bandwidth roof."""
+    peer = None
+    offer = getattr(context.driver, "benchmark_peer", None)  # optional in genloom.contracts.RuntimeDriver
+    try:
+        peer = offer(context.paths[0].model, context.cuda) if offer else None
+        missing = f"the '{context.driver.name}' driver names no peer"
+    except ImportError as absent:
+        missing = f"{absent.name or 'transformers'} is not installed (the peer is transformers on torch)"
+    if peer is None:
+        context.peer_unavailable.append(f"{context.name}: peer unavailable: {missing}")
+    decoders = []
+    if context.torch_model is not None:
+        decoders.append(genloom_decoder("genloom torch", context.torch_model, torch_weight_bytes(context.torch_model.generator), on_cpu=True))
+    decoders += [genloom_decoder(p.label, p.model, weight_bytes_read(p.graph_file), p.on_cpu) for p in context.paths]
+    return text_rows(context.name, peer, decoders, lambda: read_bandwidth(context.repeats), context.tokens,
+                     context.batches or TEXT_BATCHES, context.repeats)

@@ -21,6 +21,9 @@ DIGIT_SIZES = (8, 16, 32, 64)
 
 def load_digits(argument: str | None) -> ImageData:
     """``digits[:SIZE]``: the 1,797 8x8 handwritten digits that ship inside scikit-learn, upscaled to SIZE."""
+    from genloom.install import require_training_install
+
+    require_training_install("the digits data source (it ships with scikit-learn)")
     from sklearn.datasets import load_digits as sklearn_digits
 
     size = _digit_size(argument)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genloom.artifacts import Manifest
+from genloom.artifacts import MANIFEST_FILE, ExportSection, Manifest, check_listed_file
 from genloom.errors import ArtifactError, ConfigError, GenloomError
 from genloom.model import LoadedModel
 from genloom.runtime.graphfile import external_data_locations
@@ -19,7 +19,9 @@ class OnnxModel(LoadedModel):
 
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         super().__init__(directory, manifest)
-        self.export: dict[str, Any] = manifest.export or {}
+        if manifest.export is None:
+            raise ArtifactError(f"'{directory}' is a trained torch model, not an export; load it with genloom.load()")
+        self.export: ExportSection = manifest.export
 
     onnx: Any
 
@@ -38,8 +40,8 @@ class OnnxModel(LoadedModel):
     def open_graph(self, graph: str, providers: Providers, session_options: Any, precision: str, cpu_threads: int = 0) -> Any:
         """An ONNX Runtime session on ``graph`` in ``precision`` (``fp32``, or a variant the export was made with);
         without ``session_options``, each operator runs on ``cpu_threads`` threads (0: one per core)."""
-        entry = next(g for g in self.export["graphs"] if g["name"] == graph)
-        files = {"fp32": entry["file"], **entry.get("variants", {})}
+        entry = next(g for g in self.export.graphs if g.name == graph)
+        files = {"fp32": entry.file, **entry.variants}
         if precision not in files:
             raise ConfigError(f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it")
         path = self.directory / files[precision]
@@ -51,6 +53,19 @@ class OnnxModel(LoadedModel):
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a graph it cannot open
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ArtifactError(f"{path}: ONNX Runtime cannot open this graph ({reason}); the export is damaged: re-export the model") from None
+
+    def listed_file(self, option: str) -> Path:
+        """The file that ``driver_options[option]`` names, once checked to be one the manifest lists and hashes."""
+        name = self.export.driver_options.get(option)
+        check_listed_file(self.manifest, name, f"export.driver_options.{option}", self.directory / MANIFEST_FILE)
+        return self.directory / name
+
+    def require_options(self, needed: list[str]) -> None:
+        """An ArtifactError unless the manifest's ``driver_options`` hold every key in ``needed``."""
+        missing = [name for name in needed if name not in self.export.driver_options]
+        if missing:
+            raise ArtifactError(f"{self.directory / MANIFEST_FILE}: export.driver_options lacks {', '.join(missing)}, which the "
+                                f"'{self.export.driver}' driver needs; re-export the model")
 
     def graph_bytes(self, file: str) -> int:
         """Size of the graph file ``file`` with the external data it names: what a session on it reads."""
@@ -71,5 +86,5 @@ class OnnxModel(LoadedModel):
         missing = [n for n in inputs if n not in have_inputs] + [n for n in outputs if n not in have_outputs]
         if missing:
             raise ArtifactError(f"graph '{graph}' has inputs {have_inputs} and outputs {have_outputs}, but the "
-                                f"'{self.export['driver']}' driver needs inputs {inputs} and outputs {outputs} (missing: "
+                                f"'{self.export.driver}' driver needs inputs {inputs} and outputs {outputs} (missing: "
                                 f"{', '.join(missing)}); the graph does not belong to this export: re-export the model")

@@ -16,14 +16,32 @@ from genloom.runtime.providers import Providers
 from genloom.sampling import ImageSampling, resolve_labels
 
 
+class ImageFromLatent:
+    """The ``image-from-latent`` driver: the first graph maps ``latents`` ``(N, D)`` (float32, drawn by numpy as
+    ``ImageSampling.rng().standard_normal((n, D), float32)``, exactly as the torch path draws them) and, for a
+    conditional model, ``labels`` ``(N,)`` int64, to ``images`` ``(N, C, H, W)`` float32 in ``[0, 1]``, in one run.
+    ``D`` is read from the graph's ``latents`` input, whose second axis the export fixes. Other graphs (a VAE's
+    encoder) are opened too, but only the first generates."""
+
+    name = "image-from-latent"
+    kind = "image"
+    description = "latents (and labels) -> images, one run"
+    inputs = ("latents",)
+    outputs = ("images",)
+    options = ()
+
+    def open(self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str) -> OnnxImageModel:
+        return OnnxImageModel(directory, manifest, providers, session_options, precision)
+
+
 class OnnxImageModel(OnnxModel):
     """An exported image generator (driver ``image-from-latent``). One session per graph, shared by all threads."""
 
     def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
                  precision: str = "fp32") -> None:
         super().__init__(directory, manifest)
-        self.sessions = {g["name"]: self.open_graph(g["name"], providers, session_options, precision) for g in self.export["graphs"]}
-        generating = self.export["graphs"][0]["name"]
+        self.sessions = {g.name: self.open_graph(g.name, providers, session_options, precision) for g in self.export.graphs}
+        generating = self.export.graphs[0].name
         self.onnx = self.sessions[generating]  # the graph that generates
         self.require_io(self.onnx, generating, ["latents"], ["images"])
         self.input_names = [i.name for i in self.onnx.get_inputs()]
@@ -42,7 +60,7 @@ class OnnxImageModel(OnnxModel):
         latents = request.rng().standard_normal((request.n, self.latent_dim), dtype=np.float32)
         feeds = {"latents": latents, **({"labels": labels} if labels is not None else {})}
         (images,) = self.onnx.run(["images"], feeds)
-        return ImageResult(images.transpose(0, 2, 3, 1).copy(), self._provenance(request.seed, request.model_dump()))
+        return ImageResult(images.transpose(0, 2, 3, 1).copy(), self.provenance(request.seed, request.model_dump()))
 
 
 def _latent_dim(session: Any, graph: str) -> int:

@@ -1,27 +1,69 @@
-"""Text exports run with ONNX Runtime through the same decoding loop (``genloom.textgen``) as the torch models."""
+"""The text plugin's runtime drivers: its exports run with ONNX Runtime through the same decoding loop
+(``genloom.textgen``) as the torch models. Imports no torch: this is what a runtime-only install runs.
+
+``text-decoder`` (the GPT): inputs ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, past + T)`` int64, then
+one ``past_key_values.{i}.key``/``.value`` ``(B, heads, past, head_dim)`` float32 per layer; outputs ``logits``
+``(B, T, V)`` then one ``present.*`` tensor per past one. The prompt runs with zero-length past tensors; positions
+come from the mask. ``text-recurrent`` (the LSTM): inputs ``input_ids``, ``state.h``, ``state.c`` ``(layers, B,
+width)``; outputs ``logits`` and the two new states.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genloom.artifacts import MANIFEST_FILE, Manifest
+from genloom.artifacts import Manifest
 from genloom.config import validate_model
 from genloom.errors import ArtifactError
 from genloom.results import TextResult
-from genloom.runtime.base import OnnxModel
+from genloom.runtime import OnnxModel
 from genloom.runtime.providers import CUDA, Providers
 from genloom.sampling import TextSampling
 from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
+DECODER_OPTIONS = ("tokenizer", "heads", "head_dim")
+RECURRENT_OPTIONS = ("tokenizer", "layers", "width")
+
 ONE_THREAD_BELOW_BYTES = 32 * 2**20
 """A text graph smaller than this (fp32 file and its external data) decodes on one CPU thread: its operators are
 too small to gain from a second thread, and waking one costs more. Measured on 2 cores: the demo GPT's 4 MB graph decoded 28%
 more tokens/s at batch 1 and 50% more at batch 8 on one thread; GPT-2 small's 650 MB graph 5-18% fewer."""
+
+
+class TextDriver:
+    """The ``text-decoder`` and ``text-recurrent`` drivers (see the module's docstring for their graphs)."""
+
+    kind = "text"
+    outputs = ("logits",)
+
+    def __init__(self, name: str, inputs: tuple[str, ...], options: tuple[str, ...], description: str) -> None:
+        self.name, self.inputs, self.options, self.description = name, inputs, options, description
+
+    def open(self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str) -> OnnxTextModel:
+        return OnnxTextModel(directory, manifest, providers, session_options, precision)
+
+    def benchmark_peer(self, model: OnnxTextModel, cuda: bool) -> Any:
+        """What a user would run instead, for ``genloom bench``: a Hugging Face GPT-2 of the export's shape decoded with
+        ``generate()`` (decoder exports only; None for others). An ImportError without transformers."""
+        if self.name != "text-decoder":
+            return None
+        from genloom_text.peer import transformers_decoder
+
+        options = model.export.driver_options
+        return transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
+                                    options["context_length"], int(model.manifest.facts["vocab_size"]), cuda)
+
+
+DRIVERS = (
+    TextDriver("text-decoder", ("input_ids", "attention_mask"), DECODER_OPTIONS, "decoder-only transformer; KV cache as past/present tensors"),
+    TextDriver("text-recurrent", ("input_ids", "state.h", "state.c"), RECURRENT_OPTIONS, "recurrent language model; state tensors in and out"),
+)
 
 
 class OnnxTextModel(OnnxModel):
@@ -30,27 +72,19 @@ class OnnxTextModel(OnnxModel):
     def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
                  precision: str = "fp32") -> None:
         super().__init__(directory, manifest)
-        self.options: dict[str, Any] = self.export["driver_options"]
-        self.driver: str = self.export["driver"]
-        self._require_options()
-        graph = self.export["graphs"][0]
-        small = self.graph_bytes(graph["file"]) < ONE_THREAD_BELOW_BYTES
-        self.onnx = self.open_graph(graph["name"], providers, session_options, precision, cpu_threads=1 if small else 0)
-        tokenizer = directory / self.options["tokenizer"]
+        self.options: dict[str, Any] = self.export.driver_options
+        self.driver: str = self.export.driver
+        self.require_options(list(DECODER_OPTIONS if self.driver == "text-decoder" else RECURRENT_OPTIONS))
+        graph = self.export.graphs[0]
+        small = self.graph_bytes(graph.file) < ONE_THREAD_BELOW_BYTES
+        self.onnx = self.open_graph(graph.name, providers, session_options, precision, cpu_threads=1 if small else 0)
+        tokenizer = self.listed_file("tokenizer")
         self.tokenizer = Tokenizer.from_json(tokenizer.read_bytes(), where=str(tokenizer))
         self.context_length: int | None = self.options.get("context_length")
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
         self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
         self.output_names = [o.name for o in self.onnx.get_outputs()]
-        self._require_io(graph["name"])
-
-    def _require_options(self) -> None:
-        """The driver options the decoding sessions read are in the manifest."""
-        needed = ["tokenizer", "heads", "head_dim"] if self.driver == "text-decoder" else ["tokenizer", "layers", "width"]
-        missing = [name for name in needed if name not in self.options]
-        if missing:
-            raise ArtifactError(f"{self.directory / MANIFEST_FILE}: export.driver_options lacks {', '.join(missing)}, which the "
-                                f"'{self.driver}' driver needs; re-export the model")
+        self._require_io(graph.name)
 
     def _require_io(self, graph: str) -> None:
         """The graph has the inputs and outputs the decoding sessions feed and read, in their order."""
@@ -73,11 +107,20 @@ class OnnxTextModel(OnnxModel):
         """The same call as the torch path: ``generate(prompt="The", max_new_tokens=40, do_sample=True, seed=0)``."""
         request = validate_model(TextSampling, settings, what="sampling settings")
         decoded = generate(self, request)
-        return TextResult(decoded.texts, decoded.tokens, self._provenance(request.seed, request.model_dump()))
+        return TextResult(decoded.texts, decoded.tokens, self.provenance(request.seed, request.model_dump()))
 
     def stream(self, **settings: Any) -> Iterator[str]:
         """Yield the new text piece by piece (one prompt)."""
         yield from stream(self, validate_model(TextSampling, settings, what="sampling settings"))
+
+    @property
+    def streamable(self) -> bool:
+        return True
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Validation loss (nats per token) and perplexity on held-out text data, through the export."""
+        perplexity = self.perplexity(data.text)
+        return {"val_loss": math.log(perplexity), "perplexity": perplexity}
 
     def perplexity(self, text: str, windows: int = 64) -> float:
         """exp(mean next-token loss) over up to ``windows`` evenly spaced windows of ``text``, a context long each.
@@ -95,7 +138,7 @@ class OnnxTextModel(OnnxModel):
         return float(np.exp(-chosen.mean()))
 
     def _calls(self) -> list[str]:
-        return ["generate", "stream", "perplexity"]
+        return [*super()._calls(), "perplexity"]
 
 
 class DecoderRun:

@@ -1,0 +1,18 @@
+"""Which install profile is here: the runtime (exports only) or the training one (``genloom[train]``)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from genloom.errors import NotAvailableError
+
+
+def require_training_install(what: str) -> None:
+    """Raise a NotAvailableError naming ``what`` and the ``train`` extra when PyTorch is not installed.
+
+    Call it before the work starts (and before any data is read): ``what`` begins the
+    message, e.g. ``"genloom train gan"``. With torch installed it does nothing.
+    """
+    if importlib.util.find_spec("torch") is None:
+        raise NotAvailableError(f"{what} needs PyTorch, which this install lacks (the runtime install runs exports only): "
+                                "pip install 'genloom[train]'")

@@ -1,0 +1,86 @@
+"""Kinds of data: what a generator trains on and what it makes (image, text, or one a plugin adds).
+
+A kind is registered through the ``register_data_kinds`` hook, exactly like a
+generator, and the core knows no kind by name: the built-in ``image`` and
+``text`` kinds register from :mod:`genloom.kinds.builtin` the way a third
+party's would. Everything the SDK does with a result goes through the kind:
+validating ``generate(**settings)``, wrapping what ``Generator.sample`` returns,
+writing it to files for the CLI and during training, comparing two results (the
+exporter's end-to-end check), and, when the kind offers them, its evaluation and
+its benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from genloom.config import NAME_PATTERN
+from genloom.errors import PluginError
+from genloom.results import Provenance
+
+ResultWriter = Callable[[Any, "Path | None"], str]
+"""``write(result, out)``: write ``result`` to ``out`` (``None``: the kind's default, e.g. stdout for text) and return
+the line the CLI prints about it (empty for none). ``out`` was checked before generation started."""
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """One kind of data, as a plugin registers it with ``register(DataKind(...))``."""
+
+    name: str
+    """Lower-case name; generators declare it as their ``modality``, data sources as theirs."""
+    dataset: type
+    """The class of its training data: what its data sources return. Instances have ``modality`` (this name),
+    ``source``, ``part``, ``facts()``, ``split(fraction)`` and ``__len__``."""
+    sampling: type[BaseModel]
+    """Its sampling settings: ``generate(**settings)`` is validated against this model before a generator sees it."""
+    result: type
+    """The class ``generate`` returns."""
+    make_result: Callable[[Any, Provenance], Any]
+    """``make_result(output, provenance)``: what ``Generator.sample`` (or a runtime driver) produced -> a ``result``."""
+    write: ResultWriter
+    """How the CLI (``genloom generate --out``) and training (samples every ``sample_every`` steps) write a result."""
+    compare: Callable[[Any, Any], float]
+    """``compare(a, b)``: how far apart two results of the same request are (0.0: the same). The exporter's
+    end-to-end check and the conformance kit require at most 1e-4 between PyTorch and the export."""
+    check_settings: Mapping[str, Any]
+    """Settings the end-to-end checks generate with (small, seeded)."""
+    to_json: Callable[[Any], Any]
+    """A result's JSON form (lists, numbers, strings): what a server answers, and how the conformance kit compares
+    an export run in a process without torch with PyTorch's result."""
+    description: str = ""
+    default_out: str | None = None
+    """``--out`` when the user gives none (``None``: the writer's own default, e.g. stdout)."""
+    out_is_directory: bool = False
+    """``--out`` is a folder (clips, say) rather than one file; it is checked as such before generating."""
+    sample_suffix: str = ".txt"
+    """File suffix of the samples written during training (``.png``, ``.txt``, ``.csv`` ...)."""
+    training_samples: Mapping[str, Any] = field(default_factory=dict)
+    """Settings of the samples written during training; the run's ``seed`` is added. A generator may override them
+    (``Generator.training_samples``)."""
+    count_field: str | None = None
+    """The sampling field that ``genloom generate -n`` sets (``n`` for images)."""
+    evaluate: Callable[..., dict[str, Any]] | None = None
+    """``evaluate(model, data, train, validation, samples=, seed=)``: the kind's own ``genloom eval`` figures (``data``
+    the whole source, ``train``/``validation`` its fixed split; ``validation`` may be None), as fields of
+    :class:`genloom.evaluation.EvalReport`; None when the kind offers only the generator's held-out figures."""
+    bench_variants: tuple[str, ...] = ()
+    """Precision variants ``genloom bench`` exports and times besides fp32 on the CPU (``int8``); fp16 is added on CUDA."""
+    bench: Callable[..., dict[str, Any]] | None = None
+    """``bench(context)``: the kind's own rows for ``genloom bench`` (see :mod:`genloom.bench.run`); None: the
+    generic outputs/s rows."""
+
+    def check(self) -> None:
+        """Raise PluginError unless the declaration is usable."""
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise PluginError(f"a data kind's name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
+        if not (isinstance(self.sampling, type) and issubclass(self.sampling, BaseModel)):
+            raise PluginError(f"data kind '{self.name}': sampling must be a pydantic model class, got {self.sampling!r}")
+        if self.count_field is not None and self.count_field not in self.sampling.model_fields:
+            raise PluginError(f"data kind '{self.name}': count_field '{self.count_field}' is not a field of {self.sampling.__name__}")
+        self.sampling.model_validate(dict(self.check_settings))
