@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import genloom
-from genloom.bench import BenchReport
+from genloom.bench.run import BenchReport
 from genloom.bench.report import chart, table
 from genloom.fileio import atomic_write_text
 
@@ -110,6 +110,7 @@ def main() -> int:
     busiest = max((r.machine.busy_elsewhere for r in reports if r.machine.busy_elsewhere is not None), default=None)
     combined = BenchReport(machine=reports[0].machine.model_copy(update={"busy_elsewhere": busiest}), provider=reports[0].provider,
                            images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text],
+                           outputs=[row for r in reports for row in r.outputs],
                            peer_unavailable=[line for r in reports for line in r.peer_unavailable])
     print("== all models ==")
     print(table(combined))

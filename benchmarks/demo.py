@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 import genloom
-from genloom.bench import BenchReport, bench_artifact
+from genloom.bench.run import BenchReport, bench_artifact
 from genloom.bench.machine import describe_machine
 from genloom.bench.report import chart, table
 from genloom.cli import main as genloom_cli
@@ -70,6 +70,7 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
     reports = [bench_artifact(out / f"{data}-{name}", repeats=repeats, machine=machine) for name, data in MODELS]
     combined = BenchReport(machine=machine, provider=reports[0].provider,
                            images=[r for report in reports for r in report.images], text=[r for report in reports for r in report.text],
+                           outputs=[r for report in reports for r in report.outputs],
                            peer_unavailable=[line for report in reports for line in report.peer_unavailable])
     print(table(combined))
     atomic_write_text(out / "bench.json", combined.model_dump_json(indent=2) + "\n")

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import genloom
-from genloom.bench import BenchReport, bench_artifact, images
+from genloom.bench import images
+from genloom.bench.run import BenchReport, bench_artifact
 from genloom.bench.flops import graph_flops
 from genloom.bench.images import ImageRow
 from genloom.bench.machine import Machine, describe_machine

@@ -63,6 +63,8 @@ def test_schema_documents_every_knob() -> None:
         (["train", "gpt", "--data", "digits", "--out", "{tmp}/x"], ["--data digits", "'gpt' trains on text data", "holds image"]),
         (["generate", "{model}", "--prompt", "The"], ["--prompt: this model makes image; its settings are n, seed, labels"]),
         (["export", "{model}", "--out", "{tmp}/e", "--exporter", "nope"], ["no exporter named 'nope'"]),
+        (["export", "{model}", "--out", "{tmp}/e", "--option", "bogus=1"], ["--bogus: the 'onnx' exporter takes no such option", "opset, fp16, int8"]),
+        (["bench", "{model}", "--exporter", "nope"], ["no exporter named 'nope'"]),
         (["train", "gan", "--out", "{tmp}/x"], ["Missing option '--data'", "genloom train --help"]),
         (["train", "nope", "--data", "digits", "--out", "{tmp}/x"], ["no generator named 'nope'"]),
         (["generate", "{tmp}"], ["is not a genloom model"]),

@@ -91,7 +91,8 @@ def test_variants_and_the_tokenizer_must_be_listed_files(exported: Path, tmp_pat
     assert_refused(unlisted, "export.graphs[0].variants.int8 names 'generator.int8.onnx', which is not among the files")
     shutil.rmtree(unlisted)
     # The text drivers open their tokenizer only once it is checked the same way (the manifest is a text export's).
-    as_text = {"driver": "text-decoder", "driver_options": {"tokenizer": "../tokenizer.json", "heads": 1, "head_dim": 1}}
+    options = {"tokenizer": "../tokenizer.json", "heads": 1, "head_dim": 1, "layers": 1, "context_length": 8}
+    as_text = {"driver": "text-decoder", "driver_options": options}
     escaping = tampered(exported, tmp_path, lambda m: (m["export"].update(as_text), m.update(modality="text")))
     assert_refused(escaping, "export.driver_options.tokenizer is '../tokenizer.json', not a plain file name")
 

@@ -121,7 +121,7 @@ def test_with_entry_points_disabled_no_generator_is_left() -> None:
     report = json.loads(result.stdout)
     assert report["generators"] == {}
     assert [p["name"] for p in report["plugins"]] == ["genloom.kinds.builtin", "genloom.data.builtin", "genloom.runtime.builtin"]
-    assert "digits" in report["data_sources"] and report["exporters"] == []
+    assert "digits" in report["data_sources"] and report["exporters"] == {}
     assert report["runtime_drivers"] == ["image-from-latent"]  # the text drivers are the text plugin's
     assert report["data_kinds"].keys() == {"image", "text"}
 
@@ -219,6 +219,17 @@ def register_generators(register):
 """
     install_fake_distribution(site, "genloom-half", {"half": "fake_half"}, {"fake_half": source})
     assert "fake_half.Half does not implement configure_optimizers, sample, train_step" in plugin("half").error
+
+
+@pytest.mark.parametrize(("declaration", "fragment"), [
+    ('operations = {"decode": "images"}', "Odd.operations['decode'] is 'images'; an operation returns 'result' or 'array'"),
+    ("capabilities = genloom.Capabilities(streamable=True)", "Odd declares capabilities.streamable but does not implement stream()"),
+])
+def test_a_generator_declaring_what_it_cannot_do_is_refused(site: Path, declaration: str, fragment: str) -> None:
+    body = GENERATOR_MODULE.format(name="odd").replace("class Named(", "class Odd(").replace("register(Named)", "register(Odd)")
+    source = body.replace('    name = "odd"\n', f'    name = "odd"\n    {declaration}\n')
+    install_fake_distribution(site, "genloom-odd", {"odd": "fake_odd"}, {"fake_odd": source})
+    assert fragment in plugin("odd").error
 
 
 def test_a_registered_object_without_a_name_is_rejected(site: Path) -> None:

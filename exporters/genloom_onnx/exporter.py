@@ -30,7 +30,7 @@ import numpy as np
 
 import genloom
 from genloom.api import open_export
-from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, ExportSection, Manifest, artifact_id, read_manifest, write_artifact
+from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, WEIGHTS_FILE, ExportSection, Manifest, artifact_id, read_manifest, write_artifact
 from genloom.contracts import EXPORT_DIRECTORY, check_export_spec
 from genloom.errors import ArtifactError, ConfigError, ExportError, GenloomError
 from genloom.fileio import DIRECTORY_MODE, atomic_write_text, check_output_directory
@@ -97,7 +97,7 @@ class OnnxExporter:
                                              classes=int(manifest.facts.get("num_classes") or 1))
             export: dict[str, Any] = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, **measured,
                       "tolerance": FP32_TOLERANCE, "precision": "fp32", "source_sha256": stamp["genloom.source_sha256"]}
-            files.update({name: (source / name).read_bytes() for name in manifest.files if name.endswith(".json")})
+            files.update({name: (source / name).read_bytes() for name in manifest.files if name != WEIGHTS_FILE})
             written = write_artifact(
                 staging, files, kind="export", generator=manifest.generator, plugin=manifest.plugin,
                 plugin_version=manifest.plugin_version, modality=manifest.modality, config=manifest.config,

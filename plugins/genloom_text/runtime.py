@@ -27,7 +27,7 @@ from genloom.sampling import TextSampling
 from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
-DECODER_OPTIONS = ("tokenizer", "heads", "head_dim")
+DECODER_OPTIONS = ("tokenizer", "heads", "head_dim", "layers", "context_length")
 RECURRENT_OPTIONS = ("tokenizer", "layers", "width")
 
 ONE_THREAD_BELOW_BYTES = 32 * 2**20

@@ -9,13 +9,6 @@ Three lines for an app::
 Importing genloom is cheap: torch loads only when a model is built, trained or run.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("genloom")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 from genloom import plugins  # noqa: E402
 from genloom.api import load, save, train  # noqa: E402
 from genloom.config import GeneratorConfig  # noqa: E402
@@ -25,6 +18,7 @@ from genloom.generator import Capabilities, Generator, ImageGenerator, TextGener
 from genloom.kinds import DataKind  # noqa: E402
 from genloom.hookspecs import hookimpl  # noqa: E402
 from genloom.sampling import ImageSampling, TextSampling  # noqa: E402
+from genloom.version import __version__  # noqa: E402
 
 __all__ = [
     "ArtifactError",

@@ -106,7 +106,7 @@ class Manifest(BaseModel):
 
 def write_artifact(directory: Path, files: dict[str, bytes], **fields: Any) -> Manifest:
     """Write ``files`` then ``manifest.json`` (from ``fields``) into ``directory``, each atomically."""
-    from genloom import __version__
+    from genloom.version import __version__
 
     records = {}
     for name, data in files.items():

@@ -69,7 +69,8 @@ def plugins(as_json: bool) -> None:
             "generators": generators,
             "data_kinds": {name: registry.kind(name).description for name in registry.names("data kind")},
             "data_sources": sources,
-            "exporters": registry.names("exporter"),
+            "exporters": {name: {"produces": reg.value.produces, "options": list(reg.value.options), "description": reg.value.description}
+                          for name, reg in registry.entries["exporter"].items()},
             "runtime_drivers": registry.names("runtime driver"),
             "conflicts": conflicts,
         }
@@ -280,14 +281,19 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
 @click.option("--exporter", "exporter_name", help="Registered exporter to use (default: the one that makes genloom exports).")
 @click.option("--fp16", is_flag=True, help="Also write half-precision graphs (for CUDA), with their measured error.")
 @click.option("--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error.")
+@click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE", help="Any option of the exporter (see `genloom plugins`); repeatable.")
 @click.option("--verbose", is_flag=True, help="When a graph cannot be exported, also print the exporters' full output.")
-def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | None, fp16: bool, int8: bool, verbose: bool) -> None:
+def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | None, fp16: bool, int8: bool,
+           extra_options: tuple[str, ...], verbose: bool) -> None:
     """Export the trained model in MODEL_DIR (to ONNX by default), checking its outputs against PyTorch."""
     from genloom.errors import ExportError
     from genloom.plugins import get_registry
 
     exporter = get_registry().exporter(exporter_name).value
+    from genloom.config import parse_overrides
+
     options = {name: value for name, value in (("opset", opset), ("fp16", fp16 or None), ("int8", int8 or None)) if value is not None}
+    options.update(parse_overrides(extra_options))
     unknown = [name for name in options if name not in exporter.options]
     if unknown:
         raise click.UsageError(f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: {', '.join(exporter.options) or 'none'})")
@@ -297,7 +303,7 @@ def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | N
         if verbose and exc.details:
             click.echo(exc.details.rstrip("\n"), err=True)
         raise
-    section = manifest.export
+    section = getattr(manifest, "export", None)
     if section is None:  # another target than a genloom export directory
         click.echo(f"exported '{manifest.generator}' to {out} with '{exporter.name}'")
         return
@@ -317,16 +323,17 @@ def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | N
 @click.option("--chart", "chart_out", type=click.Path(path_type=Path), help="Write a PNG chart here.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs per figure (median reported).")
 @click.option("--tokens", type=click.IntRange(min=1), default=32, show_default=True, help="Text: tokens decoded per run.")
-def bench(model_dir: Path, json_out: Path | None, chart_out: Path | None, repeats: int, tokens: int) -> None:
+@click.option("--exporter", "exporter_name", help="Exporter of a trained model (default: the one that makes genloom exports).")
+def bench(model_dir: Path, json_out: Path | None, chart_out: Path | None, repeats: int, tokens: int, exporter_name: str | None) -> None:
     """Measure MODEL_DIR's throughput on every path (PyTorch, ONNX Runtime, the peer) beside this machine's roofs."""
-    from genloom.bench import bench_artifact
+    from genloom.bench.run import bench_artifact
     from genloom.bench.report import chart, table
     from genloom.fileio import atomic_write_text, check_output_file
 
     for option, target in (("--json", json_out), ("--chart", chart_out)):
         if target:
             check_output_file(target, option)  # before the benchmark, not minutes after it
-    report = bench_artifact(model_dir, repeats=repeats, tokens=tokens)
+    report = bench_artifact(model_dir, repeats=repeats, tokens=tokens, exporter=exporter_name)
     click.echo(table(report))
     if json_out:
         atomic_write_text(json_out, report.model_dump_json(indent=2) + "\n")

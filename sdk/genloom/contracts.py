@@ -79,6 +79,17 @@ class RuntimeDriver(Protocol):
 
 
 @runtime_checkable
+class OffersBenchmarkPeer(Protocol):
+    """Optional, on a runtime driver: what a user would run instead of genloom for this kind of export, so that
+    ``genloom bench`` can time it beside genloom's paths in the same run (the text drivers offer ``transformers``)."""
+
+    def benchmark_peer(self, model: Any, cuda: bool) -> Any:
+        """The peer for the opened export ``model`` (on CUDA when ``cuda``), in the form the kind's benchmark times
+        (for text a :class:`genloom.bench.text.Decoder`); None when there is none. An ImportError when the peer's
+        library is not installed."""
+
+
+@runtime_checkable
 class Exporter(Protocol):
     """Turns a trained model directory into something to deploy."""
 

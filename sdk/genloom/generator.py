@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Capabilities", "ExportSpec", "Generator", "GraphSpec", "ImageGenerator", "TextGenerator", "inference"]
 
+OPERATION_RESULTS = ("result", "array")
+"""What an extra operation (``Generator.operations``) may return."""
 SettingsT = TypeVar("SettingsT")
 OutputT = TypeVar("OutputT")
 
@@ -98,6 +100,12 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
                 raise PluginError(f"{where}.{attribute} must be lower-case letters, digits, '-' or '_', got {value!r}")
         if not (isinstance(cls.Config, type) and issubclass(cls.Config, GeneratorConfig)):
             raise PluginError(f"{where}.Config must subclass genloom.GeneratorConfig")
+        wrong = {name: kind for name, kind in cls.operations.items() if kind not in OPERATION_RESULTS}
+        if wrong:
+            name, kind = next(iter(wrong.items()))
+            raise PluginError(f"{where}.operations['{name}'] is {kind!r}; an operation returns {' or '.join(map(repr, OPERATION_RESULTS))}")
+        if cls.capabilities.streamable and cls.stream is Generator.stream:
+            raise PluginError(f"{where} declares capabilities.streamable but does not implement stream()")
         missing = sorted(getattr(cls, "__abstractmethods__", ()))
         if missing:
             raise PluginError(f"{where} does not implement {', '.join(missing)}; every generator implements them "
@@ -164,6 +172,10 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
 
     def check_request(self, settings: SettingsT) -> None:
         """Refuse settings this model cannot follow (a ConfigError) before :meth:`sample` runs; nothing by default."""
+
+    def stream(self, settings: SettingsT) -> Iterator[Any]:
+        """Yield the output piece by piece (``capabilities.streamable``); a ConfigError by default."""
+        raise ConfigError(f"'{self.name}' does not stream; use generate()")
 
     def export_spec(self) -> ExportSpec | None:
         """Describe the ONNX export; ``None`` (the default) means not exportable."""

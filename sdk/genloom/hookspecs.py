@@ -52,7 +52,7 @@ def register_data_sources(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_exporters(register: Callable[[Any], None]) -> None:
     """Register exporters: call ``register(exporter)`` with an object that follows
-    :class:`genloom.contracts.Exporter` (``name``, ``produces``, ``description`` and
+    :class:`genloom.contracts.Exporter` (``name``, ``produces``, ``description``, ``options`` and
     ``export(model_dir, out_dir, **options)``)."""
 
 

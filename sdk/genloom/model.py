@@ -37,6 +37,12 @@ class LoadedModel:
         return "cpu"
 
     @property
+    def provider(self) -> str:
+        """The ONNX Runtime execution provider in use (``CUDAExecutionProvider``, ``CPUExecutionProvider``), or
+        ``cpu`` for a model that runs elsewhere on the CPU."""
+        return self.device
+
+    @property
     def conditional(self) -> bool:
         """Whether ``generate`` takes class labels (``labels=[...]``)."""
         return False
@@ -112,7 +118,7 @@ class TorchModel(LoadedModel):
             raise ConfigError(f"'{self.generator.name}' does not stream; use generate()")
         request = validate_model(self.kind.sampling, settings, what="sampling settings")
         with inference(self.generator):
-            yield from self.generator.stream(request)  # type: ignore[attr-defined]
+            yield from self.generator.stream(request)
 
     def evaluate(self, data: Any) -> dict[str, float]:
         """The generator's own figures on held-out ``data`` (:meth:`Generator.evaluate`)."""

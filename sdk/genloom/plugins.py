@@ -228,7 +228,7 @@ def _build_registry() -> Registry:
         else:
             loaded.append((name, version, origin, plugin))
 
-    from genloom import __version__
+    from genloom.version import __version__
 
     for module_name in CORE_PLUGINS:
         add(module_name, __version__, "core", importlib.import_module(module_name))

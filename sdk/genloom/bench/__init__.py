@@ -1,5 +1,5 @@
-"""Benchmarks: throughput of genloom's paths beside the peers and the machine's roofs (``genloom bench``)."""
+"""``genloom bench``: :func:`genloom.bench.run.bench_artifact` and its :class:`genloom.bench.run.BenchReport`.
 
-from genloom.bench.run import BenchReport, bench_artifact
-
-__all__ = ["BenchReport", "bench_artifact"]
+The package imports nothing itself, so that a kind's benchmark (``genloom.bench.images``, ``genloom.bench.text``)
+imports only the measuring modules it uses.
+"""

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 import genloom
 from genloom.artifacts import ExportSection, read_manifest
@@ -27,6 +27,8 @@ from genloom.runtime.providers import CUDA, cuda_usable
 class BenchReport(BaseModel):
     """Everything one benchmark run measured; ``--json`` writes it as is."""
 
+    model_config = ConfigDict(extra="forbid")  # a kind's bench() returning another field is an error, not lost rows
+
     machine: Machine
     provider: str
     images: list[ImageRow] = []
@@ -36,10 +38,10 @@ class BenchReport(BaseModel):
 
 
 def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, machine: Machine | None = None,
-                   batches: tuple[int, ...] | None = None) -> BenchReport:
+                   batches: tuple[int, ...] | None = None, exporter: str | None = None) -> BenchReport:
     """Benchmark the model or export in ``path`` (at ``batches``, by default the kind's own). A torch model is
-    exported into a temporary folder first, by the installed exporter that makes genloom exports, with the
-    int8 variant where it offers one and fp16 where ONNX Runtime runs on CUDA."""
+    exported into a temporary folder first, by the exporter named ``exporter`` (by default the installed one that
+    makes genloom exports), with the kind's CPU variants where it offers them and fp16 where ONNX Runtime runs on CUDA."""
     require_training_install("genloom bench (it times PyTorch and reads graphs with onnx)")
     directory = Path(path)
     manifest = read_manifest(directory)
@@ -52,8 +54,8 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         if manifest.kind == "model":
             torch_model = genloom.load(directory)
             export_dir = Path(scratch) / "export"
-            exporter = registry.exporter().value
-            exporter.export(directory, export_dir, **_variants(exporter, kind.bench_variants))
+            chosen = registry.exporter(exporter).value
+            chosen.export(directory, export_dir, **_variants(chosen, kind.bench_variants))
         export = read_manifest(export_dir).export
         assert export is not None
         onnx_model = genloom.load(export_dir)

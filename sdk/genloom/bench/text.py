@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from genloom.bench.context import BenchContext
+from genloom.contracts import OffersBenchmarkPeer
 from genloom.bench.flops import weight_bytes_read
 from genloom.bench.machine import read_bandwidth
 from genloom.bench.measure import Timing, time_call
@@ -113,9 +114,9 @@ def bench_text(context: BenchContext) -> list[TextRow]:
     """The text kind's benchmark: the driver's peer (when it offers one), genloom's torch path (when benched from a
     trained model) and each ONNX Runtime path, at batch 1 and 8, beside the memory-bandwidth roof."""
     peer = None
-    offer = getattr(context.driver, "benchmark_peer", None)  # optional in genloom.contracts.RuntimeDriver
+    offers = isinstance(context.driver, OffersBenchmarkPeer)
     try:
-        peer = offer(context.paths[0].model, context.cuda) if offer else None
+        peer = context.driver.benchmark_peer(context.paths[0].model, context.cuda) if offers else None
         missing = f"the '{context.driver.name}' driver names no peer"
     except ImportError as absent:
         missing = f"{absent.name or 'transformers'} is not installed (the peer is transformers on torch)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from genloom.errors import DataError, NotAvailableError
 from genloom.evaluation.distances import NEIGHBOURS
@@ -16,6 +16,8 @@ from genloom.evaluation.images import MAX_SAMPLES, SetComparison
 
 class EvalReport(BaseModel):
     """Everything ``genloom eval`` measured; ``--json`` prints it as is."""
+
+    model_config = ConfigDict(extra="forbid")  # a kind's evaluate() returning another field is an error, not a lost figure
 
     model: str
     generator: str
