@@ -78,7 +78,7 @@ def train(
     registry = get_registry()
     registration = registry.generator(generator)
     generator_cls = registration.value
-    source = registry.data_source(data.partition(":")[0]).value
+    source = registry.source_for(data)
     if source.modality != generator_cls.modality:
         raise DataError(f"--data {data}: generator '{generator}' trains on {generator_cls.modality} data, but the data source "
                         f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)")

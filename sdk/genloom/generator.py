@@ -36,7 +36,7 @@ import numpy as np
 
 from genloom.config import NAME_PATTERN, GeneratorConfig
 from genloom.contracts import ExportSpec, GraphSpec
-from genloom.errors import ConfigError, PluginError
+from genloom.errors import ConfigError, DataError, PluginError
 from genloom.sampling import ImageSampling, TextSampling
 
 if TYPE_CHECKING:
@@ -193,8 +193,6 @@ class ImageGenerator(Generator[ImageSampling, np.ndarray]):
 
     def fit_data(self, data: Any) -> None:
         """Keep the image facts; a conditional generator needs labelled data (a DataError otherwise)."""
-        from genloom.errors import DataError
-
         super().fit_data(data)
         if self.capabilities.conditional and not self.facts.get("num_classes"):
             raise DataError(

@@ -132,6 +132,11 @@ class Registry:
         """Sorted names of one kind (``"generator"``, ``"data source"``, ...)."""
         return sorted(self.entries.get(kind, {}))
 
+    def source_for(self, spec: str) -> Any:
+        """The registered :class:`genloom.data.DataSource` that ``--data`` ``NAME`` or ``NAME:ARGUMENT`` names, unopened
+        (its ``modality`` says the kind of data it holds)."""
+        return self.data_source(spec.partition(":")[0]).value
+
     def open_data(self, spec: str) -> Any:
         """Open ``--data`` ``NAME`` or ``NAME:ARGUMENT`` through the registered data source."""
         name, sep, argument = spec.partition(":")

@@ -23,6 +23,12 @@ class Provenance:
     seed: int | None
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def unsaved(cls, generator: str, settings: Any) -> Provenance:
+        """The provenance of a result made by a generator not saved yet (during training, in the conformance kit):
+        no plugin or artifact to name, only the generator and the pydantic ``settings``."""
+        return cls(generator, "", "", "", getattr(settings, "seed", None), settings.model_dump())
+
 
 @dataclass(frozen=True)
 class ImageResult:

@@ -57,7 +57,7 @@ def check_generator(generator_cls: type[Generator], data: str, workdir: str | Pa
     registration = registry.registration_of("generator", generator_cls)
     plugin, version = (registration.plugin, registration.plugin_version) if registration else (UNREGISTERED, "")
     request = validate_model(kind.sampling, dict(settings or kind.check_settings), what="conformance settings")
-    source = registry.data_source(data.partition(":")[0]).value
+    source = registry.source_for(data)
     assert source.modality == kind.name, f"data source '{source.name}' holds {source.modality}, not {kind.name}"
     out = Path(workdir) / f"conformance-{generator_cls.name}"
     train(generator_cls, registry.open_data(data), out, {"steps": 2, **config}, kind=kind, plugin=plugin,
@@ -186,4 +186,4 @@ def _sample(generator: Generator, kind: DataKind, settings: Any) -> Any:
     generator.check_request(settings)
     with inference(generator):
         output = generator.sample(settings)
-    return kind.make_result(output, Provenance(generator.name, "", "", "", getattr(settings, "seed", None), settings.model_dump()))
+    return kind.make_result(output, Provenance.unsaved(generator.name, settings))

@@ -270,5 +270,4 @@ def _write_samples(generator: Generator, kind: DataKind, out: Path, step: int) -
     settings = validate_model(kind.sampling, values, what=f"training samples of '{generator.name}'")
     with inference(generator):
         output = generator.sample(settings)
-    provenance = Provenance(generator.name, "", "", "", generator.config.seed, settings.model_dump())
-    kind.write(kind.make_result(output, provenance), out / SAMPLES_DIR / f"samples-{step:06d}{kind.sample_suffix}")
+    kind.write(kind.make_result(output, Provenance.unsaved(generator.name, settings)), out / SAMPLES_DIR / f"samples-{step:06d}{kind.sample_suffix}")

@@ -52,7 +52,7 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
     model = genloom.load(model_dir)
     manifest = model.manifest
     kind = registry.kind(manifest.modality)
-    source = registry.data_source(data_spec.partition(":")[0]).value
+    source = registry.source_for(data_spec)
     if source.modality != manifest.modality:
         raise DataError(f"--data {data_spec}: '{model_dir}' makes {manifest.modality}, but '{source.name}' holds {source.modality}; "
                         "evaluate on the data it trained on")

@@ -13,6 +13,8 @@ from genloom.kinds import DataKind
 from genloom.results import ImageResult, Provenance
 from genloom.sampling import ImageSampling
 
+DEFAULT_OUT = "generated.png"
+
 
 def make_result(images: Any, provenance: Provenance) -> ImageResult:
     """``(N, C, H, W)`` float32 from a generator or an export -> an :class:`ImageResult` (``(N, H, W, C)``)."""
@@ -20,8 +22,8 @@ def make_result(images: Any, provenance: Provenance) -> ImageResult:
 
 
 def write(result: ImageResult, out: Path | None) -> str:
-    """The images tiled in one PNG at ``out``."""
-    target = Path(out or IMAGE.default_out or "generated.png")
+    """The images tiled in one PNG at ``out`` (the CLI passes the kind's default when the user gives none)."""
+    target = Path(out or DEFAULT_OUT)
     with atomic_path(target) as tmp:
         result.grid().save(tmp, format="PNG")
     return f"wrote {len(result.array)} images to {target}"
@@ -56,6 +58,6 @@ def bench(context: Any) -> dict[str, Any]:
 IMAGE = DataKind(
     name="image", dataset=ImageData, sampling=ImageSampling, result=ImageResult, make_result=make_result, write=write,
     compare=compare, to_json=to_json, check_settings={"n": 3, "seed": 7}, description="float images (N, H, W, C) in [0, 1]; a PNG grid",
-    default_out="generated.png", sample_suffix=".png", training_samples={"n": 64}, count_field="n",
+    default_out=DEFAULT_OUT, sample_suffix=".png", training_samples={"n": 64}, count_field="n",
     evaluate=evaluate, bench=bench,
 )
