@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import genloom
-from genloom.bench.run import BenchReport
 from genloom.bench.report import chart, table
+from genloom.bench.run import BenchReport
 from genloom.fileio import atomic_write_text
 
 DEMO_MODELS = (("gan", "digits", 500), ("vae", "digits", 2000), ("gpt", "pydoc", 200))
@@ -52,7 +52,9 @@ def gpt2_small(out: Path) -> Path:
         from genloom_text.generator import GPTConfig, GPTGenerator
 
         generator = GPTGenerator(GPTConfig(**GPT2_SMALL))
-        generator.tokenizer = Tokenizer.train(genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024)
+        generator.tokenizer = Tokenizer.train(
+            genloom.plugins.get_registry().open_data("pydoc").text[:200_000], "bpe", 1024
+        )
         generator.facts = {"vocab_size": GPT2_VOCAB, "prepend_end_of_text": True, "weights": "random"}
         return generator
 
@@ -89,8 +91,22 @@ def bench_alone(model: Path, repeats: int, tokens: int, scratch: Path) -> BenchR
     """``genloom bench MODEL`` in a fresh process (its table printed as it goes), read back from its ``--json``."""
     figures = scratch / f"{model.name}.json"
     print(f"== genloom bench {model} ==", flush=True)
-    done = subprocess.run([sys.executable, "-m", "genloom", "bench", str(model), "--repeats", str(repeats), "--tokens", str(tokens),
-                           "--json", str(figures)], check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genloom",
+            "bench",
+            str(model),
+            "--repeats",
+            str(repeats),
+            "--tokens",
+            str(tokens),
+            "--json",
+            str(figures),
+        ],
+        check=False,
+    )
     if done.returncode:
         raise SystemExit(f"compare: error: genloom bench {model} exited with {done.returncode}")
     return BenchReport.model_validate_json(figures.read_text(encoding="utf-8"))
@@ -104,14 +120,21 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [dcgan_64(args.out), gpt2_small(args.out)]
+    models = [demo_model(args.demo, args.out, *spec) for spec in DEMO_MODELS] + [
+        dcgan_64(args.out),
+        gpt2_small(args.out),
+    ]
     with tempfile.TemporaryDirectory() as scratch:
         reports = [bench_alone(model, args.repeats, args.tokens, Path(scratch)) for model in models]
     busiest = max((r.machine.busy_elsewhere for r in reports if r.machine.busy_elsewhere is not None), default=None)
-    combined = BenchReport(machine=reports[0].machine.model_copy(update={"busy_elsewhere": busiest}), provider=reports[0].provider,
-                           images=[row for r in reports for row in r.images], text=[row for r in reports for row in r.text],
-                           outputs=[row for r in reports for row in r.outputs],
-                           peer_unavailable=[line for r in reports for line in r.peer_unavailable])
+    combined = BenchReport(
+        machine=reports[0].machine.model_copy(update={"busy_elsewhere": busiest}),
+        provider=reports[0].provider,
+        images=[row for r in reports for row in r.images],
+        text=[row for r in reports for row in r.text],
+        outputs=[row for r in reports for row in r.outputs],
+        peer_unavailable=[line for r in reports for line in r.peer_unavailable],
+    )
     print("== all models ==")
     print(table(combined))
     atomic_write_text(args.out / "compare.json", combined.model_dump_json(indent=2) + "\n")

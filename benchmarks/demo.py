@@ -21,9 +21,9 @@ from pathlib import Path
 from PIL import Image
 
 import genloom
-from genloom.bench.run import BenchReport, bench_artifact
 from genloom.bench.machine import describe_machine
 from genloom.bench.report import chart, table
+from genloom.bench.run import BenchReport, bench_artifact
 from genloom.cli import main as genloom_cli
 from genloom.fileio import atomic_write_text
 
@@ -48,7 +48,9 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
                 shutil.rmtree(folder)
         print(f"\n== train {name} on {data} -> {model_dir} ==", flush=True)
         manifest = genloom.train(name, data, model_dir, **({"steps": steps} if steps else {}))
-        print(f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; curves: {model_dir / 'loss.png'}")
+        print(
+            f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; curves: {model_dir / 'loss.png'}"
+        )
         exported = exporter.export(model_dir, export_dir, int8=name == "gpt").export
         print(f"exported to {export_dir}; max |onnxruntime - torch| = {max(exported.parity_max_abs_diff.values()):.1e}")
         exports[name] = export_dir
@@ -60,22 +62,29 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
         path = out / f"digits-{name}-samples.png"
         grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(path)
         print(f"{name}: 64 digits -> {path}")
-    text = genloom.load(exports["gpt"]).generate(prompt=["The list", "A module"], max_new_tokens=40, do_sample=True,
-                                                 temperature=0.8, top_p=0.9, seed=0)
+    text = genloom.load(exports["gpt"]).generate(
+        prompt=["The list", "A module"], max_new_tokens=40, do_sample=True, temperature=0.8, top_p=0.9, seed=0
+    )
     for prompt, continuation in zip(["The list", "A module"], text.texts):
         print(f"gpt: {prompt}{continuation}".replace("\n", "\n     "))
 
     print("\n== throughput ==", flush=True)
     machine = describe_machine(repeats)
     reports = [bench_artifact(out / f"{data}-{name}", repeats=repeats, machine=machine) for name, data in MODELS]
-    combined = BenchReport(machine=machine, provider=reports[0].provider,
-                           images=[r for report in reports for r in report.images], text=[r for report in reports for r in report.text],
-                           outputs=[r for report in reports for r in report.outputs],
-                           peer_unavailable=[line for report in reports for line in report.peer_unavailable])
+    combined = BenchReport(
+        machine=machine,
+        provider=reports[0].provider,
+        images=[r for report in reports for r in report.images],
+        text=[r for report in reports for r in report.text],
+        outputs=[r for report in reports for r in report.outputs],
+        peer_unavailable=[line for report in reports for line in report.peer_unavailable],
+    )
     print(table(combined))
     atomic_write_text(out / "bench.json", combined.model_dump_json(indent=2) + "\n")
     chart(combined, out / "bench.png")
-    print(f"\nfigures: {out / 'bench.json'}, chart: {out / 'bench.png'}; demo took {time.perf_counter() - started:.0f}s")
+    print(
+        f"\nfigures: {out / 'bench.json'}, chart: {out / 'bench.png'}; demo took {time.perf_counter() - started:.0f}s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

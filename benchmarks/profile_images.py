@@ -38,8 +38,12 @@ def profile(export_dir: Path, batch: int, runs: int) -> list[dict]:
     options.log_severity_level = 3
     with tempfile.TemporaryDirectory() as scratch:
         options.profile_file_prefix = str(Path(scratch) / "profile")
-        options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")  # the graph after ONNX Runtime's fusions
-        session = onnxruntime.InferenceSession(str(export_dir / graph.file), options, providers=["CPUExecutionProvider"])
+        options.optimized_model_filepath = str(
+            Path(scratch) / "optimized.onnx"
+        )  # the graph after ONNX Runtime's fusions
+        session = onnxruntime.InferenceSession(
+            str(export_dir / graph.file), options, providers=["CPUExecutionProvider"]
+        )
         first = session.get_inputs()[0]
         feeds = {first.name: np.random.default_rng(0).standard_normal((batch, first.shape[1]), dtype=np.float32)}
         if len(session.get_inputs()) > 1:
@@ -56,11 +60,15 @@ def profile(export_dir: Path, batch: int, runs: int) -> list[dict]:
         node = per_node[event["name"].removesuffix("_kernel_time")]
         activations = [next(iter(shape.values())) for shape in args.get("input_type_shape", [])][:1]
         output = next(iter(args["output_type_shape"][0].values())) if args.get("output_type_shape") else []
-        weights = weight_shapes.get(event["name"].removesuffix("_kernel_time"), [])[:1]  # profiles leave out prepacked weights
+        weights = weight_shapes.get(event["name"].removesuffix("_kernel_time"), [])[
+            :1
+        ]  # profiles leave out prepacked weights
         node.update(op=args["op_name"], flops=op_flops(args["op_name"], activations + weights, output))
         node["microseconds"].append(event["dur"])
-    return [{"node": name, "op": n["op"], "flops": n["flops"], "seconds": statistics.median(n["microseconds"][2:]) / 1e6}
-            for name, n in per_node.items()]
+    return [
+        {"node": name, "op": n["op"], "flops": n["flops"], "seconds": statistics.median(n["microseconds"][2:]) / 1e6}
+        for name, n in per_node.items()
+    ]
 
 
 def _weight_shapes(optimized: Path) -> dict[str, list[list[int]]]:
@@ -69,7 +77,9 @@ def _weight_shapes(optimized: Path) -> dict[str, list[list[int]]]:
 
     model = onnx.load(str(optimized))
     initializers = {tensor.name: list(tensor.dims) for tensor in model.graph.initializer}
-    return {node.name: [initializers[name] for name in node.input[1:] if name in initializers] for node in model.graph.node}
+    return {
+        node.name: [initializers[name] for name in node.input[1:] if name in initializers] for node in model.graph.node
+    }
 
 
 def main() -> int:
@@ -82,13 +92,17 @@ def main() -> int:
     nodes = sorted(profile(args.export, args.batch, args.runs), key=lambda n: -n["seconds"])
     total = sum(n["seconds"] for n in nodes)
     flops = sum(n["flops"] for n in nodes)
-    print(f"{args.export} at batch {args.batch}: kernels {total * 1e3:.2f} ms per run, {flops / 1e9:.2f} GFLOP, "
-          f"{flops / total / 1e9:.0f} GFLOP/s = {flops / total / 1e9 / roof:.0%} of the {roof:.0f} GFLOP/s matmul roof")
+    print(
+        f"{args.export} at batch {args.batch}: kernels {total * 1e3:.2f} ms per run, {flops / 1e9:.2f} GFLOP, "
+        f"{flops / total / 1e9:.0f} GFLOP/s = {flops / total / 1e9 / roof:.0%} of the {roof:.0f} GFLOP/s matmul roof"
+    )
     print(f"{'node':<48}{'op':<22}{'ms':>9}{'of run':>8}{'GFLOP/s':>9}{'of roof':>9}")
     for n in nodes:
         rate = n["flops"] / n["seconds"] / 1e9 if n["flops"] else None
-        print(f"{n['node'][:47]:<48}{n['op']:<22}{n['seconds'] * 1e3:>9.3f}{n['seconds'] / total:>8.1%}"
-              + (f"{rate:>9.0f}{rate / roof:>9.0%}" if rate else f"{'-':>9}{'-':>9}"))
+        print(
+            f"{n['node'][:47]:<48}{n['op']:<22}{n['seconds'] * 1e3:>9.3f}{n['seconds'] / total:>8.1%}"
+            + (f"{rate:>9.0f}{rate / roof:>9.0%}" if rate else f"{'-':>9}{'-':>9}")
+        )
     return 0
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 import genloom
+from genloom.generator import inference
 from genloom.sampling import TextSampling
 from genloom.textgen import generate
-from genloom.generator import inference
 from genloom_text.sessions import RecomputingSession
 
 
@@ -57,8 +57,10 @@ def main() -> None:
     generator = genloom.load(args.model_dir).generator
     limit = generator.context_length - 1 if generator.context_length else args.tokens
     settings = TextSampling(prompt="", max_new_tokens=min(args.tokens, limit), min_new_tokens=min(args.tokens, limit))
-    print(f"{generator.name} ({sum(p.numel() for p in generator.network.parameters()):,} parameters), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, greedy, batch 1")
+    print(
+        f"{generator.name} ({sum(p.numel() for p in generator.network.parameters()):,} parameters), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, greedy, batch 1"
+    )
     with inference(generator):
         for label, model in (("with cache", Measured(generator, False)), ("recomputing", Measured(generator, True))):
             rate, made = tokens_per_second(model, settings, args.repeats)

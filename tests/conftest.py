@@ -86,7 +86,9 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
             main(list(args))
         except SystemExit as exit_:
             code = exit_.code
-    return subprocess.CompletedProcess(["genloom", *args], code if isinstance(code, int) else 1, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess(
+        ["genloom", *args], code if isinstance(code, int) else 1, stdout.getvalue(), stderr.getvalue()
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

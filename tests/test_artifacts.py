@@ -68,8 +68,13 @@ def test_a_format_version_genloom_never_writes_is_refused(trained: Path, tmp_pat
     manifest = json.loads((model / "manifest.json").read_text())
     manifest["format_version"] = version
     (model / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match=re.escape(f"format_version is {json.dumps(version)}, not a version genloom writes (1 to "
-                                                      f"{FORMAT_VERSION}); the model directory is damaged or not genloom's")):
+    with pytest.raises(
+        ArtifactError,
+        match=re.escape(
+            f"format_version is {json.dumps(version)}, not a version genloom writes (1 to "
+            f"{FORMAT_VERSION}); the model directory is damaged or not genloom's"
+        ),
+    ):
         genloom.load(model)
 
 
@@ -80,8 +85,16 @@ def test_a_directory_without_manifest_is_not_a_model(tmp_path: Path) -> None:
 
 def test_file_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="is not allowed"):
-        write_artifact(tmp_path, {"../evil.bin": b"x"}, generator="g", plugin="p", plugin_version="1",
-                       modality="image", config={}, facts={})
+        write_artifact(
+            tmp_path,
+            {"../evil.bin": b"x"},
+            generator="g",
+            plugin="p",
+            plugin_version="1",
+            modality="image",
+            config={},
+            facts={},
+        )
 
 
 def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:

@@ -24,7 +24,18 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_generate_writes_a_grid_and_the_array_and_a_seed_reproduces(model: Path, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        result = run_cli("generate", str(model), "-n", "9", "--seed", "5", "--out", str(tmp_path / f"{name}.png"), "--npy", str(tmp_path / f"{name}.npy"))
+        result = run_cli(
+            "generate",
+            str(model),
+            "-n",
+            "9",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path / f"{name}.png"),
+            "--npy",
+            str(tmp_path / f"{name}.npy"),
+        )
         assert result.returncode == 0, result.stderr
     first, second = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert first.shape == (9, 8, 8, 1) and first.dtype == np.float32
@@ -56,14 +67,26 @@ def test_schema_documents_every_knob() -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["train", "gan", "--data", "digits", "--out", "{tmp}/x", "--set", "beta1=2"], ["field 'beta1'", "less than 1"]),
+        (
+            ["train", "gan", "--data", "digits", "--out", "{tmp}/x", "--set", "beta1=2"],
+            ["field 'beta1'", "less than 1"],
+        ),
         (["train", "gan", "--data", "digits", "--out", "{tmp}/x", "--set", "width"], ["--set expects key=value"]),
         (["train", "gan", "--data", "nowhere", "--out", "{tmp}/x"], ["no data source named 'nowhere'"]),
         (["train", "gan", "--data", "pydoc", "--out", "{tmp}/x"], ["trains on image data", "holds text"]),
-        (["train", "gpt", "--data", "digits", "--out", "{tmp}/x"], ["--data digits", "'gpt' trains on text data", "holds image"]),
-        (["generate", "{model}", "--prompt", "The"], ["--prompt: this model makes image; its settings are n, seed, labels"]),
+        (
+            ["train", "gpt", "--data", "digits", "--out", "{tmp}/x"],
+            ["--data digits", "'gpt' trains on text data", "holds image"],
+        ),
+        (
+            ["generate", "{model}", "--prompt", "The"],
+            ["--prompt: this model makes image; its settings are n, seed, labels"],
+        ),
         (["export", "{model}", "--out", "{tmp}/e", "--exporter", "nope"], ["no exporter named 'nope'"]),
-        (["export", "{model}", "--out", "{tmp}/e", "--option", "bogus=1"], ["--bogus: the 'onnx' exporter takes no such option", "opset, fp16, int8"]),
+        (
+            ["export", "{model}", "--out", "{tmp}/e", "--option", "bogus=1"],
+            ["--bogus: the 'onnx' exporter takes no such option", "opset, fp16, int8"],
+        ),
         (["bench", "{model}", "--exporter", "nope"], ["no exporter named 'nope'"]),
         (["train", "gan", "--out", "{tmp}/x"], ["Missing option '--data'", "genloom train --help"]),
         (["train", "nope", "--data", "digits", "--out", "{tmp}/x"], ["no generator named 'nope'"]),
@@ -80,7 +103,9 @@ def test_schema_documents_every_knob() -> None:
         (["eval", "{model}", "--data", "pydoc"], ["makes image", "holds text"]),
     ],
 )
-def test_bad_input_is_one_line_exit_2_no_traceback(model: Path, tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+def test_bad_input_is_one_line_exit_2_no_traceback(
+    model: Path, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
     result = run_cli(*(a.format(tmp=tmp_path, model=model) for a in args))
     assert_one_line_error(result, *fragments)
 
@@ -97,14 +122,24 @@ def test_generate_checks_its_output_paths_before_it_writes_anything(model: Path,
 
 def test_generate_into_a_path_below_a_file_is_one_line(model: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    assert_one_line_error(run_cli("generate", str(model), "--out", str(tmp_path / "file" / "grid.png")), "--out", "is a file")
+    assert_one_line_error(
+        run_cli("generate", str(model), "--out", str(tmp_path / "file" / "grid.png")), "--out", "is a file"
+    )
 
 
 def test_eval_of_a_conditional_model_on_unlabelled_data_says_so_before_any_work(tmp_path: Path) -> None:
     model = tmp_path / "cgan"
-    genloom.train("cgan", "digits", model, progress=False, steps=2, width=8, latent_dim=8, batch_size=16, sample_every=0)
+    genloom.train(
+        "cgan", "digits", model, progress=False, steps=2, width=8, latent_dim=8, batch_size=16, sample_every=0
+    )
     images = np.random.default_rng(0).random((40, 8, 8), dtype=np.float32)
     np.savez(tmp_path / "unlabelled.npz", images=images)
-    result = run_cli("eval", str(model), "--data", f"npz:{tmp_path / 'unlabelled.npz'}", env={"GENLOOM_CACHE_DIR": str(tmp_path / "cache")})
+    result = run_cli(
+        "eval",
+        str(model),
+        "--data",
+        f"npz:{tmp_path / 'unlabelled.npz'}",
+        env={"GENLOOM_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert_one_line_error(result, "'cgan' is conditional", "has no labels")
     assert not (tmp_path / "cache").exists()  # no feature classifier was trained first

@@ -19,7 +19,14 @@ from tests.conftest import cli_in_process
 
 IMAGE_TINY = {"width": 8, "latent_dim": 4, "batch_size": 16, "sample_every": 0}
 TEXT_TINY = {"width": 32, "layers": 1, "context_length": 32, "batch_size": 8, "vocab_size": 300, "warmup_steps": 2}
-GENERATORS = {"gan": IMAGE_TINY, "cgan": IMAGE_TINY, "vae": IMAGE_TINY, "cvae": IMAGE_TINY, "gpt": TEXT_TINY, "lstm": TEXT_TINY}
+GENERATORS = {
+    "gan": IMAGE_TINY,
+    "cgan": IMAGE_TINY,
+    "vae": IMAGE_TINY,
+    "cvae": IMAGE_TINY,
+    "gpt": TEXT_TINY,
+    "lstm": TEXT_TINY,
+}
 CONDITIONAL = {"cgan", "cvae"}
 FORMS = ("trained", "export")
 CASES = [(name, form) for name in GENERATORS for form in FORMS]
@@ -53,7 +60,18 @@ def models(workspace: dict[str, str]) -> dict[tuple[str, str], Path]:
     for name, tiny in GENERATORS.items():
         trained, exported = root / name, root / f"{name}-onnx"
         settings = [part for key, value in tiny.items() for part in ("--set", f"{key}={value}")]
-        printed = ok("train", name, "--data", data_of(name, workspace), "--out", str(trained), "--steps", "6", "--quiet", *settings)
+        printed = ok(
+            "train",
+            name,
+            "--data",
+            data_of(name, workspace),
+            "--out",
+            str(trained),
+            "--steps",
+            "6",
+            "--quiet",
+            *settings,
+        )
         assert f"trained '{name}' for 6 steps" in printed and f"model saved in {trained}" in printed
         printed = ok("export", str(trained), "--out", str(exported))
         assert f"exported '{name}' to {exported}" in printed
@@ -72,7 +90,9 @@ def test_schema_and_plugins_list_every_generator(name: str) -> None:
 def test_info(models: dict[tuple[str, str], Path], name: str, form: str) -> None:
     details = json.loads(ok("info", str(models[(name, form)]), "--json"))
     assert details["generator"] == name
-    assert (details["kind"], details["backend"]) == (("model", "torch") if form == "trained" else ("export", "onnxruntime"))
+    assert (details["kind"], details["backend"]) == (
+        ("model", "torch") if form == "trained" else ("export", "onnxruntime")
+    )
     assert "generator" in ok("info", str(models[(name, form)]))
 
 
@@ -86,12 +106,38 @@ def test_generate(models: dict[tuple[str, str], Path], tmp_path: Path, name: str
         assert streamed.strip()
         return
     labels = ["--labels", "1,2"] if name in CONDITIONAL else []
-    ok("generate", str(model), "-n", "4", "--seed", "3", *labels, "--out", str(tmp_path / "grid.png"), "--npy", str(tmp_path / "a.npy"))
+    ok(
+        "generate",
+        str(model),
+        "-n",
+        "4",
+        "--seed",
+        "3",
+        *labels,
+        "--out",
+        str(tmp_path / "grid.png"),
+        "--npy",
+        str(tmp_path / "a.npy"),
+    )
     images = np.load(tmp_path / "a.npy")
-    assert images.shape == (4, 8, 8, 1) and Image.open(tmp_path / "grid.png").size == (19, 19)  # 2x2 tiles of 8 px, 1 px padding
+    assert images.shape == (4, 8, 8, 1) and Image.open(tmp_path / "grid.png").size == (
+        19,
+        19,
+    )  # 2x2 tiles of 8 px, 1 px padding
     if form == "export":  # the same seed makes the same images on both backends
-        ok("generate", str(models[(name, "trained")]), "-n", "4", "--seed", "3", *labels, "--out", str(tmp_path / "t.png"),
-           "--npy", str(tmp_path / "t.npy"))
+        ok(
+            "generate",
+            str(models[(name, "trained")]),
+            "-n",
+            "4",
+            "--seed",
+            "3",
+            *labels,
+            "--out",
+            str(tmp_path / "t.png"),
+            "--npy",
+            str(tmp_path / "t.npy"),
+        )
         np.testing.assert_allclose(images, np.load(tmp_path / "t.npy"), atol=1e-4)
 
 

@@ -43,7 +43,9 @@ def test_the_validation_split_is_fixed_and_disjoint() -> None:
     assert (len(train), len(validation)) == (1618, 179) and (train.part, validation.part) == ("train", "validation")
     np.testing.assert_array_equal(train.images, again.images)
     rows = {row.tobytes() for row in train.images}
-    assert not any(row.tobytes() in rows for row in validation.images if (data.images == row).all(axis=(1, 2, 3)).sum() == 1)
+    assert not any(
+        row.tobytes() in rows for row in validation.images if (data.images == row).all(axis=(1, 2, 3)).sum() == 1
+    )
     assert data.split(0.0)[1] is None
 
 
@@ -126,7 +128,10 @@ def test_npz_problems_name_the_fix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        (np.array([0, 1, 2, MAX_CLASSES]), f"'labels' range over 0..{MAX_CLASSES}; they must be class indices 0..K-1 (at most {MAX_CLASSES} classes)"),
+        (
+            np.array([0, 1, 2, MAX_CLASSES]),
+            f"'labels' range over 0..{MAX_CLASSES}; they must be class indices 0..K-1 (at most {MAX_CLASSES} classes)",
+        ),
         (np.array([-1, 0, 1, 0]), "'labels' range over -1..1; they must be class indices 0..K-1"),
         (np.linspace(0, 1, 4), "'labels' are float64, not integers"),
         (np.array([True, False, True, False]), "'labels' are bool, not integers"),
@@ -142,9 +147,24 @@ def test_npz_labels_must_be_class_indices_0_to_k_minus_1(tmp_path: Path, labels:
 
 def test_a_label_past_the_class_bound_is_one_line_on_the_cli_before_any_training(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 0, 10 * MAX_CLASSES]))
-    result = cli_in_process("train", "cgan", "--data", f"npz:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "run"), "--steps", "1",
-                            "--set", "width=8", "--set", "latent_dim=8", "--quiet")
-    assert_one_line_error(result, f"'labels' range over 0..{10 * MAX_CLASSES}", str(tmp_path / "d.npz"), "number the classes from 0")
+    result = cli_in_process(
+        "train",
+        "cgan",
+        "--data",
+        f"npz:{tmp_path / 'd.npz'}",
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "1",
+        "--set",
+        "width=8",
+        "--set",
+        "latent_dim=8",
+        "--quiet",
+    )
+    assert_one_line_error(
+        result, f"'labels' range over 0..{10 * MAX_CLASSES}", str(tmp_path / "d.npz"), "number the classes from 0"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -153,9 +173,13 @@ def test_non_finite_images_are_refused_when_the_data_is_opened(tmp_path: Path, b
     images = np.full((3, 8, 8), 0.5, np.float32)
     images[1, 2, 3] = bad
     np.savez(tmp_path / "d.npz", images=images)
-    with pytest.raises(DataError, match=re.escape(f"npz: float 'images' in '{tmp_path / 'd.npz'}' hold NaN or infinite values")):
+    with pytest.raises(
+        DataError, match=re.escape(f"npz: float 'images' in '{tmp_path / 'd.npz'}' hold NaN or infinite values")
+    ):
         open_data(f"npz:{tmp_path / 'd.npz'}")
-    with pytest.raises(DataError, match="data source 'plugin-data': images hold NaN or infinite values \\(the first at image 1\\)"):
+    with pytest.raises(
+        DataError, match="data source 'plugin-data': images hold NaN or infinite values \\(the first at image 1\\)"
+    ):
         ImageData(images[:, None], source="plugin-data")
 
 

@@ -14,8 +14,19 @@ ROOT = Path(__file__).parents[1]
 
 def test_demo_trains_exports_generates_and_benchmarks(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "demo.py"), "--out", str(tmp_path), "--steps", "20", "--repeats", "1"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "demo.py"),
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "20",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("trained 20 steps") == 3

@@ -62,7 +62,9 @@ def test_eval_reports_model_and_real_reference_and_caches_the_classifier(cgan_mo
     assert "real vs real" in table and "label accuracy" in table and "frechet distance" in table
 
 
-def test_unlabelled_data_gets_a_rotation_classifier_and_vae_held_out_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unlabelled_data_gets_a_rotation_classifier_and_vae_held_out_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GENLOOM_CACHE_DIR", str(tmp_path / "cache"))
     digits = genloom.plugins.get_registry().open_data("digits").images[:400, 0]
     np.savez(tmp_path / "plain.npz", images=(digits * 255).astype(np.uint8))
@@ -77,4 +79,6 @@ def test_unlabelled_data_gets_a_rotation_classifier_and_vae_held_out_figures(tmp
 
 
 def test_eval_needs_the_data_it_trained_on(cgan_model: Path) -> None:
-    assert_one_line_error(run_cli("eval", str(cgan_model), "--data", "digits:32"), "the model makes 8x8 images", "holds 32x32")
+    assert_one_line_error(
+        run_cli("eval", str(cgan_model), "--data", "digits:32"), "the model makes 8x8 images", "holds 32x32"
+    )

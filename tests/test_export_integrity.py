@@ -74,20 +74,29 @@ def graph_entry(manifest: dict[str, Any]) -> dict[str, Any]:
 
 # Item 3: every file a load opens is inside the directory and hashed.
 
+
 def test_a_graph_file_outside_the_directory_is_refused(exported: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(exported / "generator.onnx", outside / "evil.onnx")
     relative = tampered(exported, tmp_path, lambda m: graph_entry(m).update(file="../outside/evil.onnx"))
-    assert_refused(relative, "export.graphs[0].file is '../outside/evil.onnx', not a plain file name inside the model directory", cli=True)
+    assert_refused(
+        relative,
+        "export.graphs[0].file is '../outside/evil.onnx', not a plain file name inside the model directory",
+        cli=True,
+    )
     shutil.rmtree(relative)
     absolute = tampered(exported, tmp_path, lambda m: graph_entry(m).update(file=str(outside / "evil.onnx")))
     assert_refused(absolute, "export.graphs[0].file", "not a plain file name")
 
 
 def test_variants_and_the_tokenizer_must_be_listed_files(exported: Path, tmp_path: Path) -> None:
-    unlisted = tampered(exported, tmp_path, lambda m: graph_entry(m)["variants"].update(int8="generator.int8.onnx"),
-                        **{"generator.int8.onnx": (exported / "generator.onnx").read_bytes()})
+    unlisted = tampered(
+        exported,
+        tmp_path,
+        lambda m: graph_entry(m)["variants"].update(int8="generator.int8.onnx"),
+        **{"generator.int8.onnx": (exported / "generator.onnx").read_bytes()},
+    )
     assert_refused(unlisted, "export.graphs[0].variants.int8 names 'generator.int8.onnx', which is not among the files")
     shutil.rmtree(unlisted)
     # The text drivers open their tokenizer only once it is checked the same way (the manifest is a text export's).
@@ -113,18 +122,29 @@ def external_data_graph(source: Path, location: str) -> bytes:
 def test_external_data_outside_the_listed_files_is_refused(exported: Path, tmp_path: Path) -> None:
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "evil.bin").write_bytes(b"\0" * 4096)
-    escaping = tampered(exported, tmp_path, **{"generator.onnx": external_data_graph(exported / "generator.onnx", "../outside/evil.bin")})
-    assert_refused(escaping, "generator.onnx keeps weights in external data '../outside/evil.bin', which is not among the files", cli=True)
+    escaping = tampered(
+        exported,
+        tmp_path,
+        **{"generator.onnx": external_data_graph(exported / "generator.onnx", "../outside/evil.bin")},
+    )
+    assert_refused(
+        escaping,
+        "generator.onnx keeps weights in external data '../outside/evil.bin', which is not among the files",
+        cli=True,
+    )
 
 
 @pytest.mark.timeout(120)
-def test_an_export_with_external_data_lists_and_hashes_it(trained: Path, exported: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_export_with_external_data_lists_and_hashes_it(
+    trained: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(genloom_onnx.exporter, "EXTERNAL_DATA_ABOVE_BYTES", 0)  # as a graph past 2 GiB would
     manifest = exporter().export(trained, tmp_path / "external")
     assert set(manifest.files) == {"generator.onnx", "generator.onnx.data"}
     model = genloom.load(tmp_path / "external", providers="cpu")
-    np.testing.assert_array_equal(model.generate(n=2, seed=1).array, genloom.load(exported, providers="cpu").generate(n=2, seed=1).array)
+    np.testing.assert_array_equal(
+        model.generate(n=2, seed=1).array, genloom.load(exported, providers="cpu").generate(n=2, seed=1).array
+    )
     data = tmp_path / "external" / "generator.onnx.data"
     data.write_bytes(data.read_bytes()[:-1] + b"\1")
     with pytest.raises(ArtifactError, match="generator.onnx.data is corrupted"):
@@ -133,10 +153,14 @@ def test_an_export_with_external_data_lists_and_hashes_it(trained: Path, exporte
 
 # Item 11: tampered exports whose hashes were updated are one clear error.
 
+
 def test_a_truncated_graph_is_one_clear_error(exported: Path, tmp_path: Path) -> None:
     graph = (exported / "generator.onnx").read_bytes()
-    assert_refused(tampered(exported, tmp_path, **{"generator.onnx": graph[: len(graph) // 2]}),
-                   "generator.onnx is not a valid ONNX graph (truncated or damaged); re-export the model", cli=True)
+    assert_refused(
+        tampered(exported, tmp_path, **{"generator.onnx": graph[: len(graph) // 2]}),
+        "generator.onnx is not a valid ONNX graph (truncated or damaged); re-export the model",
+        cli=True,
+    )
 
 
 def test_a_graph_onnx_runtime_cannot_open_is_one_clear_error(exported: Path, tmp_path: Path) -> None:
@@ -144,17 +168,28 @@ def test_a_graph_onnx_runtime_cannot_open_is_one_clear_error(exported: Path, tmp
 
     model = onnx.load(str(exported / "generator.onnx"))
     model.graph.node[0].op_type = "NoSuchOperator"
-    assert_refused(tampered(exported, tmp_path, **{"generator.onnx": model.SerializeToString()}),
-                   "generator.onnx: ONNX Runtime cannot open this graph", "re-export the model")
+    assert_refused(
+        tampered(exported, tmp_path, **{"generator.onnx": model.SerializeToString()}),
+        "generator.onnx: ONNX Runtime cannot open this graph",
+        "re-export the model",
+    )
 
 
 def test_an_export_section_without_graphs_names_the_field(exported: Path, tmp_path: Path) -> None:
-    assert_refused(tampered(exported, tmp_path, lambda m: m["export"].update(graphs=[])), "field 'export.graphs'", "re-export the model")
+    assert_refused(
+        tampered(exported, tmp_path, lambda m: m["export"].update(graphs=[])),
+        "field 'export.graphs'",
+        "re-export the model",
+    )
 
 
 def test_a_torch_model_that_says_it_is_an_export_names_the_inconsistency(trained: Path, tmp_path: Path) -> None:
-    assert_refused(tampered(trained, tmp_path, lambda m: m.update(kind="export")),
-                   "is inconsistent: kind is 'export' but it has no 'export' section", "set kind to 'model'", cli=True)
+    assert_refused(
+        tampered(trained, tmp_path, lambda m: m.update(kind="export")),
+        "is inconsistent: kind is 'export' but it has no 'export' section",
+        "set kind to 'model'",
+        cli=True,
+    )
 
 
 # Item 7: a killed export leaves nothing that looks valid, and the next export clears it away.
@@ -254,12 +289,14 @@ def staging_directories(out: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(240)
-def test_a_killed_export_leaves_no_valid_looking_directory_and_the_next_export_cleans_up(plugin_models: dict[str, Path],
-                                                                                         tmp_path: Path) -> None:
+def test_a_killed_export_leaves_no_valid_looking_directory_and_the_next_export_cleans_up(
+    plugin_models: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "exports" / "slow"
     command = [sys.executable, "-m", "genloom", "export", str(plugin_models["slow-images"]), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, "SLOW_IMAGES_SECONDS": "60"})
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SLOW_IMAGES_SECONDS": "60"}
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and process.poll() is None:
@@ -283,24 +320,31 @@ def test_a_killed_export_leaves_no_valid_looking_directory_and_the_next_export_c
 
 # Item 2: which exporter wrote each graph is recorded, and a fallback says why, once.
 
-def test_a_fallback_to_torchscript_is_recorded_with_its_reason_and_warned_about_once(plugin_models: dict[str, Path], tmp_path: Path,
-                                                                                    capfd: pytest.CaptureFixture[str]) -> None:
+
+def test_a_fallback_to_torchscript_is_recorded_with_its_reason_and_warned_about_once(
+    plugin_models: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     manifest = exporter().export(plugin_models["branchy-images"], tmp_path / "branchy")
     (graph,) = manifest.export.graphs
     assert graph.exporter == "torchscript"
     assert graph.fallback_reason.startswith("TorchExportError: Failed to export the model with torch.export.")
     assert capfd.readouterr().err.splitlines() == [
         f"genloom: warning: graph 'generator': the torch.export-based exporter failed ({graph.fallback_reason}); "
-        "exported with the TorchScript exporter instead"]
-    assert json.loads((tmp_path / "branchy" / "manifest.json").read_text())["export"]["graphs"][0]["exporter"] == "torchscript"
+        "exported with the TorchScript exporter instead"
+    ]
+    assert (
+        json.loads((tmp_path / "branchy" / "manifest.json").read_text())["export"]["graphs"][0]["exporter"]
+        == "torchscript"
+    )
 
 
 # Item 12: an operator neither exporter converts is one line naming the graph and the operator.
 
+
 @pytest.mark.timeout(240)
-def test_an_operator_no_exporter_converts_is_one_line_with_the_trace_behind_verbose(plugin_models: dict[str, Path],
-                                                                                   tmp_path: Path,
-                                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+def test_an_operator_no_exporter_converts_is_one_line_with_the_trace_behind_verbose(
+    plugin_models: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     model = plugin_models["lgamma-images"]
     result = run_cli("export", str(model), "--out", str(tmp_path / "plain"))
     assert_one_line_error(result, "graph 'generator': neither ONNX exporter", "operator aten::lgamma", "--verbose")
@@ -312,19 +356,32 @@ def test_an_operator_no_exporter_converts_is_one_line_with_the_trace_behind_verb
         main(["export", str(model), "--out", str(tmp_path / "verbose"), "--verbose"])
     assert exited.value.code == 2
     lines = capfd.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith("genloom: error: graph 'generator': neither ONNX exporter") and "aten::lgamma" in lines[-1]
+    assert (
+        lines[-1].startswith("genloom: error: graph 'generator': neither ONNX exporter") and "aten::lgamma" in lines[-1]
+    )
     assert "Traceback" in "\n".join(lines) and "Torch IR graph at exception" in "\n".join(lines)
 
 
 # Item 10: --out is checked before the export starts.
 
+
 @pytest.mark.parametrize("kind", ["file", "non-empty directory", "below a file"])
-def test_a_bad_out_is_refused_before_any_work(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+def test_a_bad_out_is_refused_before_any_work(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     (tmp_path / "taken").write_text("x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("x")
-    out = {"file": tmp_path / "taken", "non-empty directory": tmp_path / "full", "below a file": tmp_path / "taken" / "export"}[kind]
-    expected = {"file": "is a file, not a directory", "non-empty directory": "is not empty", "below a file": "is a file, so"}[kind]
+    out = {
+        "file": tmp_path / "taken",
+        "non-empty directory": tmp_path / "full",
+        "below a file": tmp_path / "taken" / "export",
+    }[kind]
+    expected = {
+        "file": "is a file, not a directory",
+        "non-empty directory": "is not empty",
+        "below a file": "is a file, so",
+    }[kind]
     import genloom.artifacts
 
     monkeypatch.setattr(genloom, "load", lambda *a, **k: pytest.fail("the model was loaded before --out was checked"))

@@ -17,10 +17,18 @@ from genloom_gan import DCGAN, ConditionalDCGAN
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0}
 
 
-@pytest.mark.parametrize(("loss", "logged"), [("non-saturating", {"d_loss", "g_loss"}), ("hinge", {"d_loss", "g_loss"}),
-                                              ("wgan-gp", {"d_loss", "g_loss", "gradient_penalty"})])
+@pytest.mark.parametrize(
+    ("loss", "logged"),
+    [
+        ("non-saturating", {"d_loss", "g_loss"}),
+        ("hinge", {"d_loss", "g_loss"}),
+        ("wgan-gp", {"d_loss", "g_loss", "gradient_penalty"}),
+    ],
+)
 def test_each_loss_trains_and_logs_its_terms(tmp_path: Path, loss: str, logged: set[str]) -> None:
-    manifest = genloom.train("gan", "digits", tmp_path, progress=False, steps=10, log_every=5, loss=loss, d_steps=2, **TINY)
+    manifest = genloom.train(
+        "gan", "digits", tmp_path, progress=False, steps=10, log_every=5, loss=loss, d_steps=2, **TINY
+    )
     assert set(manifest.training.final_metrics) == logged
     assert all(math.isfinite(v) for v in manifest.training.final_metrics.values())
     assert json.loads((tmp_path / "manifest.json").read_text())["config"]["loss"] == loss
@@ -40,7 +48,9 @@ def test_samples_come_from_the_moving_average_generator(tmp_path: Path) -> None:
     assert not np.array_equal(ema.generate(n=4, seed=0).array, raw.generate(n=4, seed=0).array)
 
 
-def test_the_moving_average_warms_up_so_a_short_run_samples_trained_weights_not_the_initialisation(tmp_path: Path) -> None:
+def test_the_moving_average_warms_up_so_a_short_run_samples_trained_weights_not_the_initialisation(
+    tmp_path: Path,
+) -> None:
     import torch
 
     genloom.train("gan", "digits", tmp_path, progress=False, steps=20, **TINY)  # the default ema_decay, 0.999

@@ -12,8 +12,12 @@ import genloom
 from genloom.errors import DataError
 
 SMALL = {"batch_size": 16, "sample_every": 2, "eval_every": 0}
-SMALL_BY_GENERATOR = {"gan": {"width": 8, "latent_dim": 8}, "cgan": {"width": 8, "latent_dim": 8},
-                      "vae": {"width": 8, "latent_dim": 4}, "cvae": {"width": 8, "latent_dim": 4}}
+SMALL_BY_GENERATOR = {
+    "gan": {"width": 8, "latent_dim": 8},
+    "cgan": {"width": 8, "latent_dim": 8},
+    "vae": {"width": 8, "latent_dim": 4},
+    "cvae": {"width": 8, "latent_dim": 4},
+}
 
 
 def write_rgb_folder(root: Path, per_class: int = 12) -> None:
@@ -42,7 +46,15 @@ def test_training_on_digits_upscaled_to_16_pixels(tmp_path: Path, generator: str
 def test_training_on_a_folder_of_32px_rgb_pictures(tmp_path: Path, generator: str) -> None:
     write_rgb_folder(tmp_path / "pictures")
     out = tmp_path / "model"
-    genloom.train(generator, f"image-folder:{tmp_path / 'pictures'}", out, progress=False, steps=4, **SMALL, **SMALL_BY_GENERATOR[generator])
+    genloom.train(
+        generator,
+        f"image-folder:{tmp_path / 'pictures'}",
+        out,
+        progress=False,
+        steps=4,
+        **SMALL,
+        **SMALL_BY_GENERATOR[generator],
+    )
     model = genloom.load(out)
     labels = {"labels": [0, 1]} if generator == "cgan" else {}
     result = model.generate(n=4, seed=0, **labels)
@@ -55,7 +67,9 @@ def test_training_on_a_folder_of_32px_rgb_pictures(tmp_path: Path, generator: st
 @pytest.mark.parametrize("generator", ["cgan", "cvae"])
 def test_conditional_generators_need_labelled_data(tmp_path: Path, generator: str) -> None:
     np.savez(tmp_path / "unlabelled.npz", images=np.zeros((8, 8, 8), np.uint8))
-    with pytest.raises(DataError, match=f"'{generator}' is conditional and needs labelled data, but 'npz:.*' has no labels"):
+    with pytest.raises(
+        DataError, match=f"'{generator}' is conditional and needs labelled data, but 'npz:.*' has no labels"
+    ):
         genloom.train(generator, f"npz:{tmp_path / 'unlabelled.npz'}", tmp_path / "out", progress=False)
 
 

@@ -111,18 +111,30 @@ def read_series(path: Path) -> np.ndarray:
 
 def without_torch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``genloom ARGS`` in a fresh process where torch cannot be imported."""
-    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_plugin_of_a_new_kind_trains_generates_exports_and_runs_its_export_without_torch(series_site: Path, tmp_path: Path) -> None:
+def test_a_plugin_of_a_new_kind_trains_generates_exports_and_runs_its_export_without_torch(
+    series_site: Path, tmp_path: Path
+) -> None:
     env = {"PYTHONPATH": str(series_site)}
     listed = run_cli("plugins", env=env)
     plugin = [line for line in listed.stdout.splitlines() if line.split()[:4] == ["series", "0.1.0", "entry", "point"]]
     assert len(plugin) == 1, listed.stdout
-    for provided in ("data kinds: series", "generators: series-mmd", "data sources: sines", "runtime drivers: series-from-noise"):
+    for provided in (
+        "data kinds: series",
+        "generators: series-mmd",
+        "data sources: sines",
+        "runtime drivers: series-from-noise",
+    ):
         assert provided in plugin[0], plugin[0]
     kinds = listed.stdout.split("Kinds of data:")[1].split("Generators:")[0]
     assert "series           float32 series of T values; a CSV file, one series a row" in kinds, listed.stdout
@@ -132,8 +144,19 @@ def test_a_plugin_of_a_new_kind_trains_generates_exports_and_runs_its_export_wit
     assert trained.returncode == 0, trained.stderr
     assert read_series(model / "samples" / "samples-000030.csv").shape == (8, LENGTH)  # the kind's training samples
     for name in ("a", "b"):
-        made = run_cli("generate", str(model), "-n", "5", "--seed", "0", "--out", str(tmp_path / f"{name}.csv"),
-                       "--npy", str(tmp_path / f"{name}.npy"), env=env)
+        made = run_cli(
+            "generate",
+            str(model),
+            "-n",
+            "5",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / f"{name}.csv"),
+            "--npy",
+            str(tmp_path / f"{name}.npy"),
+            env=env,
+        )
         assert made.returncode == 0, made.stderr
         assert f"wrote 5 series to {tmp_path / name}.csv" in made.stdout
     torch_series = read_series(tmp_path / "a.csv")
@@ -149,7 +172,9 @@ def test_a_plugin_of_a_new_kind_trains_generates_exports_and_runs_its_export_wit
     assert exported.returncode == 0, exported.stderr
     assert "driver series-from-noise" in exported.stdout
     for name, seed in (("onnx", "0"), ("other-seed", "1")):
-        made = without_torch("generate", str(export), "-n", "5", "--seed", seed, "--out", str(tmp_path / f"{name}.csv"), env=env)
+        made = without_torch(
+            "generate", str(export), "-n", "5", "--seed", seed, "--out", str(tmp_path / f"{name}.csv"), env=env
+        )
         assert made.returncode == 0, made.stderr
     assert np.abs(read_series(tmp_path / "onnx.csv") - torch_series).max() <= 1e-4
     assert np.abs(read_series(tmp_path / "other-seed.csv") - torch_series).max() > 1e-2
@@ -167,23 +192,32 @@ def test_a_plugin_of_a_new_kind_trains_generates_exports_and_runs_its_export_wit
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("generator", "data", "fragments"), [
-    ("series-mmd", "digits", ("--data digits", "'series-mmd' trains on series data", "'digits' holds image")),
-    ("gan", "sines", ("--data sines", "'gan' trains on image data", "'sines' holds series")),
-])
-def test_a_data_source_of_another_kind_is_a_one_line_error(series_site: Path, tmp_path: Path, generator: str, data: str,
-                                                          fragments: tuple[str, ...]) -> None:
-    refused = run_cli("train", generator, "--data", data, "--out", str(tmp_path / "model"), env={"PYTHONPATH": str(series_site)})
+@pytest.mark.parametrize(
+    ("generator", "data", "fragments"),
+    [
+        ("series-mmd", "digits", ("--data digits", "'series-mmd' trains on series data", "'digits' holds image")),
+        ("gan", "sines", ("--data sines", "'gan' trains on image data", "'sines' holds series")),
+    ],
+)
+def test_a_data_source_of_another_kind_is_a_one_line_error(
+    series_site: Path, tmp_path: Path, generator: str, data: str, fragments: tuple[str, ...]
+) -> None:
+    refused = run_cli(
+        "train", generator, "--data", data, "--out", str(tmp_path / "model"), env={"PYTHONPATH": str(series_site)}
+    )
     assert_one_line_error(refused, *fragments)
     assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_an_export_description_without_the_drivers_input_fails_export_naming_the_graph_and_the_input(series_site: Path,
-                                                                                                     tmp_path: Path) -> None:
+def test_an_export_description_without_the_drivers_input_fails_export_naming_the_graph_and_the_input(
+    series_site: Path, tmp_path: Path
+) -> None:
     variant = tmp_path / "variant"
-    install_fake_distribution(variant, "genloom-series-unfed", {"series-unfed": "fake_series_unfed"}, {"fake_series_unfed": UNFED_VARIANT})
+    install_fake_distribution(
+        variant, "genloom-series-unfed", {"series-unfed": "fake_series_unfed"}, {"fake_series_unfed": UNFED_VARIANT}
+    )
     env = {"PYTHONPATH": os.pathsep.join([str(variant), str(series_site)])}
     model, export = tmp_path / "model", tmp_path / "export"
     trained = run_cli("train", "series-unfed", "--data", "sines", "--out", str(model), "--steps", "2", env=env)
@@ -195,8 +229,9 @@ def test_an_export_description_without_the_drivers_input_fails_export_naming_the
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_with_no_entry_point_plugin_every_command_runs_on_the_new_kind_and_no_built_in_plugin_is_imported(series_site: Path,
-                                                                                                         tmp_path: Path) -> None:
+def test_with_no_entry_point_plugin_every_command_runs_on_the_new_kind_and_no_built_in_plugin_is_imported(
+    series_site: Path, tmp_path: Path
+) -> None:
     model, export = tmp_path / "model", tmp_path / "export"
     commands = [
         ["plugins"],
@@ -207,14 +242,21 @@ def test_with_no_entry_point_plugin_every_command_runs_on_the_new_kind_and_no_bu
         ["bench", str(model), "--repeats", "1"],
         ["eval", str(model), "--data", "sines", "-n", "64"],
     ]
-    ran = subprocess.run([sys.executable, "-c", ONLY_THE_NEW_KIND, json.dumps(commands)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(series_site), "GENLOOM_PLUGINS": ""}, timeout=280)
+    ran = subprocess.run(
+        [sys.executable, "-c", ONLY_THE_NEW_KIND, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(series_site), "GENLOOM_PLUGINS": ""},
+        timeout=280,
+    )
     assert ran.returncode == 0, ran.stderr
     outcome = json.loads(ran.stdout.splitlines()[-1])
     assert outcome == {"exits": [0] * len(commands), "built_in_modules": []}, ran.stderr
     assert "gan" not in ran.stdout.split("Generators:")[1].split("Data sources")[0]  # only the new kind's generator
     assert np.abs(read_series(tmp_path / "made.csv") - read_series(tmp_path / "exported.csv")).max() <= 1e-4
-    bench_paths = {" ".join(line.split()[2:4]) for line in ran.stdout.splitlines() if line.startswith("series-mmd (model)  ")}
+    bench_paths = {
+        " ".join(line.split()[2:4]) for line in ran.stdout.splitlines() if line.startswith("series-mmd (model)  ")
+    }
     assert bench_paths == {"genloom torch", "onnxruntime fp32"}, ran.stdout
     assert "mean_gap" in ran.stdout and "held-out val_mmd" in ran.stdout
 

@@ -34,7 +34,9 @@ def export_each(models: dict[str, Path], root: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return train_each(("gan", "cgan", "vae", "cvae"), "digits", tmp_path_factory.mktemp("torch-models"), steps=30, **TINY)
+    return train_each(
+        ("gan", "cgan", "vae", "cvae"), "digits", tmp_path_factory.mktemp("torch-models"), steps=30, **TINY
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,9 @@ def test_an_export_is_self_describing_with_measured_parity(exported: dict[str, P
 
 
 @pytest.mark.parametrize("name", ["gan", "cgan", "vae", "cvae"])
-def test_the_runtime_generates_what_torch_generates_for_the_same_seed(trained: dict[str, Path], exported: dict[str, Path], name: str) -> None:
+def test_the_runtime_generates_what_torch_generates_for_the_same_seed(
+    trained: dict[str, Path], exported: dict[str, Path], name: str
+) -> None:
     labels = {"labels": [1, 7, 3]} if name.startswith("c") else {}
     from_torch = genloom.load(trained[name]).generate(n=5, seed=3, **labels)
     onnx_model = genloom.load(exported[name], providers="cpu")
@@ -72,7 +76,9 @@ def test_labels_are_checked_the_same_way(exported: dict[str, Path]) -> None:
         genloom.load(exported["gan"], providers="cpu").generate(n=2, labels=[1])
 
 
-def test_loading_and_generating_from_exports_never_imports_torch(exported: dict[str, Path], text_exports: dict[str, Path]) -> None:
+def test_loading_and_generating_from_exports_never_imports_torch(
+    exported: dict[str, Path], text_exports: dict[str, Path]
+) -> None:
     program = (
         "import sys, genloom\n"
         f"images = genloom.load({str(exported['cgan'])!r}).generate(n=4, seed=0, labels=[2])\n"
@@ -86,10 +92,20 @@ def test_loading_and_generating_from_exports_never_imports_torch(exported: dict[
     assert run.stdout.split() == ["(4,", "8,", "8,", "1)", "True"]
     # Without CUDA, 'auto' says so in one line instead of ONNX Runtime's load errors.
     if not cuda_usable():
-        assert run.stderr.strip().splitlines() == ["genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"]
+        assert run.stderr.strip().splitlines() == [
+            "genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"
+        ]
 
 
-TEXT = {"width": 32, "layers": 2, "context_length": 32, "batch_size": 8, "vocab_size": 300, "eval_every": 0, "warmup_steps": 5}
+TEXT = {
+    "width": 32,
+    "layers": 2,
+    "context_length": 32,
+    "batch_size": 8,
+    "vocab_size": 300,
+    "eval_every": 0,
+    "warmup_steps": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +125,35 @@ def test_the_gpt_exports_one_decoder_graph_with_past_and_present_tensors(text_ex
     import onnx
 
     manifest = json.loads((text_exports["gpt"] / "manifest.json").read_text())
-    assert manifest["export"]["driver"] == "text-decoder" and set(manifest["files"]) == {"decoder.onnx", "tokenizer.json"}
+    assert manifest["export"]["driver"] == "text-decoder" and set(manifest["files"]) == {
+        "decoder.onnx",
+        "tokenizer.json",
+    }
     graph = onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph
-    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.0.value",
-                                              "past_key_values.1.key", "past_key_values.1.value"]
-    assert [o.name for o in graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert [i.name for i in graph.input] == [
+        "input_ids",
+        "attention_mask",
+        "past_key_values.0.key",
+        "past_key_values.0.value",
+        "past_key_values.1.key",
+        "past_key_values.1.value",
+    ]
+    assert [o.name for o in graph.output] == [
+        "logits",
+        "present.0.key",
+        "present.0.value",
+        "present.1.key",
+        "present.1.value",
+    ]
     assert manifest["export"]["parity_max_abs_diff"]["decoder"] <= 1e-4
     metadata = {p.key: p.value for p in onnx.load(str(text_exports["lstm"] / "recurrent.onnx")).metadata_props}
     assert metadata["genloom.driver"] == "text-recurrent" and metadata["genloom.tokenizer"] == "tokenizer.json"
 
 
 @pytest.mark.parametrize("name", ["gpt", "lstm"])
-def test_the_runtime_decodes_the_same_tokens_as_torch(text_models: dict[str, Path], text_exports: dict[str, Path], name: str) -> None:
+def test_the_runtime_decodes_the_same_tokens_as_torch(
+    text_models: dict[str, Path], text_exports: dict[str, Path], name: str
+) -> None:
     torch_model, onnx_model = genloom.load(text_models[name]), genloom.load(text_exports[name], providers="cpu")
     for knobs in ({}, {"do_sample": True, "top_p": 0.9, "seed": 4, "num_return_sequences": 2}):
         request = {"prompt": ["The", "A much longer prompt than that", ""], "max_new_tokens": 12, **knobs}
@@ -129,11 +162,14 @@ def test_the_runtime_decodes_the_same_tokens_as_torch(text_models: dict[str, Pat
     assert "".join(onnx_model.stream(**single)) == torch_model.generate(**single).text
 
 
-def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(exported: dict[str, Path], text_exports: dict[str, Path],
-                                                                          text_models: dict[str, Path], tmp_path: Path) -> None:
+def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(
+    exported: dict[str, Path], text_exports: dict[str, Path], text_models: dict[str, Path], tmp_path: Path
+) -> None:
     for export in [*exported.values(), *text_exports.values()]:
         graphs = json.loads((export / "manifest.json").read_text())["export"]["graphs"]
-        assert [(g["exporter"], g.get("fallback_reason")) for g in graphs] == [("torch.export", None)] * len(graphs), export.name
+        assert [(g["exporter"], g.get("fallback_reason")) for g in graphs] == [("torch.export", None)] * len(graphs), (
+            export.name
+        )
     # The compact GPT graph the benchmarks describe: a third of what the TorchScript exporter writes for the same module.
     import onnx
     import torch
@@ -141,15 +177,24 @@ def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(expor
     graph = genloom.load(text_models["gpt"]).generator.export_spec().graphs[0]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notes on tracing
-        torch.onnx.export(graph.module, graph.example_inputs, str(tmp_path / "torchscript.onnx"), dynamo=False, opset_version=20,
-                          input_names=graph.input_names, output_names=graph.output_names, dynamic_axes=graph.dynamic_axes)
+        torch.onnx.export(
+            graph.module,
+            graph.example_inputs,
+            str(tmp_path / "torchscript.onnx"),
+            dynamo=False,
+            opset_version=20,
+            input_names=graph.input_names,
+            output_names=graph.output_names,
+            dynamic_axes=graph.dynamic_axes,
+        )
     torchscript_nodes = len(onnx.load(str(tmp_path / "torchscript.onnx")).graph.node)
     exported_nodes = len(onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph.node)
     assert exported_nodes < 0.5 * torchscript_nodes, (exported_nodes, torchscript_nodes)
 
 
-def test_a_graph_from_another_export_is_refused_naming_what_the_driver_needs(exported: dict[str, Path],
-                                                                            text_exports: dict[str, Path], tmp_path: Path) -> None:
+def test_a_graph_from_another_export_is_refused_naming_what_the_driver_needs(
+    exported: dict[str, Path], text_exports: dict[str, Path], tmp_path: Path
+) -> None:
     import hashlib
     import shutil
 
@@ -157,19 +202,30 @@ def test_a_graph_from_another_export_is_refused_naming_what_the_driver_needs(exp
         copy = Path(shutil.copytree(export, tmp_path / export.name))
         shutil.copy(other, copy / graph_file)
         manifest = json.loads((copy / "manifest.json").read_text())
-        manifest["files"][graph_file] = {"sha256": hashlib.sha256(other.read_bytes()).hexdigest(), "size": other.stat().st_size}
+        manifest["files"][graph_file] = {
+            "sha256": hashlib.sha256(other.read_bytes()).hexdigest(),
+            "size": other.stat().st_size,
+        }
         (copy / "manifest.json").write_text(json.dumps(manifest))
         return copy
 
     gan_with_gpt = swapped(exported["gan"], "generator.onnx", text_exports["gpt"] / "decoder.onnx")
-    with pytest.raises(ArtifactError, match=r"graph 'generator' has inputs \['input_ids', .*the 'image-from-latent' driver needs "
-                                            r"inputs \['latents'\] and outputs \['images'\]"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"graph 'generator' has inputs \['input_ids', .*the 'image-from-latent' driver needs "
+        r"inputs \['latents'\] and outputs \['images'\]",
+    ):
         genloom.load(gan_with_gpt, providers="cpu")
     gpt_with_gan = swapped(text_exports["gpt"], "decoder.onnx", exported["gan"] / "generator.onnx")
-    with pytest.raises(ArtifactError, match="graph 'decoder' has inputs \\['latents'\\] .*the 'text-decoder' driver needs inputs input_ids"):
+    with pytest.raises(
+        ArtifactError,
+        match="graph 'decoder' has inputs \\['latents'\\] .*the 'text-decoder' driver needs inputs input_ids",
+    ):
         genloom.load(gpt_with_gan, providers="cpu")
     lstm_with_gpt = swapped(text_exports["lstm"], "recurrent.onnx", text_exports["gpt"] / "decoder.onnx")
-    with pytest.raises(ArtifactError, match="graph 'recurrent' .*the 'text-recurrent' driver needs inputs input_ids, state.h, state.c"):
+    with pytest.raises(
+        ArtifactError, match="graph 'recurrent' .*the 'text-recurrent' driver needs inputs input_ids, state.h, state.c"
+    ):
         genloom.load(lstm_with_gpt, providers="cpu")
 
 
@@ -190,7 +246,9 @@ def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Pat
     new_tokens = model.generate(prompt=["The", "Three more words"], max_new_tokens=6).tokens
     prompt_length, steps = runs[0]["input_ids"][1], max(len(t) for t in new_tokens)
     assert runs[0]["past_key_values.0.key"][2] == 0  # the prompt runs once, with zero-length past tensors
-    assert [(r["input_ids"][1], r["past_key_values.0.key"][2]) for r in runs[1:]] == [(1, prompt_length + i) for i in range(len(runs) - 1)]
+    assert [(r["input_ids"][1], r["past_key_values.0.key"][2]) for r in runs[1:]] == [
+        (1, prompt_length + i) for i in range(len(runs) - 1)
+    ]
     assert len(runs) == steps  # one run per generated token, none wasted
 
 
@@ -203,7 +261,9 @@ def test_asking_for_cuda_without_it_is_a_clear_error(exported: dict[str, Path]) 
 
 
 @pytest.mark.skipif(not cuda_usable(), reason="needs an NVIDIA GPU with CUDA libraries")
-def test_on_a_gpu_exports_run_on_cuda_and_match_the_cpu(exported: dict[str, Path], text_models: dict[str, Path], tmp_path: Path) -> None:
+def test_on_a_gpu_exports_run_on_cuda_and_match_the_cpu(
+    exported: dict[str, Path], text_models: dict[str, Path], tmp_path: Path
+) -> None:
     on_gpu = genloom.load(exported["cgan"], providers="cuda")
     assert on_gpu.info()["provider"] == "CUDAExecutionProvider"
     on_cpu = genloom.load(exported["cgan"], providers="cpu")
@@ -211,7 +271,9 @@ def test_on_a_gpu_exports_run_on_cuda_and_match_the_cpu(exported: dict[str, Path
     genloom.plugins.get_registry().exporter("onnx").value.export(text_models["gpt"], tmp_path / "gpt", fp16=True)
     request = {"prompt": ["The", "A longer prompt"], "max_new_tokens": 10}
     expected = genloom.load(tmp_path / "gpt", providers="cpu").generate(**request).tokens
-    assert genloom.load(tmp_path / "gpt", providers="cuda").generate(**request).tokens == expected  # IO binding on the GPU
+    assert (
+        genloom.load(tmp_path / "gpt", providers="cuda").generate(**request).tokens == expected
+    )  # IO binding on the GPU
     half = genloom.load(tmp_path / "gpt", providers="cuda", precision="fp16")
     assert half.info()["provider"] == "CUDAExecutionProvider" and len(half.generate(**request).tokens) == 2
 
@@ -229,8 +291,9 @@ def test_session_options_are_the_users_to_set(exported: dict[str, Path]) -> None
 
 
 @pytest.mark.parametrize("kind", ["image", "text"])
-def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, Path], text_exports: dict[str, Path],
-                                                           monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+def test_one_model_serves_many_threads_without_new_sessions(
+    exported: dict[str, Path], text_exports: dict[str, Path], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     if kind == "image":
         model = genloom.load(exported["cgan"], providers="cpu")
         calls = [{"n": 1 + (i % 5), "seed": i, "labels": [i % 10]} for i in range(50)]
@@ -239,7 +302,10 @@ def test_one_model_serves_many_threads_without_new_sessions(exported: dict[str, 
             return model.generate(**call).array.tobytes()
     else:
         model = genloom.load(text_exports["gpt"], providers="cpu")
-        calls = [{"prompt": ["The", "A list"][: 1 + i % 2], "max_new_tokens": 4, "do_sample": True, "seed": i} for i in range(50)]
+        calls = [
+            {"prompt": ["The", "A list"][: 1 + i % 2], "max_new_tokens": 4, "do_sample": True, "seed": i}
+            for i in range(50)
+        ]
 
         def output(call: dict) -> object:
             return model.generate(**call).tokens
@@ -329,11 +395,16 @@ def test_a_third_party_generator_exports_through_the_same_path(tmp_path: Path, m
     exporter = genloom.plugins.get_registry().exporter("onnx").value
     genloom.train("linear-images", "digits", tmp_path / "model", progress=False, steps=1)
     exporter.export(tmp_path / "model", tmp_path / "export")
-    np.testing.assert_allclose(genloom.load(tmp_path / "export", providers="cpu").generate(n=3, seed=1).array,
-                               genloom.load(tmp_path / "model").generate(n=3, seed=1).array, atol=1e-5)
+    np.testing.assert_allclose(
+        genloom.load(tmp_path / "export", providers="cpu").generate(n=3, seed=1).array,
+        genloom.load(tmp_path / "model").generate(n=3, seed=1).array,
+        atol=1e-5,
+    )
 
     genloom.train("linear-images", "digits", tmp_path / "noisy", progress=False, steps=1, wobble=0.5)
-    with pytest.raises(GenloomError, match="graph 'generator': ONNX Runtime differs from PyTorch by up to .*; nothing was written"):
+    with pytest.raises(
+        GenloomError, match="graph 'generator': ONNX Runtime differs from PyTorch by up to .*; nothing was written"
+    ):
         exporter.export(tmp_path / "noisy", tmp_path / "noisy-export")
     assert not (tmp_path / "noisy-export").exists() and not list(tmp_path.glob(".noisy-export*"))
 
@@ -369,10 +440,17 @@ def test_text_variants_report_the_change_in_validation_perplexity(text_models: d
     assert not (tmp_path / "lstm").exists()
 
 
-def test_a_small_text_export_decodes_on_one_thread_unless_the_user_says_otherwise(text_exports: dict[str, Path]) -> None:
+def test_a_small_text_export_decodes_on_one_thread_unless_the_user_says_otherwise(
+    text_exports: dict[str, Path],
+) -> None:
     import onnxruntime
 
     assert genloom.load(text_exports["gpt"], providers="cpu").onnx.get_session_options().intra_op_num_threads == 1
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 2
-    assert genloom.load(text_exports["gpt"], providers="cpu", session_options=options).onnx.get_session_options().intra_op_num_threads == 2
+    assert (
+        genloom.load(text_exports["gpt"], providers="cpu", session_options=options)
+        .onnx.get_session_options()
+        .intra_op_num_threads
+        == 2
+    )

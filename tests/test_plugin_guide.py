@@ -39,7 +39,18 @@ def install_example(files: dict[str, str], root: Path) -> Path:
     for name, text in files.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(text)
-    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site), str(project)]
+    install = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "--target",
+        str(site),
+        str(project),
+    ]
     subprocess.run(install, check=True, capture_output=True, text=True, timeout=300)
     return site
 
@@ -48,7 +59,10 @@ def test_the_examples_are_small() -> None:
     assert set(example_files()) == {"pyproject.toml", "genloom_mlpvae.py"}
     assert len(example_files()["genloom_mlpvae.py"].splitlines()) <= 65
     series = example_files(SERIES)
-    assert set(series) == {"pyproject.toml", *(f"genloom_series/{name}.py" for name in ("__init__", "kind", "data", "generator", "runtime"))}
+    assert set(series) == {
+        "pyproject.toml",
+        *(f"genloom_series/{name}.py" for name in ("__init__", "kind", "data", "generator", "runtime")),
+    }
     assert all(len(text.splitlines()) <= 100 for text in series.values())
 
 
@@ -58,10 +72,24 @@ def test_the_guide_example_installs_trains_saves_loads_and_samples(tmp_path: Pat
     listed = run_cli("plugins", env=env)
     assert any(line.split()[:2] == ["mlpvae", "0.1.0"] for line in listed.stdout.splitlines()), listed.stdout
     model = tmp_path / "vae"
-    trained = run_cli("train", "mlpvae", "--data", "digits", "--out", str(model), "--steps", "50", "--set", "latent_dim=4", env=env)
+    trained = run_cli(
+        "train", "mlpvae", "--data", "digits", "--out", str(model), "--steps", "50", "--set", "latent_dim=4", env=env
+    )
     assert trained.returncode == 0, trained.stderr
     for name in ("a", "b"):
-        made = run_cli("generate", str(model), "-n", "8", "--seed", "0", "--out", str(tmp_path / f"{name}.png"), "--npy", str(tmp_path / f"{name}.npy"), env=env)
+        made = run_cli(
+            "generate",
+            str(model),
+            "-n",
+            "8",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / f"{name}.png"),
+            "--npy",
+            str(tmp_path / f"{name}.npy"),
+            env=env,
+        )
         assert made.returncode == 0, made.stderr
     images = np.load(tmp_path / "a.npy")
     assert images.shape == (8, 8, 8, 1) and 0 <= images.min() and images.max() <= 1

@@ -61,7 +61,9 @@ def test_an_installed_plugin_is_discovered_through_its_entry_point(site: Path) -
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_the_others_keep_working(site: Path) -> None:
-    install_fake_distribution(site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "raise RuntimeError('no GPU driver here')\n"})
+    install_fake_distribution(
+        site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "raise RuntimeError('no GPU driver here')\n"}
+    )
     install_generator_plugin(site, "genloom-fine", "fine", "fine-gen")
     assert plugin("broken").error == "import failed: RuntimeError: no GPU driver here"
     assert get_registry().generator("fine-gen").plugin == "fine"
@@ -120,7 +122,11 @@ def test_with_entry_points_disabled_no_generator_is_left() -> None:
     result = run_cli("plugins", "--json", env={"GENLOOM_PLUGINS": ""})
     report = json.loads(result.stdout)
     assert report["generators"] == {}
-    assert [p["name"] for p in report["plugins"]] == ["genloom.kinds.builtin", "genloom.data.builtin", "genloom.runtime.builtin"]
+    assert [p["name"] for p in report["plugins"]] == [
+        "genloom.kinds.builtin",
+        "genloom.data.builtin",
+        "genloom.runtime.builtin",
+    ]
     assert "digits" in report["data_sources"] and report["exporters"] == {}
     assert report["runtime_drivers"] == ["image-from-latent"]  # the text drivers are the text plugin's
     assert report["data_kinds"].keys() == {"image", "text"}
@@ -200,7 +206,9 @@ def register_runtime_drivers(register):
 """
     install_fake_distribution(site, "genloom-mesh", {"mesh": "fake_mesh"}, {"fake_mesh": source})
     assert "mesh-driver" not in get_registry().names("runtime driver")
-    assert "runtime driver 'mesh-driver' has kind 'mesh', which no plugin registers as a data kind" in plugin("mesh").error
+    assert (
+        "runtime driver 'mesh-driver' has kind 'mesh', which no plugin registers as a data kind" in plugin("mesh").error
+    )
 
 
 def test_a_generator_that_leaves_a_method_out_is_refused_naming_it(site: Path) -> None:
@@ -221,12 +229,25 @@ def register_generators(register):
     assert "fake_half.Half does not implement configure_optimizers, sample, train_step" in plugin("half").error
 
 
-@pytest.mark.parametrize(("declaration", "fragment"), [
-    ('operations = {"decode": "images"}', "Odd.operations['decode'] is 'images'; an operation returns 'result' or 'array'"),
-    ("capabilities = genloom.Capabilities(streamable=True)", "Odd declares capabilities.streamable but does not implement stream()"),
-])
+@pytest.mark.parametrize(
+    ("declaration", "fragment"),
+    [
+        (
+            'operations = {"decode": "images"}',
+            "Odd.operations['decode'] is 'images'; an operation returns 'result' or 'array'",
+        ),
+        (
+            "capabilities = genloom.Capabilities(streamable=True)",
+            "Odd declares capabilities.streamable but does not implement stream()",
+        ),
+    ],
+)
 def test_a_generator_declaring_what_it_cannot_do_is_refused(site: Path, declaration: str, fragment: str) -> None:
-    body = GENERATOR_MODULE.format(name="odd").replace("class Named(", "class Odd(").replace("register(Named)", "register(Odd)")
+    body = (
+        GENERATOR_MODULE.format(name="odd")
+        .replace("class Named(", "class Odd(")
+        .replace("register(Named)", "register(Odd)")
+    )
     source = body.replace('    name = "odd"\n', f'    name = "odd"\n    {declaration}\n')
     install_fake_distribution(site, "genloom-odd", {"odd": "fake_odd"}, {"fake_odd": source})
     assert fragment in plugin("odd").error
@@ -241,8 +262,10 @@ def register_runtime_drivers(register):
     register(object())
 """
     install_fake_distribution(site, "genloom-nameless", {"nameless": "fake_nameless"}, {"fake_nameless": source})
-    assert ("a registered runtime driver lacks name, kind, description, inputs, outputs, options, open "
-            "(see genloom.contracts.RuntimeDriver)") in plugin("nameless").error
+    assert (
+        "a registered runtime driver lacks name, kind, description, inputs, outputs, options, open "
+        "(see genloom.contracts.RuntimeDriver)"
+    ) in plugin("nameless").error
 
 
 def test_registering_something_that_is_not_a_generator_is_a_plugin_error(site: Path) -> None:
@@ -258,7 +281,9 @@ def register_generators(register):
 
 
 def test_plugins_command_shows_failures_next_to_working_plugins(site: Path) -> None:
-    install_fake_distribution(site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "import not_a_module\n"})
+    install_fake_distribution(
+        site, "genloom-broken", {"broken": "fake_broken"}, {"fake_broken": "import not_a_module\n"}
+    )
     result = run_cli("plugins")
     assert result.returncode == 0, result.stderr
     broken = next(line for line in result.stdout.splitlines() if line.strip().startswith("broken"))
@@ -273,7 +298,11 @@ def modules_imported(*args: str) -> set[str]:
     """The top-level modules ``python -X importtime ARGS`` imports, read from importtime's report on stderr."""
     result = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, timeout=100)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line for line in result.stderr.splitlines() if line.startswith("import time:") and "imported package" not in line]
+    rows = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "imported package" not in line
+    ]
     return {row.split("|")[-1].strip().split(".")[0] for row in rows}
 
 
@@ -313,9 +342,15 @@ def test_every_hookspec_is_documented_with_its_signature_and_tested() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_a_plugin_that_calls_sys_exit_at_import_is_reported_and_every_command_still_works(site: Path, tmp_path: Path) -> None:
-    install_fake_distribution(site, "genloom-quitter", {"quitter": "fake_quitter"},
-                              {"fake_quitter": "import sys\nsys.exit('no licence key')\n"})
+def test_a_plugin_that_calls_sys_exit_at_import_is_reported_and_every_command_still_works(
+    site: Path, tmp_path: Path
+) -> None:
+    install_fake_distribution(
+        site,
+        "genloom-quitter",
+        {"quitter": "fake_quitter"},
+        {"fake_quitter": "import sys\nsys.exit('no licence key')\n"},
+    )
     listed = run_cli("plugins")
     assert listed.returncode == 0, listed.stderr
     quitter = next(line for line in listed.stdout.splitlines() if line.strip().startswith("quitter"))
@@ -361,7 +396,9 @@ def test_a_plugin_reusing_a_builtin_name_locks_nobody_out_of_their_models(site: 
     assert run_cli("info", str(model)).returncode == 0
     ambiguous = run_cli("train", "gan", "--data", "digits", "--out", str(tmp_path / "again"), "--steps", "2", *TINY_GAN)
     assert_one_line_error(ambiguous, "'gan' and 'othergan'", "PLUGIN:NAME", "'gan:gan'")
-    chosen = run_cli("train", "gan:gan", "--data", "digits", "--out", str(tmp_path / "again"), "--steps", "2", *TINY_GAN)
+    chosen = run_cli(
+        "train", "gan:gan", "--data", "digits", "--out", str(tmp_path / "again"), "--steps", "2", *TINY_GAN
+    )
     assert chosen.returncode == 0, chosen.stderr
     assert json.loads(run_cli("info", str(tmp_path / "again"), "--json").stdout)["plugin"] == "gan"
     assert get_registry().generator("othergan:gan").plugin == "othergan"
@@ -374,5 +411,9 @@ def test_a_model_whose_plugin_is_gone_says_which_plugin_to_install(tmp_path: Pat
     manifest = json.loads((model / "manifest.json").read_text())
     manifest["plugin"] = "genloom-fancy-gans"
     (model / "manifest.json").write_text(json.dumps(manifest))
-    assert_one_line_error(run_cli("generate", str(model)), "plugin 'genloom-fancy-gans', which is not installed",
-                          "offered by 'gan'", "install that plugin")
+    assert_one_line_error(
+        run_cli("generate", str(model)),
+        "plugin 'genloom-fancy-gans', which is not installed",
+        "offered by 'gan'",
+        "install that plugin",
+    )

@@ -43,13 +43,21 @@ print(json.dumps({{"torch_imported": "torch" in sys.modules, "images": images.ar
 
 def clean_environment() -> dict[str, str]:
     """This process's environment without what would let another venv's packages in."""
-    return {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {
+        name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
 
 
 def run_in(bin_dir: Path, program: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run ``program`` (``python``, ``pip``, ``genloom``) of the venv whose scripts are in ``bin_dir``."""
-    return subprocess.run([str(bin_dir / program), *args], capture_output=True, text=True, cwd=cwd,
-                          env=clean_environment(), timeout=timeout)
+    return subprocess.run(
+        [str(bin_dir / program), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_environment(),
+        timeout=timeout,
+    )
 
 
 def copy_sources(target: Path) -> None:
@@ -101,8 +109,12 @@ def test_require_training_install_names_the_extra_only_when_torch_is_missing(mon
 def test_train_without_torch_is_one_line_naming_the_train_extra(tmp_path: Path) -> None:
     """`genloom train` where torch cannot be imported (as in the runtime install): one line, before any data is read."""
     hide_torch = "import sys; sys.modules['torch'] = None; from genloom.cli import main; main()"
-    result = subprocess.run([sys.executable, "-c", hide_torch, "train", "gan", "--data", "digits", "--out", str(tmp_path / "m")],
-                            capture_output=True, text=True, timeout=100)
+    result = subprocess.run(
+        [sys.executable, "-c", hide_torch, "train", "gan", "--data", "digits", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
     assert_one_line_error(result, "genloom train gan needs PyTorch", "pip install 'genloom[train]'")
 
 
@@ -122,18 +134,45 @@ def test_the_runtime_install_has_no_torch(runtime_bin: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_genloom_generate_in_the_runtime_install_makes_what_this_venv_makes(
-        runtime_bin: Path, exports: dict[str, Path], tmp_path: Path) -> None:
+    runtime_bin: Path, exports: dict[str, Path], tmp_path: Path
+) -> None:
     grid, array = tmp_path / "grid.png", tmp_path / "images.npy"
-    image_run = run_in(runtime_bin, "genloom", "generate", str(exports["gan-onnx"]), "-n", "4", "--seed", str(IMAGE_SEED),
-                       "--out", str(grid), "--npy", str(array), cwd=tmp_path)
+    image_run = run_in(
+        runtime_bin,
+        "genloom",
+        "generate",
+        str(exports["gan-onnx"]),
+        "-n",
+        "4",
+        "--seed",
+        str(IMAGE_SEED),
+        "--out",
+        str(grid),
+        "--npy",
+        str(array),
+        cwd=tmp_path,
+    )
     assert image_run.returncode == 0, image_run.stderr
     expected_images = genloom.load(exports["gan-onnx"]).generate(n=4, seed=IMAGE_SEED)
     np.testing.assert_allclose(np.load(array), expected_images.array, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(Image.open(grid), np.int16), np.asarray(expected_images.grid(), np.int16), atol=1)
+    np.testing.assert_allclose(
+        np.asarray(Image.open(grid), np.int16), np.asarray(expected_images.grid(), np.int16), atol=1
+    )
 
     prompts = [part for prompt in PROMPTS for part in ("--prompt", prompt)]
-    text_run = run_in(runtime_bin, "genloom", "generate", str(exports["gpt-onnx"]), *prompts, "--max-new-tokens",
-                      str(TEXT_SAMPLING["max_new_tokens"]), "--do-sample", "--seed", str(TEXT_SAMPLING["seed"]), cwd=tmp_path)
+    text_run = run_in(
+        runtime_bin,
+        "genloom",
+        "generate",
+        str(exports["gpt-onnx"]),
+        *prompts,
+        "--max-new-tokens",
+        str(TEXT_SAMPLING["max_new_tokens"]),
+        "--do-sample",
+        "--seed",
+        str(TEXT_SAMPLING["seed"]),
+        cwd=tmp_path,
+    )
     assert text_run.returncode == 0, text_run.stderr
     expected_texts = genloom.load(exports["gpt-onnx"]).generate(prompt=PROMPTS, **TEXT_SAMPLING).texts
     assert text_run.stdout == "\n----\n".join(expected_texts) + "\n"
@@ -141,9 +180,13 @@ def test_genloom_generate_in_the_runtime_install_makes_what_this_venv_makes(
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_genloom_load_in_the_runtime_install_never_imports_torch(runtime_bin: Path, exports: dict[str, Path], tmp_path: Path) -> None:
+def test_genloom_load_in_the_runtime_install_never_imports_torch(
+    runtime_bin: Path, exports: dict[str, Path], tmp_path: Path
+) -> None:
     script = RUNTIME_SCRIPT.format(image_seed=IMAGE_SEED, prompts=PROMPTS, text_sampling=TEXT_SAMPLING)
-    result = run_in(runtime_bin, "python", "-c", script, str(exports["gan-onnx"]), str(exports["gpt-onnx"]), cwd=tmp_path)
+    result = run_in(
+        runtime_bin, "python", "-c", script, str(exports["gan-onnx"]), str(exports["gpt-onnx"]), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed["torch_imported"] is False
@@ -165,8 +208,11 @@ def test_genloom_plugins_in_the_runtime_install_loads_every_builtin_plugin(runti
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_training_and_torch_models_in_the_runtime_install_are_one_line_naming_the_train_extra(
-        runtime_bin: Path, exports: dict[str, Path], tmp_path: Path) -> None:
-    trained = run_in(runtime_bin, "genloom", "train", "gan", "--data", "digits", "--out", str(tmp_path / "m"), cwd=tmp_path)
+    runtime_bin: Path, exports: dict[str, Path], tmp_path: Path
+) -> None:
+    trained = run_in(
+        runtime_bin, "genloom", "train", "gan", "--data", "digits", "--out", str(tmp_path / "m"), cwd=tmp_path
+    )
     assert_one_line_error(trained, "needs PyTorch", "pip install 'genloom[train]'")
     generated = run_in(runtime_bin, "genloom", "generate", str(exports["gan"]), "-n", "2", cwd=tmp_path)
     assert_one_line_error(generated, "needs PyTorch", "pip install 'genloom[train]'")

@@ -22,7 +22,15 @@ from genloom_text import GPTGenerator, LSTMGenerator
 from genloom_text.sessions import RecomputingSession
 from tests.conftest import assert_one_line_error, run_cli
 
-TINY = {"width": 32, "layers": 2, "context_length": 32, "batch_size": 8, "vocab_size": 300, "eval_every": 0, "warmup_steps": 5}
+TINY = {
+    "width": 32,
+    "layers": 2,
+    "context_length": 32,
+    "batch_size": 8,
+    "vocab_size": 300,
+    "eval_every": 0,
+    "warmup_steps": 5,
+}
 PROMPTS = ["The", "Return the value of the", "A list"]
 
 
@@ -124,14 +132,20 @@ def test_stop_strings_end_a_sequence_before_them(models: dict[str, Path]) -> Non
         ({"do_sample": True, "temperature": 0}, "temperature must be > 0 when do_sample=True"),
         ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
         ({"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
-        ({"prompt": "word " * 100}, r"prompt: \d+ tokens, but the model's context holds 32 \(prompt plus generated tokens\)"),
+        (
+            {"prompt": "word " * 100},
+            r"prompt: \d+ tokens, but the model's context holds 32 \(prompt plus generated tokens\)",
+        ),
         ({"max_new_tokens": 0}, "field 'max_new_tokens'"),
         ({"n": 3}, "unknown field 'n'"),
         ({"do_sample": True, "temperature": float("nan")}, "field 'temperature': Input should be a finite number"),
         ({"temperature": float("inf")}, "field 'temperature': Input should be a finite number"),
         ({"repetition_penalty": float("inf")}, "field 'repetition_penalty': Input should be a finite number"),
         ({"prompt": "caf\udce9"}, r"prompt: not valid UTF-8 text \(byte 0xe9 at character 3\); give UTF-8 text"),
-        ({"prompt": ["ok", "\ud800"]}, r"prompt 2: not valid UTF-8 text \('\\ud800', a lone surrogate, at character 0\)"),
+        (
+            {"prompt": ["ok", "\ud800"]},
+            r"prompt 2: not valid UTF-8 text \('\\ud800', a lone surrogate, at character 0\)",
+        ),
         ({"stop": ["\udcff"]}, "stop: not valid UTF-8 text"),
     ],
 )
@@ -155,12 +169,19 @@ def test_the_cli_generates_and_streams_text(models: dict[str, Path]) -> None:
     assert printed.returncode == 0 and streamed.returncode == 0, printed.stderr + streamed.stderr
     expected = genloom.load(models["lstm"]).generate(prompt="The", max_new_tokens=20, do_sample=True, seed=2).text
     assert printed.stdout == expected + "\n" == streamed.stdout
-    assert_one_line_error(run_cli("generate", str(models["lstm"]), "--prompt", "x", "--top-p", "2"), "top_p must be in (0, 1]")
-    assert_one_line_error(run_cli("generate", str(models["lstm"]), "--labels", "1"), "--labels: this model makes text; its settings are prompt,")
+    assert_one_line_error(
+        run_cli("generate", str(models["lstm"]), "--prompt", "x", "--top-p", "2"), "top_p must be in (0, 1]"
+    )
+    assert_one_line_error(
+        run_cli("generate", str(models["lstm"]), "--labels", "1"),
+        "--labels: this model makes text; its settings are prompt,",
+    )
 
 
 @pytest.mark.timeout(300)
-def test_the_cli_refuses_prompts_that_are_not_utf8_and_temperatures_that_are_not_finite(models: dict[str, Path]) -> None:
+def test_the_cli_refuses_prompts_that_are_not_utf8_and_temperatures_that_are_not_finite(
+    models: dict[str, Path],
+) -> None:
     # Latin-1 bytes on the command line, as a shell passes $'caf\xe9': Python turns 0xe9 into U+DCE9.
     command = [sys.executable, "-m", "genloom", "generate", str(models["gpt"]), "--prompt", b"caf\xe9"]
     not_utf8 = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -183,7 +204,14 @@ def test_training_logs_validation_loss_perplexity_and_bits_per_byte(models: dict
 
 def test_early_stopping_ends_training_when_validation_loss_stalls(corpus: str, tmp_path: Path) -> None:
     # A learning rate too small to change any float32 weight: validation loss stays exactly the same.
-    knobs = {**TINY, "eval_every": 2, "warmup_steps": 0, "early_stopping_patience": 2, "learning_rate": 1e-12, "min_learning_rate": 1e-12}
+    knobs = {
+        **TINY,
+        "eval_every": 2,
+        "warmup_steps": 0,
+        "early_stopping_patience": 2,
+        "learning_rate": 1e-12,
+        "min_learning_rate": 1e-12,
+    }
     manifest = genloom.train("gpt", corpus, tmp_path, progress=False, steps=50, **knobs)
     assert manifest.training.steps == 6  # evaluations at 2, 4, 6: no improvement after the first two
 
@@ -200,10 +228,19 @@ def test_a_hugging_face_gpt2_checkpoint_loads_and_matches_transformers(tmp_path:
     transformers = pytest.importorskip("transformers")
     checkpoint = tmp_path / "tiny-gpt2"
     backend = Tokenizer.train("hello world, a tiny corpus for a tiny model. " * 20, "bpe", 300).backend
-    tokenizer = transformers.GPT2TokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    tokenizer = transformers.GPT2TokenizerFast(
+        tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=backend.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                     bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=backend.get_vocab_size(),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     reference = transformers.GPT2LMHeadModel(config).eval()
     reference.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
@@ -232,8 +269,12 @@ def test_a_hugging_face_gpt2_checkpoint_loads_and_matches_transformers(tmp_path:
 
 def test_the_cache_benchmark_runs_and_reports_both_ways(models: dict[str, Path]) -> None:
     script = Path(__file__).parents[1] / "benchmarks" / "text_cache.py"
-    result = subprocess.run([sys.executable, str(script), str(models["gpt"]), "--tokens", "8", "--repeats", "1"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(models["gpt"]), "--tokens", "8", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("gpt (") and "(8 tokens per run, median of 1)" in lines[1]

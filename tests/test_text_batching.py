@@ -21,8 +21,17 @@ import genloom
 from genloom.plugins import get_registry
 
 CONTEXT = 32
-TINY_TEXT = {"layers": 1, "width": 32, "context_length": CONTEXT, "tokenizer": "char", "batch_size": 16, "eval_every": 0,
-             "checkpoint_every": 0, "warmup_steps": 5, "learning_rate": 1e-2}
+TINY_TEXT = {
+    "layers": 1,
+    "width": 32,
+    "context_length": CONTEXT,
+    "tokenizer": "char",
+    "batch_size": 16,
+    "eval_every": 0,
+    "checkpoint_every": 0,
+    "warmup_steps": 5,
+    "learning_rate": 1e-2,
+}
 STOPS = [None, ["e"], [" t", "."], ["\n"]]
 BACKENDS = ["gpt-torch", "gpt-onnx", "lstm-torch", "lstm-onnx"]
 
@@ -51,7 +60,9 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Backends:
     """A tiny char-level GPT and LSTM, trained once on Python's documentation with one sentence per paragraph
     (so they learn to end text often), each loaded as a torch model and as its ONNX export."""
     root = tmp_path_factory.mktemp("batching")
-    sentences = re.sub(r"\.\s+", ".\n\n", get_registry().open_data("pydoc").text[:20_000]).encode("ascii", "ignore").decode()
+    sentences = (
+        re.sub(r"\.\s+", ".\n\n", get_registry().open_data("pydoc").text[:20_000]).encode("ascii", "ignore").decode()
+    )
     corpus = root / "sentences.txt"
     corpus.write_text(sentences, encoding="utf-8")
     exporter = get_registry().exporter("onnx").value
@@ -79,10 +90,16 @@ def test_a_short_prompt_gets_its_own_budget_beside_a_long_one(backends: Backends
 def requests(draw: st.DrawFn) -> dict[str, Any]:
     """Sampling settings with 1-4 prompts of 0..30 characters (to the context's edge), as offsets into the corpus."""
     prompts = draw(st.lists(st.tuples(st.integers(0, 15_000), st.integers(0, CONTEXT - 2)), min_size=1, max_size=4))
-    knobs: dict[str, Any] = {"prompt_slices": prompts, "max_new_tokens": draw(st.integers(1, 40)),
-                             "num_return_sequences": draw(st.integers(1, 3)), "stop": draw(st.sampled_from(STOPS))}
+    knobs: dict[str, Any] = {
+        "prompt_slices": prompts,
+        "max_new_tokens": draw(st.integers(1, 40)),
+        "num_return_sequences": draw(st.integers(1, 3)),
+        "stop": draw(st.sampled_from(STOPS)),
+    }
     if draw(st.booleans()):
-        knobs.update(do_sample=True, seed=draw(st.integers(0, 2**16)), temperature=draw(st.sampled_from([0.7, 1.0, 1.5])))
+        knobs.update(
+            do_sample=True, seed=draw(st.integers(0, 2**16)), temperature=draw(st.sampled_from([0.7, 1.0, 1.5]))
+        )
     else:
         knobs.update(repetition_penalty=draw(st.sampled_from([1.0, 1.3])))
     return knobs
@@ -91,7 +108,9 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=50, deadline=None)
 @given(drawn=requests())
-def test_batched_generation_gives_each_sequence_the_tokens_it_gets_alone(backends: Backends, backend: str, drawn: dict[str, Any]) -> None:
+def test_batched_generation_gives_each_sequence_the_tokens_it_gets_alone(
+    backends: Backends, backend: str, drawn: dict[str, Any]
+) -> None:
     model = backends.models[backend]
     knobs = dict(drawn)
     prompts = [backends.corpus[start : start + length] for start, length in knobs.pop("prompt_slices")]

@@ -60,12 +60,23 @@ def test_same_seed_and_config_give_the_same_weights_and_another_seed_does_not(tm
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         genloom.train("gan", "digits", tmp_path / name, progress=False, steps=20, seed=seed, **TINY)
     assert_same_weights(tmp_path / "a", tmp_path / "b")
-    assert not weights_of(tmp_path / "a")["generator.project.weight"].equal(weights_of(tmp_path / "c")["generator.project.weight"])
+    assert not weights_of(tmp_path / "a")["generator.project.weight"].equal(
+        weights_of(tmp_path / "c")["generator.project.weight"]
+    )
 
 
 def test_a_run_leaves_metrics_a_loss_plot_samples_and_a_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    genloom.train("gan", "digits", out, progress=False, steps=30, log_every=10, checkpoint_every=10, **{**TINY, "sample_every": 15})
+    genloom.train(
+        "gan",
+        "digits",
+        out,
+        progress=False,
+        steps=30,
+        log_every=10,
+        checkpoint_every=10,
+        **{**TINY, "sample_every": 15},
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [10, 20, 30]
     assert set(records[0]) == {"step", "d_loss", "g_loss"}
@@ -97,9 +108,24 @@ def test_a_used_output_directory_needs_resume_and_resume_needs_a_checkpoint(tmp_
 def test_sigkill_mid_run_then_resume_loses_nothing_before_the_last_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     steps = 600
-    args = ["train", "gan", "--data", "digits", "--steps", str(steps), *TINY_GAN, "--set", "checkpoint_every=50", "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "genloom", *args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, **ONE_THREAD})
+    args = [
+        "train",
+        "gan",
+        "--data",
+        "digits",
+        "--steps",
+        str(steps),
+        *TINY_GAN,
+        "--set",
+        "checkpoint_every=50",
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genloom", *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **ONE_THREAD},
+    )
     checkpoint = out / "checkpoint.safetensors"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
@@ -157,7 +183,9 @@ def test_a_flipped_byte_in_the_checkpoints_tensors_is_refused_on_resume(short_ru
     tensors_start = 8 + int.from_bytes(data[:8], "little")
     data[(tensors_start + len(data)) // 2] ^= 0x01  # the lowest bit of one byte in the middle of the tensor data
     checkpoint.write_bytes(bytes(data))
-    result = cli_in_process("train", "gan", "--data", "digits", "--out", str(out), "--resume", "--steps", "4", "--quiet")
+    result = cli_in_process(
+        "train", "gan", "--data", "digits", "--out", str(out), "--resume", "--steps", "4", "--quiet"
+    )
     assert_one_line_error(result, str(checkpoint), "is corrupted", "start the run again in a new --out")
     assert json.loads((out / "manifest.json").read_text())["training"]["steps"] == 2, "nothing was trained from it"
 
@@ -183,17 +211,47 @@ def test_an_out_that_is_a_file_or_lies_under_a_file_is_one_error_before_training
 
 def test_a_diverging_run_stops_with_one_line_keeps_the_last_good_checkpoint_and_saves_no_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = cli_in_process("train", "vae", "--data", "digits", "--out", str(out), "--steps", "20", "--quiet",
-                            "--set", "width=8", "--set", "latent_dim=4", "--set", "batch_size=16", "--set", "sample_every=0",
-                            "--set", "eval_every=0", "--set", "checkpoint_every=1", "--set", "log_every=1", "--set", "learning_rate=1e6")
-    assert_one_line_error(result, "training diverged at step", "loss 'loss' is nan", "lower the learning rate",
-                          f"the last good checkpoint (step 1) is kept in '{out}'")
+    result = cli_in_process(
+        "train",
+        "vae",
+        "--data",
+        "digits",
+        "--out",
+        str(out),
+        "--steps",
+        "20",
+        "--quiet",
+        "--set",
+        "width=8",
+        "--set",
+        "latent_dim=4",
+        "--set",
+        "batch_size=16",
+        "--set",
+        "sample_every=0",
+        "--set",
+        "eval_every=0",
+        "--set",
+        "checkpoint_every=1",
+        "--set",
+        "log_every=1",
+        "--set",
+        "learning_rate=1e6",
+    )
+    assert_one_line_error(
+        result,
+        "training diverged at step",
+        "loss 'loss' is nan",
+        "lower the learning rate",
+        f"the last good checkpoint (step 1) is kept in '{out}'",
+    )
     assert "model saved" not in result.stdout
     assert not (out / "manifest.json").exists() and not (out / "model.safetensors").exists()
     kept = load_checkpoint(out / "checkpoint.safetensors")
     assert kept.step == 1 and all(bool(t.isfinite().all()) for t in kept.tensors.values() if t.is_floating_point())
-    assert all(np.isfinite(v) for line in (out / "metrics.jsonl").read_text().splitlines()
-               for k, v in json.loads(line).items()), "no NaN logged"
+    assert all(
+        np.isfinite(v) for line in (out / "metrics.jsonl").read_text().splitlines() for k, v in json.loads(line).items()
+    ), "no NaN logged"
 
 
 class PoisonedGAN(DCGAN):
@@ -209,14 +267,33 @@ class PoisonedGAN(DCGAN):
 def test_non_finite_weights_are_never_saved_as_a_model(tmp_path: Path) -> None:
     data = genloom.plugins.get_registry().open_data("digits")
     with pytest.raises(GenloomError, match="training diverged at step 3: weight 'generator.project.weight' holds NaN"):
-        train(PoisonedGAN, data, tmp_path / "run", {"steps": 3, "checkpoint_every": 0, **TINY}, kind=genloom.plugins.get_registry().kind("image"),
-              progress=False)
-    assert not (tmp_path / "run" / "manifest.json").exists() and not (tmp_path / "run" / "checkpoint.safetensors").exists()
+        train(
+            PoisonedGAN,
+            data,
+            tmp_path / "run",
+            {"steps": 3, "checkpoint_every": 0, **TINY},
+            kind=genloom.plugins.get_registry().kind("image"),
+            progress=False,
+        )
+    assert (
+        not (tmp_path / "run" / "manifest.json").exists() and not (tmp_path / "run" / "checkpoint.safetensors").exists()
+    )
 
 
 def test_an_infinite_config_float_is_a_config_error(tmp_path: Path) -> None:
-    result = cli_in_process("train", "gan", "--data", "digits", "--out", str(tmp_path / "run"), *TINY_GAN,
-                            "--set", "loss=wgan-gp", "--set", "gp_weight=Infinity")
+    result = cli_in_process(
+        "train",
+        "gan",
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "run"),
+        *TINY_GAN,
+        "--set",
+        "loss=wgan-gp",
+        "--set",
+        "gp_weight=Infinity",
+    )
     assert_one_line_error(result, "field 'gp_weight': Input should be a finite number (got inf)")
     assert not (tmp_path / "run").exists()
 
@@ -246,7 +323,9 @@ KILLED_WHILE_SAVING = textwrap.dedent("""
 @pytest.mark.timeout(240)
 def test_temp_files_of_a_run_killed_while_saving_are_removed_when_it_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, str(out)], capture_output=True, text=True, timeout=200)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_SAVING, str(out)], capture_output=True, text=True, timeout=200
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left = [p.name for p in out.glob(".checkpoint.safetensors.*.tmp")]
     assert left, "the kill left the half-saved checkpoint behind"
@@ -265,9 +344,13 @@ def test_ctrl_c_checkpoints_between_steps_so_resuming_gives_the_uninterrupted_we
     out, steps = tmp_path / "interrupted", 200
     config = {"steps": steps, "log_every": 2, "checkpoint_every": 0, **TINY}
     settings = [part for key, value in config.items() for part in ("--set", f"{key}={value}")]
-    process = subprocess.Popen([sys.executable, "-m", "genloom", "train", "gan", "--data", "digits", "--out", str(out),
-                                *settings, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **ONE_THREAD})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genloom", "train", "gan", "--data", "digits", "--out", str(out), *settings, "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ONE_THREAD},
+    )
     try:
         deadline = time.monotonic() + 200
         while time.monotonic() < deadline and process.poll() is None and not (out / "metrics.jsonl").exists():

@@ -30,7 +30,9 @@ def test_both_vaes_conform(tmp_path: Path, generator_cls: type[genloom.Generator
 
 
 def test_reconstruction_and_kl_are_logged_separately_with_beta_warming_up(tmp_path: Path) -> None:
-    genloom.train("vae", "digits", tmp_path, progress=False, steps=40, log_every=10, beta=2.0, beta_warmup_steps=20, **TINY)
+    genloom.train(
+        "vae", "digits", tmp_path, progress=False, steps=40, log_every=10, beta=2.0, beta_warmup_steps=20, **TINY
+    )
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     training = [row for row in rows if "recon" in row and "loss" in row]
     assert [row["step"] for row in training] == [10, 20, 30, 40]
@@ -69,7 +71,9 @@ def test_encode_decode_and_interpolate(trained_vae: Path) -> None:
 
 def test_operations_reject_bad_input_clearly(trained_vae: Path) -> None:
     model = genloom.load(trained_vae)
-    with pytest.raises(ConfigError, match=r"images: got an array of shape \(2, 16, 16, 1\); this model takes \(N, 8, 8, 1\)"):
+    with pytest.raises(
+        ConfigError, match=r"images: got an array of shape \(2, 16, 16, 1\); this model takes \(N, 8, 8, 1\)"
+    ):
         model.encode(np.zeros((2, 16, 16, 1), np.float32))
     with pytest.raises(ConfigError, match=r"latents: got shape \(1, 3\); this model takes \(N, 8\)"):
         model.decode(np.zeros(3))
@@ -87,7 +91,9 @@ def test_the_conditional_vae_decodes_each_class_and_needs_labels_to_encode(tmp_p
     codes = np.zeros((2, 4), np.float32)
     assert not np.array_equal(model.decode(codes, labels=[1]).array, model.decode(codes, labels=[7]).array)
     image = model.generate(n=1, seed=0, labels=[4]).array
-    with pytest.raises(ConfigError, match="labels: 'cvae' needs the class of each image; pass labels=\\[...\\] with values 0..9"):
+    with pytest.raises(
+        ConfigError, match="labels: 'cvae' needs the class of each image; pass labels=\\[...\\] with values 0..9"
+    ):
         model.encode(image)
     assert model.encode(image, labels=[4]).shape == (1, 4)
     with pytest.raises(ConfigError, match="labels: 12 is not a trained class; use 0..9"):

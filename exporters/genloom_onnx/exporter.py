@@ -30,7 +30,16 @@ import numpy as np
 
 import genloom
 from genloom.api import open_export
-from genloom.artifacts import MANIFEST_FILE, UNFINISHED_MARKER, WEIGHTS_FILE, ExportSection, Manifest, artifact_id, read_manifest, write_artifact
+from genloom.artifacts import (
+    MANIFEST_FILE,
+    UNFINISHED_MARKER,
+    WEIGHTS_FILE,
+    ExportSection,
+    Manifest,
+    artifact_id,
+    read_manifest,
+    write_artifact,
+)
 from genloom.contracts import EXPORT_DIRECTORY, check_export_spec
 from genloom.errors import ArtifactError, ConfigError, ExportError, GenloomError
 from genloom.fileio import DIRECTORY_MODE, atomic_write_text, check_output_directory
@@ -64,8 +73,15 @@ class OnnxExporter:
     description = "torch -> ONNX graphs, parity-checked against PyTorch; fp16 and int8 variants"
     options = ("opset", "fp16", "int8")
 
-    def export(self, model_dir: str | Path, out_dir: str | Path, opset: int = DEFAULT_OPSET, *,
-               fp16: bool = False, int8: bool = False) -> Manifest:
+    def export(
+        self,
+        model_dir: str | Path,
+        out_dir: str | Path,
+        opset: int = DEFAULT_OPSET,
+        *,
+        fp16: bool = False,
+        int8: bool = False,
+    ) -> Manifest:
         """Export the torch model in ``model_dir`` to ``out_dir``; returns the export's manifest.
 
         ``out_dir`` must be new or an empty directory. ``fp16`` (weights and
@@ -86,22 +102,48 @@ class OnnxExporter:
         if spec is None:
             raise ConfigError(f"'{generator.name}' does not describe an ONNX export (its export_spec() is None)")
         check_export_spec(spec, get_registry().runtime_driver(spec.driver).value, generator.name, generator.modality)
-        stamp = {"genloom.generator": generator.name, "genloom.plugin": manifest.plugin, "genloom.driver": spec.driver,
-                 "genloom.source_sha256": artifact_id(source), "genloom.modality": generator.modality,
-                 "genloom.tokenizer": spec.driver_options.get("tokenizer", "")}
+        stamp = {
+            "genloom.generator": generator.name,
+            "genloom.plugin": manifest.plugin,
+            "genloom.driver": spec.driver,
+            "genloom.source_sha256": artifact_id(source),
+            "genloom.modality": generator.modality,
+            "genloom.tokenizer": spec.driver_options.get("tokenizer", ""),
+        }
         precisions = [precision for precision, wanted in (("fp16", fp16), ("int8", int8)) if wanted]
         _remove_stale_staging(out)
         staging = _make_staging(out)
         try:
-            files, measured = _export_graphs(spec, staging / ".scratch", opset, stamp, precisions,
-                                             classes=int(manifest.facts.get("num_classes") or 1))
-            export: dict[str, Any] = {"driver": spec.driver, "driver_options": spec.driver_options, "opset": opset, **measured,
-                      "tolerance": FP32_TOLERANCE, "precision": "fp32", "source_sha256": stamp["genloom.source_sha256"]}
+            files, measured = _export_graphs(
+                spec,
+                staging / ".scratch",
+                opset,
+                stamp,
+                precisions,
+                classes=int(manifest.facts.get("num_classes") or 1),
+            )
+            export: dict[str, Any] = {
+                "driver": spec.driver,
+                "driver_options": spec.driver_options,
+                "opset": opset,
+                **measured,
+                "tolerance": FP32_TOLERANCE,
+                "precision": "fp32",
+                "source_sha256": stamp["genloom.source_sha256"],
+            }
             files.update({name: (source / name).read_bytes() for name in manifest.files if name != WEIGHTS_FILE})
             written = write_artifact(
-                staging, files, kind="export", generator=manifest.generator, plugin=manifest.plugin,
-                plugin_version=manifest.plugin_version, modality=manifest.modality, config=manifest.config,
-                facts=manifest.facts, training=manifest.training, export=export,
+                staging,
+                files,
+                kind="export",
+                generator=manifest.generator,
+                plugin=manifest.plugin,
+                plugin_version=manifest.plugin_version,
+                modality=manifest.modality,
+                config=manifest.config,
+                facts=manifest.facts,
+                training=manifest.training,
+                export=export,
             )
             _check_end_to_end(torch_model, staging)
             if export["variants"]:
@@ -115,8 +157,9 @@ class OnnxExporter:
         return written
 
 
-def _export_graphs(spec: genloom.ExportSpec, scratch: Path, opset: int, stamp: dict[str, str], precisions: list[str],
-                   classes: int) -> tuple[dict[str, bytes], dict[str, Any]]:
+def _export_graphs(
+    spec: genloom.ExportSpec, scratch: Path, opset: int, stamp: dict[str, str], precisions: list[str], classes: int
+) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Export, stamp and parity-check every graph (and its variants) in ``scratch``, which is removed after;
     the files' bytes by name, and the export section's ``graphs``, ``parity_max_abs_diff`` and ``variants``."""
     scratch.mkdir()
@@ -129,8 +172,14 @@ def _export_graphs(spec: genloom.ExportSpec, scratch: Path, opset: int, stamp: d
         _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
         parity[graph.name] = _check_parity(graph, path, classes)
         files.update(_graph_files(path))
-        entry = {"name": graph.name, "file": path.name, "inputs": graph.input_names, "outputs": graph.output_names,
-                 **written_by, "variants": {}}
+        entry = {
+            "name": graph.name,
+            "file": path.name,
+            "inputs": graph.input_names,
+            "outputs": graph.output_names,
+            **written_by,
+            "variants": {},
+        }
         for precision in precisions:
             variant = _make_variant(path, precision)
             _stamp(variant, {"genloom.precision": precision}, {})
@@ -139,8 +188,11 @@ def _export_graphs(spec: genloom.ExportSpec, scratch: Path, opset: int, stamp: d
             entry["variants"][precision] = variant.name
         graphs.append(entry)
     shutil.rmtree(scratch)
-    return files, {"graphs": graphs, "parity_max_abs_diff": parity,
-                   "variants": {precision: {"max_abs_diff": errors} for precision, errors in variant_error.items()}}
+    return files, {
+        "graphs": graphs,
+        "parity_max_abs_diff": parity,
+        "variants": {precision: {"max_abs_diff": errors} for precision, errors in variant_error.items()},
+    }
 
 
 def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> dict[str, str]:
@@ -152,8 +204,15 @@ def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> dict[str,
     common = {"input_names": graph.input_names, "output_names": graph.output_names, "opset_version": opset}
     with torch.no_grad(), _captured_output() as dynamo_output:
         try:
-            torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=True, verbose=False,
-                              dynamic_shapes=_dynamic_shapes(graph), **common)
+            torch.onnx.export(
+                graph.module,
+                graph.example_inputs,
+                str(path),
+                dynamo=True,
+                verbose=False,
+                dynamic_shapes=_dynamic_shapes(graph),
+                **common,
+            )
             dynamo_error = None
         except Exception as exc:  # noqa: BLE001 - any capture failure: the older exporter may still manage
             dynamo_error = exc
@@ -161,15 +220,27 @@ def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> dict[str,
     if dynamo_error is not None:
         with torch.no_grad(), _captured_output() as torchscript_output:
             try:
-                torch.onnx.export(graph.module, graph.example_inputs, str(path), dynamo=False, dynamic_axes=graph.dynamic_axes, **common)
+                torch.onnx.export(
+                    graph.module,
+                    graph.example_inputs,
+                    str(path),
+                    dynamo=False,
+                    dynamic_axes=graph.dynamic_axes,
+                    **common,
+                )
                 torchscript_error = None
             except Exception as exc:  # noqa: BLE001 - both exporters failed: said below, with what they printed
                 torchscript_error = exc
         if torchscript_error is not None:
-            raise _conversion_error(graph.name, (dynamo_error, dynamo_output.text), (torchscript_error, torchscript_output.text))
+            raise _conversion_error(
+                graph.name, (dynamo_error, dynamo_output.text), (torchscript_error, torchscript_output.text)
+            )
         reason = _one_line(dynamo_error)
-        print(f"genloom: warning: graph '{graph.name}': the torch.export-based exporter failed ({reason}); "
-              "exported with the TorchScript exporter instead", file=sys.stderr)
+        print(
+            f"genloom: warning: graph '{graph.name}': the torch.export-based exporter failed ({reason}); "
+            "exported with the TorchScript exporter instead",
+            file=sys.stderr,
+        )
         written_by = {"exporter": "torchscript", "fallback_reason": reason}
     graph.module.eval()  # the exporter may hand back a module in training mode
     _fold_and_check(graph.name, path)
@@ -186,8 +257,10 @@ def _fold_and_check(name: str, path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"graph '{name}': the exported graph fails onnx.checker ({_first_line(str(exc))}); "
-                          "nothing was written", details=str(exc)) from None
+        raise ExportError(
+            f"graph '{name}': the exported graph fails onnx.checker ({_first_line(str(exc))}); nothing was written",
+            details=str(exc),
+        ) from None
 
 
 class _Captured:
@@ -256,11 +329,20 @@ def _operator(exc: BaseException) -> str | None:
 def _conversion_error(name: str, dynamo: tuple[Exception, str], torchscript: tuple[Exception, str]) -> ExportError:
     """One line naming the graph and the operator; both exporters' output and traces as the details."""
     operator = _operator(torchscript[0]) or _operator(dynamo[0])
-    what = f"operator {operator}" if operator else f"it (torch.export: {_one_line(dynamo[0])}; TorchScript: {_one_line(torchscript[0])})"
-    details = "\n".join(f"--- the {label} exporter ---\n{printed}{''.join(traceback.format_exception(exc))}"
-                        for label, (exc, printed) in (("torch.export-based", dynamo), ("TorchScript", torchscript)))
-    return ExportError(f"graph '{name}': neither ONNX exporter (torch.export, TorchScript) can convert {what}; write the module "
-                       "with operators ONNX supports (`genloom export --verbose` shows both exporters' full output)", details)
+    what = (
+        f"operator {operator}"
+        if operator
+        else f"it (torch.export: {_one_line(dynamo[0])}; TorchScript: {_one_line(torchscript[0])})"
+    )
+    details = "\n".join(
+        f"--- the {label} exporter ---\n{printed}{''.join(traceback.format_exception(exc))}"
+        for label, (exc, printed) in (("torch.export-based", dynamo), ("TorchScript", torchscript))
+    )
+    return ExportError(
+        f"graph '{name}': neither ONNX exporter (torch.export, TorchScript) can convert {what}; write the module "
+        "with operators ONNX supports (`genloom export --verbose` shows both exporters' full output)",
+        details,
+    )
 
 
 def _save(model: Any, path: Path) -> None:
@@ -270,8 +352,13 @@ def _save(model: Any, path: Path) -> None:
 
     data = path.with_name(f"{path.name}.data")
     data.unlink(missing_ok=True)  # onnx appends to an existing data file; the model holds its weights in memory
-    onnx.save(model, str(path), save_as_external_data=model.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES,
-              all_tensors_to_one_file=True, location=data.name)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=model.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES,
+        all_tensors_to_one_file=True,
+        location=data.name,
+    )
 
 
 def _graph_files(path: Path) -> dict[str, bytes]:
@@ -303,7 +390,9 @@ def _store_weights_transposed(model: Any) -> bool:
     for node in folded:
         permutation = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
         array = numpy_helper.to_array(weights[node.input[0]])
-        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array.transpose(permutation)), node.output[0]))
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.ascontiguousarray(array.transpose(permutation)), node.output[0])
+        )
         model.graph.node.remove(node)
     used = {name for node in model.graph.node for name in node.input} | {value.name for value in model.graph.output}
     for tensor in [t for t in model.graph.initializer if t.name not in used]:
@@ -318,11 +407,11 @@ def _dynamic_shapes(graph: genloom.GraphSpec) -> tuple[Any, ...]:
 
     from torch.export import Dim
 
-    per_input = [{axis: Dim.DYNAMIC for axis in graph.dynamic_axes.get(name, {})} or None for name in graph.input_names]
+    per_input = [dict.fromkeys(graph.dynamic_axes.get(name, {}), Dim.DYNAMIC) or None for name in graph.input_names]
     shapes: list[Any] = []
     for parameter in inspect.signature(graph.module.forward).parameters.values():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            shapes.append(tuple(per_input[len(shapes):]))
+            shapes.append(tuple(per_input[len(shapes) :]))
             break
         if len(shapes) < len(per_input):
             shapes.append(per_input[len(shapes)])
@@ -353,7 +442,11 @@ def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generato
     for example in graph.example_inputs:
         shape = (batch, *example.shape[1:])
         if example.dtype.is_floating_point:
-            inputs.append(rng.random(shape, dtype=np.float32) if example.dim() == 4 else rng.standard_normal(shape, dtype=np.float32))
+            inputs.append(
+                rng.random(shape, dtype=np.float32)
+                if example.dim() == 4
+                else rng.standard_normal(shape, dtype=np.float32)
+            )
         else:  # integer inputs are class labels
             inputs.append(rng.integers(0, classes, size=shape, dtype=np.int64))
     return inputs
@@ -374,22 +467,32 @@ def _make_variant(path: Path, precision: str) -> Path:
                 model = onnx.load(str(path))
                 recurrent = sorted({node.op_type for node in model.graph.node} & NO_HALF_PRECISION)
                 if recurrent:
-                    raise ConfigError(f"--fp16: ONNX Runtime cannot run this graph's {', '.join(recurrent)} in half precision "
-                                      "(its session crashes); export it in fp32, with --int8 if you want smaller weights")
+                    raise ConfigError(
+                        f"--fp16: ONNX Runtime cannot run this graph's {', '.join(recurrent)} in half precision "
+                        "(its session crashes); export it in fp32, with --int8 if you want smaller weights"
+                    )
                 _save(convert_float_to_float16(model, keep_io_types=True), variant)
             else:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 bare = onnx.load(str(path))
-                del bare.graph.value_info[:]  # exporters' intermediate shapes can disagree with the quantizer's inference
+                del bare.graph.value_info[
+                    :
+                ]  # exporters' intermediate shapes can disagree with the quantizer's inference
                 unquantized = path.with_name(f"{path.stem}.int8-input.onnx")
                 _save(bare, unquantized)
-                quantize_dynamic(str(unquantized), str(variant), weight_type=QuantType.QInt8,
-                                 use_external_data_format=bare.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES)
+                quantize_dynamic(
+                    str(unquantized),
+                    str(variant),
+                    weight_type=QuantType.QInt8,
+                    use_external_data_format=bare.ByteSize() > EXTERNAL_DATA_ABOVE_BYTES,
+                )
         except GenloomError:
             raise
         except Exception as exc:  # noqa: BLE001 - the converters raise anything; say which graph and precision failed
-            raise ParityError(f"could not make the {precision} variant of '{path.stem}': {exc}; export without --{precision}") from None
+            raise ParityError(
+                f"could not make the {precision} variant of '{path.stem}': {exc}; export without --{precision}"
+            ) from None
         finally:
             root.setLevel(level)
     return variant
@@ -419,7 +522,9 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
     """Largest absolute difference between ONNX Runtime (CPU) and PyTorch; fails above the fp32 tolerance."""
     worst = _max_difference(graph, path, classes)
     if worst > FP32_TOLERANCE:
-        raise ParityError(f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {FP32_TOLERANCE}); nothing was written")
+        raise ParityError(
+            f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {FP32_TOLERANCE}); nothing was written"
+        )
     return worst
 
 
@@ -434,8 +539,11 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
     try:
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-        raise ExportError(f"graph '{graph.name}': ONNX Runtime cannot open the exported {path.name} ({_first_line(str(exc))}); "
-                          "nothing was written", details=str(exc)) from None
+        raise ExportError(
+            f"graph '{graph.name}': ONNX Runtime cannot open the exported {path.name} ({_first_line(str(exc))}); "
+            "nothing was written",
+            details=str(exc),
+        ) from None
     rng, worst = np.random.default_rng(PARITY_SEED), 0.0
     for batch in PARITY_BATCHES:
         inputs = _random_inputs(graph, batch, rng, classes)
@@ -445,7 +553,9 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
         actual = session.run(graph.output_names, dict(zip(graph.input_names, inputs)))
         for name, want, got in zip(graph.output_names, expected, actual):
             if got.shape != tuple(want.shape):
-                raise ParityError(f"graph '{graph.name}' output '{name}': ONNX shape {got.shape} at batch {batch}, PyTorch {tuple(want.shape)}")
+                raise ParityError(
+                    f"graph '{graph.name}' output '{name}': ONNX shape {got.shape} at batch {batch}, PyTorch {tuple(want.shape)}"
+                )
             worst = max(worst, float(np.abs(got.astype(np.float32) - want.numpy()).max()))
     return worst
 
@@ -457,8 +567,10 @@ def _check_end_to_end(torch_model: Any, staging: Path) -> None:
     want, got = (model.generate(**kind.check_settings) for model in (torch_model, _open_staged(staging)))
     difference = kind.compare(want, got)
     if difference > FP32_TOLERANCE:
-        raise ParityError(f"generate({_settings_text(kind.check_settings)}) through the export differs from PyTorch by "
-                          f"{difference:.3g} ({kind.name} results compared as the kind compares them); nothing was written")
+        raise ParityError(
+            f"generate({_settings_text(kind.check_settings)}) through the export differs from PyTorch by "
+            f"{difference:.3g} ({kind.name} results compared as the kind compares them); nothing was written"
+        )
 
 
 def _settings_text(settings: Any) -> str:
@@ -510,5 +622,7 @@ def _publish(staging: Path, out: Path) -> None:
             out.rmdir()
         staging.rename(out)
     except OSError as exc:
-        raise ArtifactError(f"--out: cannot move the export into '{out}' ({exc.strerror}); it was filled or removed "
-                            "while the export ran: give a new directory") from None
+        raise ArtifactError(
+            f"--out: cannot move the export into '{out}' ({exc.strerror}); it was filled or removed "
+            "while the export ran: give a new directory"
+        ) from None

@@ -25,18 +25,24 @@ class DCGANConfig(genloom.GeneratorConfig):
     steps: int = Field(2000, ge=1, description="Generator updates (each after `d_steps` discriminator updates).")
     sample_every: int = Field(500, ge=0, description="Write a sample grid every N steps (0: only at the end).")
     latent_dim: int = Field(32, ge=1, le=1024, description="Size of the noise vector the generator starts from.")
-    width: int = Field(64, ge=8, le=1024, description="Channels of the first discriminator convolution; the generator mirrors it.")
+    width: int = Field(
+        64, ge=8, le=1024, description="Channels of the first discriminator convolution; the generator mirrors it."
+    )
     loss: Literal["non-saturating", "hinge", "wgan-gp"] = Field("non-saturating", description="Adversarial loss.")
     gp_weight: float = Field(10.0, ge=0, description="Weight of the gradient penalty (loss wgan-gp only).")
-    d_steps: int = Field(1, ge=1, le=10, description="Discriminator updates per generator update (5 is usual with wgan-gp).")
+    d_steps: int = Field(
+        1, ge=1, le=10, description="Discriminator updates per generator update (5 is usual with wgan-gp)."
+    )
     lr_generator: float = Field(2e-4, gt=0, description="Adam learning rate of the generator.")
     lr_discriminator: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of both optimizers (0.0 is usual with wgan-gp).")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of both optimizers (0.9 is usual with wgan-gp).")
     ema_decay: float = Field(
-        0.999, ge=0, lt=1,
+        0.999,
+        ge=0,
+        lt=1,
         description="Decay of the moving average of generator weights used for sampling (0: sample the raw generator); "
-                    "it warms up: update t (from 0) uses min(ema_decay, (1 + t) / (10 + t)), so early averages forget the initialisation.",
+        "it warms up: update t (from 0) uses min(ema_decay, (1 + t) / (10 + t)), so early averages forget the initialisation.",
     )
 
 
@@ -58,7 +64,10 @@ class DCGAN(genloom.ImageGenerator):
 
         channels, levels, classes = self.facts["channels"], square_image_levels(self.facts, self.name), self.num_classes
         generator = ConvGenerator(self.config.latent_dim, channels, levels, self.config.width, classes)
-        modules = {"generator": generator, "discriminator": ConvDiscriminator(channels, levels, self.config.width, classes)}
+        modules = {
+            "generator": generator,
+            "discriminator": ConvDiscriminator(channels, levels, self.config.width, classes),
+        }
         if self.config.ema_decay:
             modules["generator_ema"] = copy.deepcopy(generator).requires_grad_(False)
         return modules
@@ -68,8 +77,12 @@ class DCGAN(genloom.ImageGenerator):
 
         betas = (self.config.beta1, self.config.beta2)
         return {
-            "generator": torch.optim.Adam(self.modules["generator"].parameters(), self.config.lr_generator, betas=betas),
-            "discriminator": torch.optim.Adam(self.modules["discriminator"].parameters(), self.config.lr_discriminator, betas=betas),
+            "generator": torch.optim.Adam(
+                self.modules["generator"].parameters(), self.config.lr_generator, betas=betas
+            ),
+            "discriminator": torch.optim.Adam(
+                self.modules["discriminator"].parameters(), self.config.lr_discriminator, betas=betas
+            ),
         }
 
     def get_batch(self, data: Any, rng: np.random.Generator) -> list[Any]:
@@ -121,7 +134,9 @@ class DCGAN(genloom.ImageGenerator):
         if self.num_classes:
             inputs, names = (*inputs, torch.zeros(2, dtype=torch.int64)), [*names, "labels"]
         axes = {name: {0: "batch"} for name in [*names, "images"]}
-        return genloom.ExportSpec("image-from-latent", [genloom.GraphSpec("generator", self._sampler(), inputs, names, ["images"], axes)])
+        return genloom.ExportSpec(
+            "image-from-latent", [genloom.GraphSpec("generator", self._sampler(), inputs, names, ["images"], axes)]
+        )
 
     def _sampler(self) -> torch.nn.Module:
         from genloom_gan.nets import ImageOutput

@@ -24,7 +24,9 @@ def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()  # hinge and wgan-gp
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al., 2017): (|grad critic(x)| - 1)^2 on random mixes of real and fake."""
     mix = torch.rand(len(real), 1, 1, 1)
     mixed = (mix * real + (1 - mix) * fake).requires_grad_(True)

@@ -22,7 +22,11 @@ class ConvGenerator(nn.Module):
         self.project = nn.Linear(latent_dim * (2 if num_classes else 1), hidden * 16)
         layers: list[nn.Module] = [nn.BatchNorm2d(hidden), nn.ReLU()]
         for _ in range(levels - 1):
-            layers += [nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(hidden // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(hidden // 2),
+                nn.ReLU(),
+            ]
             hidden //= 2
         layers += [nn.ConvTranspose2d(hidden, channels, 4, 2, 1), nn.Tanh()]
         self.body = nn.Sequential(*layers)

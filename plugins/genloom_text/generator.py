@@ -32,11 +32,21 @@ class TextConfig(genloom.GeneratorConfig):
     steps: int = Field(1000, ge=1, description="Optimisation steps (at most: early stopping may end sooner).")
     batch_size: int = Field(16, ge=1, description="Windows of context_length tokens per step.")
     eval_every: int = Field(100, ge=0, description="Validation loss every N steps (0: only at the end).")
-    checkpoint_every: int = Field(100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end).")
-    early_stopping_patience: int = Field(3, ge=0, description="Stop when validation loss has not improved for N evaluations (0: never).")
-    tokenizer: Literal["bpe", "char"] = Field("bpe", description="Byte-level BPE learned on the corpus, or one token per byte ('char').")
-    vocab_size: int = Field(1024, ge=258, le=65536, description="Tokens in the BPE vocabulary (ignored by 'char': 257).")
-    context_length: int = Field(128, ge=8, le=8192, description="Tokens the model sees at once (training windows; the GPT's limit).")
+    checkpoint_every: int = Field(
+        100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end)."
+    )
+    early_stopping_patience: int = Field(
+        3, ge=0, description="Stop when validation loss has not improved for N evaluations (0: never)."
+    )
+    tokenizer: Literal["bpe", "char"] = Field(
+        "bpe", description="Byte-level BPE learned on the corpus, or one token per byte ('char')."
+    )
+    vocab_size: int = Field(
+        1024, ge=258, le=65536, description="Tokens in the BPE vocabulary (ignored by 'char': 257)."
+    )
+    context_length: int = Field(
+        128, ge=8, le=8192, description="Tokens the model sees at once (training windows; the GPT's limit)."
+    )
     width: int = Field(128, ge=8, le=8192, description="Embedding and hidden size.")
     layers: int = Field(4, ge=1, le=96, description="Transformer blocks or LSTM layers.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout while training.")
@@ -82,7 +92,9 @@ class LanguageModel(genloom.TextGenerator):
         self.facts.update(vocab_size=self.tokenizer.vocab_size, prepend_end_of_text=True)
         tokens = len(self.token_stream(data))
         if tokens <= self.config.context_length:
-            raise DataError(f"'{data.source}' holds {tokens} tokens, fewer than context_length; lower context_length or add text")
+            raise DataError(
+                f"'{data.source}' holds {tokens} tokens, fewer than context_length; lower context_length or add text"
+            )
 
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
         super().restore(facts, files)
@@ -118,7 +130,10 @@ class LanguageModel(genloom.TextGenerator):
         parameters = [p for p in self.network.parameters() if p.requires_grad]
         decay = [p for p in parameters if p.dim() >= 2]
         no_decay = [p for p in parameters if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         return {"model": torch.optim.AdamW(groups, lr=self.config.learning_rate, betas=(0.9, 0.95))}
 
     def learning_rate_at(self, step: int) -> float:
@@ -127,7 +142,9 @@ class LanguageModel(genloom.TextGenerator):
         if step < config.warmup_steps:
             return config.learning_rate * (step + 1) / config.warmup_steps
         progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * (config.learning_rate - config.min_learning_rate)
+        return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * (
+            config.learning_rate - config.min_learning_rate
+        )
 
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         import torch
@@ -159,7 +176,11 @@ class LanguageModel(genloom.TextGenerator):
         losses = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
         byte_counts = torch.from_numpy(self.tokenizer.token_bytes())[windows[:, 1:].flatten()]
         loss = losses.mean().item()
-        return {"val_loss": loss, "perplexity": math.exp(loss), "bits_per_byte": losses.sum().item() / math.log(2) / byte_counts.sum().item()}
+        return {
+            "val_loss": loss,
+            "perplexity": math.exp(loss),
+            "bits_per_byte": losses.sum().item() / math.log(2) / byte_counts.sum().item(),
+        }
 
     # -- generation -------------------------------------------------------------------
 
@@ -168,13 +189,23 @@ class LanguageModel(genloom.TextGenerator):
         return self.config.context_length
 
     def _driver_options(self, **layout: int) -> dict[str, Any]:
-        return {"context_length": self.context_length, "prepend_end_of_text": self.prepend_end_of_text,
-                "tokenizer": TOKENIZER_FILE, **layout}
+        return {
+            "context_length": self.context_length,
+            "prepend_end_of_text": self.prepend_end_of_text,
+            "tokenizer": TOKENIZER_FILE,
+            **layout,
+        }
 
     def training_samples(self) -> dict[str, Any]:
         """Three sampled texts from an empty prompt, half a context long."""
-        return {"prompt": "", "max_new_tokens": self.config.context_length // 2, "do_sample": True, "top_k": 40,
-                "num_return_sequences": 3, "seed": self.config.seed}
+        return {
+            "prompt": "",
+            "max_new_tokens": self.config.context_length // 2,
+            "do_sample": True,
+            "top_k": 40,
+            "num_return_sequences": 3,
+            "seed": self.config.seed,
+        }
 
 
 class GPTGenerator(LanguageModel):
@@ -190,8 +221,20 @@ class GPTGenerator(LanguageModel):
 
         config = self.config
         if config.width % config.heads:
-            raise genloom.ConfigError(f"field 'width': {config.width} is not a multiple of heads={config.heads}; pick e.g. width={config.heads * (config.width // config.heads or 1)}")
-        return {"model": GPT(self.facts["vocab_size"], config.context_length, config.layers, config.heads, config.width, config.bias, config.dropout)}
+            raise genloom.ConfigError(
+                f"field 'width': {config.width} is not a multiple of heads={config.heads}; pick e.g. width={config.heads * (config.width // config.heads or 1)}"
+            )
+        return {
+            "model": GPT(
+                self.facts["vocab_size"],
+                config.context_length,
+                config.layers,
+                config.heads,
+                config.width,
+                config.bias,
+                config.dropout,
+            )
+        }
 
     def session(self) -> Any:
         from genloom_text.sessions import GPTSession
@@ -205,23 +248,45 @@ class GPTGenerator(LanguageModel):
         from genloom_text.gpt import DecoderGraph
 
         layers, heads, head_dim = self.config.layers, self.config.heads, self.config.width // self.config.heads
-        cache = [f"{kind}.{i}.{part}" for kind in ("past_key_values", "present") for i in range(layers) for part in ("key", "value")]
+        cache = [
+            f"{kind}.{i}.{part}"
+            for kind in ("past_key_values", "present")
+            for i in range(layers)
+            for part in ("key", "value")
+        ]
         past_names, present_names = cache[: 2 * layers], cache[2 * layers :]
         total = "past_sequence_length + sequence_length"
-        axes = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "attention_mask": {0: "batch_size", 1: total},
-                "logits": {0: "batch_size", 1: "sequence_length"},
-                **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}, **{n: {0: "batch_size", 2: total} for n in present_names}}
+        axes = {
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: total},
+            "logits": {0: "batch_size", 1: "sequence_length"},
+            **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
+            **{n: {0: "batch_size", 2: total} for n in present_names},
+        }
         vocab = self.facts["vocab_size"]
 
         def sample_inputs(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
             past, new = int(rng.integers(1, 6)), int(rng.integers(1, 4))
             caches = [rng.standard_normal((batch, heads, past, head_dim), dtype=np.float32) for _ in past_names]
-            return (rng.integers(0, vocab, (batch, new), dtype=np.int64), np.ones((batch, past + new), np.int64), *caches)
+            return (
+                rng.integers(0, vocab, (batch, new), dtype=np.int64),
+                np.ones((batch, past + new), np.int64),
+                *caches,
+            )
 
         example = sample_inputs(2, np.random.default_rng(0))
-        graph = genloom.GraphSpec("decoder", DecoderGraph(self.network), tuple(torch.from_numpy(x) for x in example),
-                                  ["input_ids", "attention_mask", *past_names], ["logits", *present_names], axes, sample_inputs)
-        return genloom.ExportSpec("text-decoder", [graph], self._driver_options(layers=layers, heads=heads, head_dim=head_dim))
+        graph = genloom.GraphSpec(
+            "decoder",
+            DecoderGraph(self.network),
+            tuple(torch.from_numpy(x) for x in example),
+            ["input_ids", "attention_mask", *past_names],
+            ["logits", *present_names],
+            axes,
+            sample_inputs,
+        )
+        return genloom.ExportSpec(
+            "text-decoder", [graph], self._driver_options(layers=layers, heads=heads, head_dim=head_dim)
+        )
 
 
 class LSTMGenerator(LanguageModel):
@@ -239,7 +304,11 @@ class LSTMGenerator(LanguageModel):
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_text.lstm import LSTMLanguageModel
 
-        return {"model": LSTMLanguageModel(self.facts["vocab_size"], self.config.layers, self.config.width, self.config.dropout)}
+        return {
+            "model": LSTMLanguageModel(
+                self.facts["vocab_size"], self.config.layers, self.config.width, self.config.dropout
+            )
+        }
 
     def session(self) -> Any:
         from genloom_text.sessions import LSTMSession
@@ -253,14 +322,24 @@ class LSTMGenerator(LanguageModel):
         from genloom_text.lstm import RecurrentGraph
 
         layers, width, vocab = self.config.layers, self.config.width, self.facts["vocab_size"]
-        axes = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
-                **{name: {1: "batch_size"} for name in ("state.h", "state.c", "present_state.h", "present_state.c")}}
+        axes = {
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"},
+            **{name: {1: "batch_size"} for name in ("state.h", "state.c", "present_state.h", "present_state.c")},
+        }
 
         def sample_inputs(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
             state = [rng.standard_normal((layers, batch, width), dtype=np.float32) * 0.5 for _ in range(2)]
             return (rng.integers(0, vocab, (batch, int(rng.integers(1, 4))), dtype=np.int64), *state)
 
         example = sample_inputs(2, np.random.default_rng(0))
-        graph = genloom.GraphSpec("recurrent", RecurrentGraph(self.network), tuple(torch.from_numpy(x) for x in example),
-                                  ["input_ids", "state.h", "state.c"], ["logits", "present_state.h", "present_state.c"], axes, sample_inputs)
+        graph = genloom.GraphSpec(
+            "recurrent",
+            RecurrentGraph(self.network),
+            tuple(torch.from_numpy(x) for x in example),
+            ["input_ids", "state.h", "state.c"],
+            ["logits", "present_state.h", "present_state.c"],
+            axes,
+            sample_inputs,
+        )
         return genloom.ExportSpec("text-recurrent", [graph], self._driver_options(layers=layers, width=width))

@@ -30,7 +30,10 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         width = x.shape[-1]
-        q, k, v = (t.unflatten(-1, (self.heads, width // self.heads)).transpose(1, 2) for t in self.c_attn(x).split(width, dim=2))
+        q, k, v = (
+            t.unflatten(-1, (self.heads, width // self.heads)).transpose(1, 2)
+            for t in self.c_attn(x).split(width, dim=2)
+        )
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if torch.onnx.is_in_onnx_export():
@@ -84,7 +87,16 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token ids -> next-token logits, with an optional KV cache and attention mask for left padding."""
 
-    def __init__(self, vocab_size: int, context_length: int, layers: int, heads: int, width: int, bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        layers: int,
+        heads: int,
+        width: int,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.context_length = context_length
         self.wte = nn.Embedding(vocab_size, width)
@@ -107,7 +119,11 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(
-        self, tokens: torch.Tensor, past: KVCache | None = None, attention_mask: torch.Tensor | None = None, last_only: bool = False
+        self,
+        tokens: torch.Tensor,
+        past: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, KVCache]:
         """``tokens`` ``(B, T)`` after ``past`` (``P`` cached positions); ``attention_mask`` ``(B, P + T)``, 0 at padding.
 
@@ -116,7 +132,9 @@ class GPT(nn.Module):
         length = tokens.shape[1]
         past_length = past[0][0].shape[2] if past else 0
         if not torch.jit.is_tracing() and past_length + length > self.context_length:
-            raise ValueError(f"sequence of {past_length + length} tokens is longer than the context ({self.context_length})")
+            raise ValueError(
+                f"sequence of {past_length + length} tokens is longer than the context ({self.context_length})"
+            )
         query_positions = torch.arange(length, device=tokens.device) + past_length
         mask, positions = None, query_positions[None]
         if attention_mask is not None:
@@ -147,7 +165,9 @@ class DecoderGraph(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past_flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past_flat: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         past = [(past_flat[i], past_flat[i + 1]) for i in range(0, len(past_flat), 2)]
         logits, presents = self.gpt(input_ids, past, attention_mask)
         return (logits, *[tensor for pair in presents for tensor in pair])

@@ -30,19 +30,33 @@ def load_gpt2(directory: str | Path) -> GPTGenerator:
     files = {name: root / name for name in ("config.json", "model.safetensors", TOKENIZER_FILE)}
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:
-        raise ArtifactError(f"'{root}' is not a GPT-2 checkpoint: no {', '.join(missing)} (save it with save_pretrained, safetensors and a fast tokenizer)")
+        raise ArtifactError(
+            f"'{root}' is not a GPT-2 checkpoint: no {', '.join(missing)} (save it with save_pretrained, safetensors and a fast tokenizer)"
+        )
     hf = json.loads(files["config.json"].read_text())
     if hf.get("model_type") != "gpt2":
-        raise ArtifactError(f"'{root}/config.json' describes a '{hf.get('model_type')}' model; only gpt2 loads into the gpt generator")
+        raise ArtifactError(
+            f"'{root}/config.json' describes a '{hf.get('model_type')}' model; only gpt2 loads into the gpt generator"
+        )
     if hf.get("activation_function", "gelu_new") != "gelu_new" or hf.get("layer_norm_epsilon", 1e-5) != 1e-5:
-        raise ArtifactError(f"'{root}/config.json': only gelu_new activations and layer_norm_epsilon=1e-5 are supported")
+        raise ArtifactError(
+            f"'{root}/config.json': only gelu_new activations and layer_norm_epsilon=1e-5 are supported"
+        )
     config = GPTConfig(
-        context_length=hf["n_positions"], width=hf["n_embd"], layers=hf["n_layer"], heads=hf["n_head"], bias=True,
+        context_length=hf["n_positions"],
+        width=hf["n_embd"],
+        layers=hf["n_layer"],
+        heads=hf["n_head"],
+        bias=True,
         vocab_size=min(max(hf["vocab_size"], 258), 65536),
     )
     generator = GPTGenerator(config)
     generator.tokenizer = Tokenizer.from_json(files[TOKENIZER_FILE].read_bytes(), str(files[TOKENIZER_FILE]))
-    generator.facts = {"vocab_size": hf["vocab_size"], "prepend_end_of_text": False, "imported_from": "huggingface gpt2"}
+    generator.facts = {
+        "vocab_size": hf["vocab_size"],
+        "prepend_end_of_text": False,
+        "imported_from": "huggingface gpt2",
+    }
     torch.manual_seed(0)
     generator.modules = generator.build()
     tensors = from_bytes(files["model.safetensors"].read_bytes(), str(files["model.safetensors"]))

@@ -20,7 +20,9 @@ class LSTMLanguageModel(nn.Module):
         self.lm_head.weight = self.wte.weight
         nn.init.normal_(self.wte.weight, mean=0.0, std=0.02)
 
-    def forward(self, tokens: torch.Tensor, state: State | None = None, last_only: bool = False) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None, last_only: bool = False
+    ) -> tuple[torch.Tensor, State]:
         """``tokens`` ``(B, T)`` after ``state``; logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``) and the new state."""
         output, state = self.lstm(self.wte(tokens), state)
         return self.lm_head(output[:, -1:] if last_only else output), state

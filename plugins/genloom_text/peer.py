@@ -11,8 +11,16 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
     import torch
     import transformers
 
-    config = transformers.GPT2Config(n_layer=layers, n_head=heads, n_embd=width, n_positions=context, vocab_size=vocab,
-                                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = transformers.GPT2Config(
+        n_layer=layers,
+        n_head=heads,
+        n_embd=width,
+        n_positions=context,
+        vocab_size=vocab,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     peer = transformers.GPT2LMHeadModel(config).eval().to(device)
@@ -21,7 +29,9 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
 
     def run(ids: torch.Tensor, tokens: int) -> None:
         with torch.no_grad():
-            peer.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False).cpu()
+            peer.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False
+            ).cpu()
 
     def decode(batch: int, tokens: int) -> None:
         run(prompt[:, :2].repeat(batch, 1), tokens)
@@ -30,4 +40,6 @@ def transformers_decoder(layers: int, heads: int, width: int, context: int, voca
         run(prompt, 1)
 
     label = "transformers generate" + (" (CUDA)" if device == "cuda" else "")
-    return Decoder(label, decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens, on_cpu=device == "cpu")
+    return Decoder(
+        label, decode, prefill, 4 * sum(p.numel() for p in peer.parameters()), prefill_tokens, on_cpu=device == "cpu"
+    )

@@ -45,7 +45,9 @@ class TextDriver:
     def __init__(self, name: str, inputs: tuple[str, ...], options: tuple[str, ...], description: str) -> None:
         self.name, self.inputs, self.options, self.description = name, inputs, options, description
 
-    def open(self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str) -> OnnxTextModel:
+    def open(
+        self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str
+    ) -> OnnxTextModel:
         return OnnxTextModel(directory, manifest, providers, session_options, precision)
 
     def benchmark_peer(self, model: OnnxTextModel, cuda: bool) -> Any:
@@ -56,21 +58,43 @@ class TextDriver:
         from genloom_text.peer import transformers_decoder
 
         options = model.export.driver_options
-        return transformers_decoder(options["layers"], options["heads"], options["heads"] * options["head_dim"],
-                                    options["context_length"], int(model.manifest.facts["vocab_size"]), cuda)
+        return transformers_decoder(
+            options["layers"],
+            options["heads"],
+            options["heads"] * options["head_dim"],
+            options["context_length"],
+            int(model.manifest.facts["vocab_size"]),
+            cuda,
+        )
 
 
 DRIVERS = (
-    TextDriver("text-decoder", ("input_ids", "attention_mask"), DECODER_OPTIONS, "decoder-only transformer; KV cache as past/present tensors"),
-    TextDriver("text-recurrent", ("input_ids", "state.h", "state.c"), RECURRENT_OPTIONS, "recurrent language model; state tensors in and out"),
+    TextDriver(
+        "text-decoder",
+        ("input_ids", "attention_mask"),
+        DECODER_OPTIONS,
+        "decoder-only transformer; KV cache as past/present tensors",
+    ),
+    TextDriver(
+        "text-recurrent",
+        ("input_ids", "state.h", "state.c"),
+        RECURRENT_OPTIONS,
+        "recurrent language model; state tensors in and out",
+    ),
 )
 
 
 class OnnxTextModel(OnnxModel):
     """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        providers: Providers = "auto",
+        session_options: Any = None,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(directory, manifest)
         self.options: dict[str, Any] = self.export.driver_options
         self.driver: str = self.export.driver
@@ -91,13 +115,23 @@ class OnnxTextModel(OnnxModel):
         inputs, outputs = [i.name for i in self.onnx.get_inputs()], self.output_names
         if self.driver == "text-decoder":  # one present tensor out per past tensor in
             needed = "inputs input_ids, attention_mask, then past tensors; outputs logits, then one present tensor per past one"
-            fits = inputs[:2] == ["input_ids", "attention_mask"] and outputs[:1] == ["logits"] and len(outputs) == len(inputs) - 1
+            fits = (
+                inputs[:2] == ["input_ids", "attention_mask"]
+                and outputs[:1] == ["logits"]
+                and len(outputs) == len(inputs) - 1
+            )
         else:
             needed = "inputs input_ids, state.h, state.c; outputs logits, then the two new states"
-            fits = sorted(inputs) == ["input_ids", "state.c", "state.h"] and outputs[:1] == ["logits"] and len(outputs) == 3
+            fits = (
+                sorted(inputs) == ["input_ids", "state.c", "state.h"]
+                and outputs[:1] == ["logits"]
+                and len(outputs) == 3
+            )
         if not fits:
-            raise ArtifactError(f"graph '{graph}' has inputs {inputs} and outputs {outputs}, but the '{self.driver}' driver needs "
-                                f"{needed}; the graph does not belong to this export: re-export the model")
+            raise ArtifactError(
+                f"graph '{graph}' has inputs {inputs} and outputs {outputs}, but the '{self.driver}' driver needs "
+                f"{needed}; the graph does not belong to this export: re-export the model"
+            )
 
     def session(self) -> DecoderRun | RecurrentRun:
         """A decoding session for :mod:`genloom.textgen`."""
@@ -185,8 +219,10 @@ class DecoderRun:
             return
         from onnxruntime import OrtValue
 
-        self.cache = [OrtValue.ortvalue_from_numpy(np.ascontiguousarray(past.numpy()[rows, :, columns:]), "cuda", 0)
-                      for past in self.cache]
+        self.cache = [
+            OrtValue.ortvalue_from_numpy(np.ascontiguousarray(past.numpy()[rows, :, columns:]), "cuda", 0)
+            for past in self.cache
+        ]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
@@ -238,5 +274,7 @@ class RecurrentRun:
         self.state = [np.ascontiguousarray(part[:, rows]) for part in self.state]
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
-        logits, *self.state = self.model.onnx.run(None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]})
+        logits, *self.state = self.model.onnx.run(
+            None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]}
+        )
         return logits

@@ -13,9 +13,9 @@ import numpy as np
 from pydantic import Field
 
 import genloom
-from genloom_gan.squares import square_image_levels
 from genloom.errors import ConfigError
 from genloom.results import as_image_batch
+from genloom_gan.squares import square_image_levels
 
 if TYPE_CHECKING:
     import torch
@@ -29,11 +29,19 @@ class VAEConfig(genloom.GeneratorConfig):
 
     steps: int = Field(10000, ge=1, description="Optimisation steps.")
     sample_every: int = Field(2000, ge=0, description="Write a sample grid every N steps (0: only at the end).")
-    eval_every: int = Field(2000, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end).")
+    eval_every: int = Field(
+        2000, ge=0, description="Evaluate on the held-out split every N steps (0: only at the end)."
+    )
     latent_dim: int = Field(16, ge=1, le=1024, description="Size of the latent code z.")
-    width: int = Field(32, ge=8, le=1024, description="Channels of the first encoder convolution; the decoder mirrors it.")
-    beta: float = Field(1.0, ge=0, description="Weight of the KL term (1: the ELBO; above 1: a beta-VAE, smoother latents).")
-    beta_warmup_steps: int = Field(500, ge=0, description="Steps over which the KL weight ramps linearly from 0 to beta (0: no warm-up).")
+    width: int = Field(
+        32, ge=8, le=1024, description="Channels of the first encoder convolution; the decoder mirrors it."
+    )
+    beta: float = Field(
+        1.0, ge=0, description="Weight of the KL term (1: the ELBO; above 1: a beta-VAE, smoother latents)."
+    )
+    beta_warmup_steps: int = Field(
+        500, ge=0, description="Steps over which the KL weight ramps linearly from 0 to beta (0: no warm-up)."
+    )
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
 
 
@@ -126,13 +134,20 @@ class ConvVAE(genloom.ImageGenerator):
         if steps < 2:
             raise ConfigError(f"steps: an interpolation needs at least 2 steps, got {steps}")
         classes = self.resolve_labels(labels, steps, required=True)
-        ends = [point if np.shape(point) == (self.config.latent_dim,) else self.encode(point, labels)[0] for point in (start, end)]
+        ends = [
+            point if np.shape(point) == (self.config.latent_dim,) else self.encode(point, labels)[0]
+            for point in (start, end)
+        ]
         weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-        return self._decode((1 - weights) * np.asarray(ends[0], np.float32) + weights * np.asarray(ends[1], np.float32), classes)
+        return self._decode(
+            (1 - weights) * np.asarray(ends[0], np.float32) + weights * np.asarray(ends[1], np.float32), classes
+        )
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _loss_terms(self, images: torch.Tensor, labels: torch.Tensor | None, noise: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_terms(
+        self, images: torch.Tensor, labels: torch.Tensor | None, noise: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction (Bernoulli cross-entropy) and KL, each summed per image and averaged over the batch."""
         import torch
         import torch.nn.functional as F
@@ -155,14 +170,33 @@ class ConvVAE(genloom.ImageGenerator):
         label_names = ["labels"] if self.num_classes else []
         size, channels = self.facts["height"], self.facts["channels"]
 
-        def graph(name: str, module: torch.nn.Module, first: torch.Tensor, first_name: str, output: str) -> genloom.GraphSpec:
+        def graph(
+            name: str, module: torch.nn.Module, first: torch.Tensor, first_name: str, output: str
+        ) -> genloom.GraphSpec:
             names = [first_name, *label_names]
-            return genloom.GraphSpec(name, module, (first, *labels), names, [output], {n: {0: "batch"} for n in [*names, output]})
+            return genloom.GraphSpec(
+                name, module, (first, *labels), names, [output], {n: {0: "batch"} for n in [*names, output]}
+            )
 
-        return genloom.ExportSpec("image-from-latent", [
-            graph("decoder", DecodedImages(self.modules["decoder"]), torch.zeros(2, self.config.latent_dim), "latents", "images"),
-            graph("encoder", PosteriorMean(self.modules["encoder"]), torch.zeros(2, channels, size, size), "images", "latents"),
-        ])
+        return genloom.ExportSpec(
+            "image-from-latent",
+            [
+                graph(
+                    "decoder",
+                    DecodedImages(self.modules["decoder"]),
+                    torch.zeros(2, self.config.latent_dim),
+                    "latents",
+                    "images",
+                ),
+                graph(
+                    "encoder",
+                    PosteriorMean(self.modules["encoder"]),
+                    torch.zeros(2, channels, size, size),
+                    "images",
+                    "latents",
+                ),
+            ],
+        )
 
     def _encode(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch

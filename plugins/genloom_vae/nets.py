@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+
 class ConvEncoder(nn.Module):
     """Image in [0, 1] (and class label) -> mean and log-variance of q(z | x)."""
 

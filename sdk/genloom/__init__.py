@@ -9,16 +9,16 @@ Three lines for an app::
 Importing genloom is cheap: torch loads only when a model is built, trained or run.
 """
 
-from genloom import plugins  # noqa: E402
-from genloom.api import load, save, train  # noqa: E402
-from genloom.config import GeneratorConfig  # noqa: E402
-from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError  # noqa: E402
-from genloom.contracts import ExportSpec, GraphSpec  # noqa: E402
-from genloom.generator import Capabilities, Generator, ImageGenerator, TextGenerator  # noqa: E402
-from genloom.kinds import DataKind  # noqa: E402
-from genloom.hookspecs import hookimpl  # noqa: E402
-from genloom.sampling import ImageSampling, TextSampling  # noqa: E402
-from genloom.version import __version__  # noqa: E402
+from genloom import plugins
+from genloom.api import load, save, train
+from genloom.config import GeneratorConfig
+from genloom.contracts import ExportSpec, GraphSpec
+from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError
+from genloom.generator import Capabilities, Generator, ImageGenerator, TextGenerator
+from genloom.hookspecs import hookimpl
+from genloom.kinds import DataKind
+from genloom.sampling import ImageSampling, TextSampling
+from genloom.version import __version__
 
 __all__ = [
     "ArtifactError",

@@ -32,21 +32,29 @@ def load(path: str | Path, *, providers: str = "auto", session_options: Any = No
         return open_export(directory, manifest, providers, session_options, precision)
     require_training_install(f"loading the trained torch model in '{directory}'")
     registry = get_registry()
-    generator_cls = (registry.generator_of(manifest.plugin, manifest.generator) if manifest.plugin != UNREGISTERED
-                     else registry.generator(manifest.generator)).value
-    return TorchModel(load_generator(directory, generator_cls, manifest), manifest, directory, registry.kind(generator_cls.modality))
+    generator_cls = (
+        registry.generator_of(manifest.plugin, manifest.generator)
+        if manifest.plugin != UNREGISTERED
+        else registry.generator(manifest.generator)
+    ).value
+    return TorchModel(
+        load_generator(directory, generator_cls, manifest), manifest, directory, registry.kind(generator_cls.modality)
+    )
 
 
-def open_export(directory: Path, manifest: Manifest, providers: str = "auto", session_options: Any = None,
-                precision: str = "fp32") -> LoadedModel:
+def open_export(
+    directory: Path, manifest: Manifest, providers: str = "auto", session_options: Any = None, precision: str = "fp32"
+) -> LoadedModel:
     """Open an export whose manifest is read and checked, with the registered runtime driver it names."""
     assert manifest.export is not None
     driver = manifest.export.driver
     registry = get_registry()
     if driver not in registry.names("runtime driver"):
         known = ", ".join(registry.names("runtime driver")) or "none"
-        raise NotAvailableError(f"'{directory}' needs the runtime driver '{driver}', which no installed plugin provides "
-                                f"(installed: {known}); install the plugin that made the export")
+        raise NotAvailableError(
+            f"'{directory}' needs the runtime driver '{driver}', which no installed plugin provides "
+            f"(installed: {known}); install the plugin that made the export"
+        )
     return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options, precision)
 
 
@@ -80,11 +88,22 @@ def train(
     generator_cls = registration.value
     source = registry.source_for(data)
     if source.modality != generator_cls.modality:
-        raise DataError(f"--data {data}: generator '{generator}' trains on {generator_cls.modality} data, but the data source "
-                        f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)")
+        raise DataError(
+            f"--data {data}: generator '{generator}' trains on {generator_cls.modality} data, but the data source "
+            f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)"
+        )
     require_training_install(f"genloom train {generator}")
     from genloom.training import train as run_training
 
     dataset = registry.open_data(data)
-    return run_training(generator_cls, dataset, out, config, resume=resume, progress=progress, plugin=registration.plugin,
-                        plugin_version=registration.plugin_version, kind=registry.kind(generator_cls.modality))
+    return run_training(
+        generator_cls,
+        dataset,
+        out,
+        config,
+        resume=resume,
+        progress=progress,
+        plugin=registration.plugin,
+        plugin_version=registration.plugin_version,
+        kind=registry.kind(generator_cls.modality),
+    )

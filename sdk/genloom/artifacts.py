@@ -45,7 +45,9 @@ class TrainingSummary(StrictModel):
     data: str = Field(description="The --data source it trained on.")
     steps: int = Field(ge=0, description="Optimisation steps taken.")
     seconds: float = Field(ge=0, description="Wall-clock training time, resumed runs added up.")
-    final_metrics: dict[str, float] = Field(default_factory=dict, description="Last logged losses and evaluation figures.")
+    final_metrics: dict[str, float] = Field(
+        default_factory=dict, description="Last logged losses and evaluation figures."
+    )
     resumed: int = Field(0, ge=0, description="How many times the run was resumed from a checkpoint.")
 
 
@@ -56,10 +58,15 @@ class GraphRecord(StrictModel):
     file: str = Field(description="Its fp32 ONNX file: a plain name among the manifest's files.")
     inputs: list[str] = Field(description="Input names, in order.")
     outputs: list[str] = Field(description="Output names, in order.")
-    variants: dict[str, str] = Field(default_factory=dict, description="Precision (fp16, int8) -> its ONNX file, among the files.")
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="Precision (fp16, int8) -> its ONNX file, among the files."
+    )
     exporter: Literal["torch.export", "torchscript"] | None = Field(
-        None, description="Which torch exporter wrote it (absent in exports made before genloom recorded it).")
-    fallback_reason: str | None = Field(None, description="Why the torch.export-based exporter could not, when TorchScript wrote it.")
+        None, description="Which torch exporter wrote it (absent in exports made before genloom recorded it)."
+    )
+    fallback_reason: str | None = Field(
+        None, description="Why the torch.export-based exporter could not, when TorchScript wrote it."
+    )
 
 
 class VariantFigures(StrictModel):
@@ -74,14 +81,18 @@ class ExportSection(StrictModel):
     """The ``export`` section of an export's manifest: what the runtime driver opens, and the measured parity."""
 
     driver: str = Field(min_length=1, description="Registered runtime driver that opens the export.")
-    driver_options: dict[str, Any] = Field(default_factory=dict, description="The driver's settings (tokenizer file, cache layout, ...).")
+    driver_options: dict[str, Any] = Field(
+        default_factory=dict, description="The driver's settings (tokenizer file, cache layout, ...)."
+    )
     opset: int = Field(ge=1, description="ONNX opset of the graphs.")
     graphs: list[GraphRecord] = Field(min_length=1, description="The graphs; the first is the one that generates.")
     parity_max_abs_diff: dict[str, float] = Field(description="Graph -> largest |ONNX Runtime - PyTorch| (fp32).")
     tolerance: float = Field(gt=0, description="The parity gate's tolerance.")
     precision: str = Field("fp32", description="Precision of the graphs named by 'file'.")
     source_sha256: str = Field(description="artifact_sha256 of the torch model it was exported from.")
-    variants: dict[str, VariantFigures] = Field(default_factory=dict, description="Precision -> measured error of its variants.")
+    variants: dict[str, VariantFigures] = Field(
+        default_factory=dict, description="Precision -> measured error of its variants."
+    )
 
 
 class Manifest(BaseModel):
@@ -100,7 +111,9 @@ class Manifest(BaseModel):
     facts: dict[str, Any] = Field(description="What the generator learned from its data (shapes, classes, ...).")
     files: dict[str, FileRecord] = Field(description="Every file of the artifact with its sha256.")
     training: TrainingSummary | None = Field(None, description="How the model was trained.")
-    export: ExportSection | None = Field(None, description="ONNX exports: runtime driver, graphs, opset, measured parity.")
+    export: ExportSection | None = Field(
+        None, description="ONNX exports: runtime driver, graphs, opset, measured parity."
+    )
     created_at: str = Field(description="UTC time of writing, ISO 8601.")
 
 
@@ -132,18 +145,24 @@ def read_manifest(directory: Path, verify: bool = True, *, unfinished: bool = Fa
     """
     path = Path(directory) / MANIFEST_FILE
     if not unfinished and (Path(directory) / UNFINISHED_MARKER).exists():
-        raise ArtifactError(f"'{directory}' is an unfinished export (the export stopped before its end-to-end check); "
-                            "delete it and export again")
+        raise ArtifactError(
+            f"'{directory}' is an unfinished export (the export stopped before its end-to-end check); "
+            "delete it and export again"
+        )
     if not path.is_file():
-        raise ArtifactError(f"'{directory}' is not a genloom model: it has no {MANIFEST_FILE} (train or export into it first)")
+        raise ArtifactError(
+            f"'{directory}' is not a genloom model: it has no {MANIFEST_FILE} (train or export into it first)"
+        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); the model directory is damaged") from None
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if type(version) is not int or version < 1:  # bool is an int subclass: true is not a version
-        raise ArtifactError(f"{path}: format_version is {json.dumps(version)}, not a version genloom writes (1 to {FORMAT_VERSION}); "
-                            "the model directory is damaged or not genloom's: re-train or re-export it")
+        raise ArtifactError(
+            f"{path}: format_version is {json.dumps(version)}, not a version genloom writes (1 to {FORMAT_VERSION}); "
+            "the model directory is damaged or not genloom's: re-train or re-export it"
+        )
     if version > FORMAT_VERSION:
         raise ArtifactError(
             f"{path} has format version {version}, newer than this genloom reads (up to {FORMAT_VERSION}); upgrade genloom"
@@ -164,7 +183,9 @@ def read_manifest(directory: Path, verify: bool = True, *, unfinished: bool = Fa
             if not file.is_file():
                 raise ArtifactError(f"{file} is missing (listed in {MANIFEST_FILE}); copy the whole model directory")
             if sha256_file(file) != record.sha256:
-                raise ArtifactError(f"{file} is corrupted: its sha256 does not match {MANIFEST_FILE}; re-train or re-copy it")
+                raise ArtifactError(
+                    f"{file} is corrupted: its sha256 does not match {MANIFEST_FILE}; re-train or re-copy it"
+                )
     return manifest
 
 
@@ -173,8 +194,9 @@ def artifact_id(directory: Path) -> str:
     return sha256_file(Path(directory) / MANIFEST_FILE)
 
 
-def save_generator(generator: Generator, directory: Path, plugin: str, plugin_version: str,
-                   training: TrainingSummary | None = None) -> Manifest:
+def save_generator(
+    generator: Generator, directory: Path, plugin: str, plugin_version: str, training: TrainingSummary | None = None
+) -> Manifest:
     """Save a built generator's weights, extra files and manifest into ``directory``, as registered by ``plugin``
     (:data:`UNREGISTERED` for a class no plugin registered) at ``plugin_version``."""
     from genloom import weights
@@ -209,7 +231,9 @@ def load_generator(directory: Path, generator_cls: type[Generator], manifest: Ma
     generator.restore(manifest.facts, extra)
     generator.modules = generator.build()
     weights_path = Path(directory) / WEIGHTS_FILE
-    weights.load_module_tensors(generator.modules, weights.from_bytes(weights_path.read_bytes(), str(weights_path)), str(weights_path))
+    weights.load_module_tensors(
+        generator.modules, weights.from_bytes(weights_path.read_bytes(), str(weights_path)), str(weights_path)
+    )
     for module in generator.modules.values():
         module.eval()
     return generator
@@ -218,11 +242,15 @@ def load_generator(directory: Path, generator_cls: type[Generator], manifest: Ma
 def _check_kind(manifest: Manifest, path: Path) -> None:
     """An export has an export section and a torch model has none; anything else is a damaged manifest."""
     if manifest.kind == "export" and manifest.export is None:
-        raise ArtifactError(f"{path} is inconsistent: kind is 'export' but it has no 'export' section (driver, graphs); "
-                            "if it is a trained torch model, set kind to 'model', else re-export it")
+        raise ArtifactError(
+            f"{path} is inconsistent: kind is 'export' but it has no 'export' section (driver, graphs); "
+            "if it is a trained torch model, set kind to 'model', else re-export it"
+        )
     if manifest.kind == "model" and manifest.export is not None:
-        raise ArtifactError(f"{path} is inconsistent: kind is 'model' but it has an 'export' section; "
-                            "an ONNX export has kind 'export': re-train or re-export it")
+        raise ArtifactError(
+            f"{path} is inconsistent: kind is 'model' but it has an 'export' section; "
+            "an ONNX export has kind 'export': re-train or re-export it"
+        )
 
 
 def _check_export_section(manifest: Manifest, path: Path) -> None:
@@ -230,8 +258,11 @@ def _check_export_section(manifest: Manifest, path: Path) -> None:
     section = manifest.export
     assert section is not None
     named = [(f"export.graphs[{i}].file", graph.file) for i, graph in enumerate(section.graphs)]
-    named += [(f"export.graphs[{i}].variants.{precision}", file) for i, graph in enumerate(section.graphs)
-              for precision, file in graph.variants.items()]
+    named += [
+        (f"export.graphs[{i}].variants.{precision}", file)
+        for i, graph in enumerate(section.graphs)
+        for precision, file in graph.variants.items()
+    ]
     for field, name in named:
         check_listed_file(manifest, name, field, path)
 
@@ -240,11 +271,15 @@ def check_listed_file(manifest: Manifest, name: Any, field: str, path: Path) -> 
     """An ArtifactError unless ``name`` (read from ``field`` of the manifest at ``path``) is a plain file name among
     the files the manifest lists and hashes: a loader opens nothing else."""
     if not isinstance(name, str) or not _is_plain_name(name):
-        raise ArtifactError(f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
-                            "an export opens only its own files: re-export it")
+        raise ArtifactError(
+            f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
+            "an export opens only its own files: re-export it"
+        )
     if name not in manifest.files:
-        raise ArtifactError(f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
-                            "copy the whole export or re-export it")
+        raise ArtifactError(
+            f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
+            "copy the whole export or re-export it"
+        )
 
 
 def _is_plain_name(name: str) -> bool:

@@ -50,7 +50,9 @@ class Checkpoint:
     numpy_rng: dict[str, Any]
     tensors: dict[str, torch.Tensor]
 
-    def restore(self, generator: Generator, optimizers: dict[str, torch.optim.Optimizer], rng: np.random.Generator, where: Path) -> None:
+    def restore(
+        self, generator: Generator, optimizers: dict[str, torch.optim.Optimizer], rng: np.random.Generator, where: Path
+    ) -> None:
         """Put the saved weights, optimizer state and RNG states back into a freshly built run."""
         import torch
 
@@ -109,11 +111,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if METADATA_KEY not in metadata:
         raise ArtifactError(f"{path} is not a genloom checkpoint (no '{METADATA_KEY}' metadata)")
     if DIGEST_KEY not in metadata:
-        raise ArtifactError(f"{path} has no checksum (an older genloom wrote it, or it is damaged), so it cannot be "
-                            "resumed safely; start the run again in a new --out")
+        raise ArtifactError(
+            f"{path} has no checksum (an older genloom wrote it, or it is damaged), so it cannot be "
+            "resumed safely; start the run again in a new --out"
+        )
     if _digest(metadata[METADATA_KEY], tensors) != metadata[DIGEST_KEY]:
-        raise ArtifactError(f"{path} is corrupted: its contents do not match the sha256 recorded when it was written; "
-                            "restore a good copy of it, or start the run again in a new --out")
+        raise ArtifactError(
+            f"{path} is corrupted: its contents do not match the sha256 recorded when it was written; "
+            "restore a good copy of it, or start the run again in a new --out"
+        )
     state = json.loads(metadata[METADATA_KEY])
     state["files"] = {k: base64.b64decode(v) for k, v in state["files"].items()}
     return Checkpoint(tensors=tensors, **state)
@@ -126,7 +132,7 @@ def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256(state_json.encode("utf-8"))
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 

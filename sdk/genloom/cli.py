@@ -58,8 +58,12 @@ def plugins(as_json: bool) -> None:
     registry = get_registry()
     generators = {name: _generator_row(reg) for name, reg in registry.entries["generator"].items()}
     sources = {
-        name: {"usage": reg.value.usage, "modality": reg.value.modality,
-               "description": reg.value.description, "plugin": reg.plugin}
+        name: {
+            "usage": reg.value.usage,
+            "modality": reg.value.modality,
+            "description": reg.value.description,
+            "plugin": reg.plugin,
+        }
         for name, reg in registry.entries["data source"].items()
     }
     conflicts = [{"kind": kind, "name": name, "plugins": owners} for (kind, name), owners in registry.conflicts.items()]
@@ -69,8 +73,14 @@ def plugins(as_json: bool) -> None:
             "generators": generators,
             "data_kinds": {name: registry.kind(name).description for name in registry.names("data kind")},
             "data_sources": sources,
-            "exporters": {name: {"produces": reg.value.produces, "options": list(reg.value.options), "description": reg.value.description}
-                          for name, reg in registry.entries["exporter"].items()},
+            "exporters": {
+                name: {
+                    "produces": reg.value.produces,
+                    "options": list(reg.value.options),
+                    "description": reg.value.description,
+                }
+                for name, reg in registry.entries["exporter"].items()
+            },
             "runtime_drivers": registry.names("runtime driver"),
             "conflicts": conflicts,
         }
@@ -78,10 +88,16 @@ def plugins(as_json: bool) -> None:
         return
     click.echo("Plugins:")
     for info in registry.plugins:
-        status = f"FAILED: {info.error}" if info.error else "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        status = (
+            f"FAILED: {info.error}"
+            if info.error
+            else "; ".join(f"{k}s: {', '.join(v)}" for k, v in info.provides.items())
+        )
         click.echo(f"  {info.name:<24} {info.version or '-':<10} {info.origin:<12} {status}")
     for conflict in conflicts:
-        click.echo(f"  CONFLICT: {conflict['kind']} '{conflict['name']}' is registered by {' and '.join(conflict['plugins'])}")
+        click.echo(
+            f"  CONFLICT: {conflict['kind']} '{conflict['name']}' is registered by {' and '.join(conflict['plugins'])}"
+        )
     click.echo("Kinds of data:")
     for name in registry.names("data kind"):
         click.echo(f"  {name:<16} {registry.kind(name).description}")
@@ -105,13 +121,29 @@ def schema(name: str) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--data", "data", required=True, metavar="SOURCE", help="Data source, e.g. digits, image-folder:PATH, text:PATH.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the model, checkpoints and logs.")
+@click.option(
+    "--data", "data", required=True, metavar="SOURCE", help="Data source, e.g. digits, image-folder:PATH, text:PATH."
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for the model, checkpoints and logs.",
+)
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps (the config's 'steps').")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Set a config field; repeatable. See `genloom schema NAME`.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a config field; repeatable. See `genloom schema NAME`.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[str, ...], resume: bool, quiet: bool) -> None:
+def train(
+    name: str, data: str, out: Path, steps: int | None, settings: tuple[str, ...], resume: bool, quiet: bool
+) -> None:
     """Train generator NAME on a data source; the model is saved in --out."""
     from genloom.api import train as train_model
     from genloom.config import parse_overrides
@@ -122,17 +154,33 @@ def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[st
     manifest = train_model(name, data, out, resume=resume, progress=not quiet, **overrides)
     summary = manifest.training
     figures = ", ".join(f"{k}={v:.4g}" for k, v in summary.final_metrics.items()) if summary else ""
-    click.echo(f"trained '{name}' for {summary.steps if summary else 0} steps in {summary.seconds if summary else 0:.1f}s ({figures})")
+    click.echo(
+        f"trained '{name}' for {summary.steps if summary else 0} steps in {summary.seconds if summary else 0:.1f}s ({figures})"
+    )
     click.echo(f"model saved in {out}")
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=click.IntRange(min=1), help="How many: images (default 16), sequences per prompt, rows ... (the kind's count).")
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(min=1),
+    help="How many: images (default 16), sequences per prompt, rows ... (the kind's count).",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Seed; the same seed gives the same output.")
 @click.option("--labels", help="Comma-separated class labels (conditional image models), e.g. 0,1,2.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Where the kind writes the result (images: a PNG grid, default generated.png; text: a file instead of stdout).")
-@click.option("--npy", type=click.Path(path_type=Path), help="Also write the result's raw float array (images: (N, H, W, C)) as .npy.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Where the kind writes the result (images: a PNG grid, default generated.png; text: a file instead of stdout).",
+)
+@click.option(
+    "--npy",
+    type=click.Path(path_type=Path),
+    help="Also write the result's raw float array (images: (N, H, W, C)) as .npy.",
+)
 @click.option("--prompt", "prompts", multiple=True, help="Text: a prompt; repeat for a batch.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Text: tokens to generate at most (default 64).")
 @click.option("--do-sample/--greedy", "do_sample", default=None, help="Text: sample, or decode greedily (the default).")
@@ -141,10 +189,25 @@ def train(name: str, data: str, out: Path, steps: int | None, settings: tuple[st
 @click.option("--top-p", type=float, help="Text: nucleus sampling mass, in (0, 1].")
 @click.option("--repetition-penalty", type=float, help="Text: penalty for repeated tokens (1.0: off).")
 @click.option("--stop", "stop", multiple=True, help="Text: stop at this string (repeatable).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any sampling setting of the model's kind; repeatable.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any sampling setting of the model's kind; repeatable.",
+)
 @click.option("--stream", is_flag=True, help="Print the output piece by piece as it is made (models that stream).")
-def generate(model_dir: Path, n: int | None, labels: str | None, out: Path | None, npy: Path | None,
-             prompts: tuple[str, ...], settings: tuple[str, ...], stream: bool, **options: Any) -> None:
+def generate(
+    model_dir: Path,
+    n: int | None,
+    labels: str | None,
+    out: Path | None,
+    npy: Path | None,
+    prompts: tuple[str, ...],
+    settings: tuple[str, ...],
+    stream: bool,
+    **options: Any,
+) -> None:
     """Generate from the model in MODEL_DIR and write the result as its kind does (an image grid, text on stdout, ...)."""
     import genloom
     from genloom.config import parse_overrides
@@ -162,8 +225,10 @@ def generate(model_dir: Path, n: int | None, labels: str | None, out: Path | Non
     fields = kind.sampling.model_fields
     for option, (field, _) in given.items():
         if field not in fields:
-            raise click.UsageError(f"{option}: this model makes {kind.name}; its settings are {', '.join(fields)} "
-                                   f"(set any with --set KEY=VALUE)")
+            raise click.UsageError(
+                f"{option}: this model makes {kind.name}; its settings are {', '.join(fields)} "
+                f"(set any with --set KEY=VALUE)"
+            )
     request = {field: list(value) if isinstance(value, tuple) else value for field, value in given.values()}
     request.update(parse_overrides(settings))
     if stream and not model.streamable:
@@ -195,7 +260,11 @@ def _checked_out(kind: Any, out: Path | None) -> Path | None:
     target = out or (Path(kind.default_out) if kind.default_out else None)
     if target is None:
         return None
-    return check_output_directory(target, "--out", empty=True) if kind.out_is_directory else check_output_file(target, "--out")
+    return (
+        check_output_directory(target, "--out", empty=True)
+        if kind.out_is_directory
+        else check_output_file(target, "--out")
+    )
 
 
 def _has_field(cls: type, name: str) -> bool:
@@ -228,7 +297,17 @@ def info(model_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(details, indent=2))
         return
-    for key in ("path", "kind", "generator", "plugin", "plugin_version", "modality", "backend", "device", "artifact_sha256"):
+    for key in (
+        "path",
+        "kind",
+        "generator",
+        "plugin",
+        "plugin_version",
+        "modality",
+        "backend",
+        "device",
+        "artifact_sha256",
+    ):
         click.echo(f"{key:<16} {details[key]}")
     click.echo(f"{'config':<16} {json.dumps(details['config'])}")
     click.echo(f"{'facts':<16} {json.dumps(details['facts'])}")
@@ -239,8 +318,21 @@ def info(model_dir: Path, as_json: bool) -> None:
 @cli.command(name="eval")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data", required=True, metavar="SOURCE", help="The data source it trained on, e.g. digits.")
-@click.option("-n", "samples", type=click.IntRange(min=8), default=2000, show_default=True, help="Images per compared set, at most.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the samples and of the real halves.")
+@click.option(
+    "-n",
+    "samples",
+    type=click.IntRange(min=8),
+    default=2000,
+    show_default=True,
+    help="Images per compared set, at most.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the samples and of the real halves.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool) -> None:
     """Measure how good MODEL_DIR's samples are, next to real data against itself.
@@ -258,8 +350,10 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
     click.echo(f"{report.generator} model in {report.model}, evaluated on '{report.data}'{sets}")
     if report.generated and report.real:
         cached = "cached" if report.classifier_cached else "trained now, cached"
-        click.echo(f"features: a classifier of {report.classifier_task} on '{report.data}' ({cached}, held-out accuracy "
-                   f"{report.classifier_accuracy:.3f}); k={report.neighbours} for precision/recall")
+        click.echo(
+            f"features: a classifier of {report.classifier_task} on '{report.data}' ({cached}, held-out accuracy "
+            f"{report.classifier_accuracy:.3f}); k={report.neighbours} for precision/recall"
+        )
         click.echo(f"  {'':<26}{'model':>10}{'real vs real':>14}")
         for field in ("frechet_distance", "precision", "recall", "label_accuracy"):
             model_value, real_value = getattr(report.generated, field), getattr(report.real, field)
@@ -276,15 +370,35 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the export (must not hold one).")
+@click.option(
+    "--out", "out", required=True, type=click.Path(path_type=Path), help="Directory for the export (must not hold one)."
+)
 @click.option("--opset", type=int, help="ONNX opset, 17 to 22 (the exporter's default: 20).")
-@click.option("--exporter", "exporter_name", help="Registered exporter to use (default: the one that makes genloom exports).")
+@click.option(
+    "--exporter", "exporter_name", help="Registered exporter to use (default: the one that makes genloom exports)."
+)
 @click.option("--fp16", is_flag=True, help="Also write half-precision graphs (for CUDA), with their measured error.")
-@click.option("--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error.")
-@click.option("--option", "extra_options", multiple=True, metavar="KEY=VALUE", help="Any option of the exporter (see `genloom plugins`); repeatable.")
+@click.option(
+    "--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error."
+)
+@click.option(
+    "--option",
+    "extra_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any option of the exporter (see `genloom plugins`); repeatable.",
+)
 @click.option("--verbose", is_flag=True, help="When a graph cannot be exported, also print the exporters' full output.")
-def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | None, fp16: bool, int8: bool,
-           extra_options: tuple[str, ...], verbose: bool) -> None:
+def export(
+    model_dir: Path,
+    out: Path,
+    opset: int | None,
+    exporter_name: str | None,
+    fp16: bool,
+    int8: bool,
+    extra_options: tuple[str, ...],
+    verbose: bool,
+) -> None:
     """Export the trained model in MODEL_DIR (to ONNX by default), checking its outputs against PyTorch."""
     from genloom.errors import ExportError
     from genloom.plugins import get_registry
@@ -292,11 +406,17 @@ def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | N
     exporter = get_registry().exporter(exporter_name).value
     from genloom.config import parse_overrides
 
-    options = {name: value for name, value in (("opset", opset), ("fp16", fp16 or None), ("int8", int8 or None)) if value is not None}
+    options = {
+        name: value
+        for name, value in (("opset", opset), ("fp16", fp16 or None), ("int8", int8 or None))
+        if value is not None
+    }
     options.update(parse_overrides(extra_options))
     unknown = [name for name in options if name not in exporter.options]
     if unknown:
-        raise click.UsageError(f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: {', '.join(exporter.options) or 'none'})")
+        raise click.UsageError(
+            f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: {', '.join(exporter.options) or 'none'})"
+        )
     try:
         manifest = exporter.export(model_dir, out, **options)
     except ExportError as exc:
@@ -312,22 +432,40 @@ def export(model_dir: Path, out: Path, opset: int | None, exporter_name: str | N
     for precision, figures in section.variants.items():
         errors = ", ".join(f"'{g}' {d:.2e}" for g, d in figures.max_abs_diff.items())
         perplexity = figures.validation_perplexity
-        change = f"; validation perplexity {perplexity:.4g} (fp32 {figures.validation_perplexity_fp32:.4g})" if perplexity else ""
+        change = (
+            f"; validation perplexity {perplexity:.4g} (fp32 {figures.validation_perplexity_fp32:.4g})"
+            if perplexity
+            else ""
+        )
         click.echo(f"{precision}: max |onnxruntime - torch| = {errors}{change}")
     click.echo(f"exported '{manifest.generator}' to {out} (driver {section.driver}, opset {section.opset})")
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write every figure and the machine's description here.")
+@click.option(
+    "--json", "json_out", type=click.Path(path_type=Path), help="Write every figure and the machine's description here."
+)
 @click.option("--chart", "chart_out", type=click.Path(path_type=Path), help="Write a PNG chart here.")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs per figure (median reported).")
-@click.option("--tokens", type=click.IntRange(min=1), default=32, show_default=True, help="Text: tokens decoded per run.")
-@click.option("--exporter", "exporter_name", help="Exporter of a trained model (default: the one that makes genloom exports).")
-def bench(model_dir: Path, json_out: Path | None, chart_out: Path | None, repeats: int, tokens: int, exporter_name: str | None) -> None:
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Timed runs per figure (median reported).",
+)
+@click.option(
+    "--tokens", type=click.IntRange(min=1), default=32, show_default=True, help="Text: tokens decoded per run."
+)
+@click.option(
+    "--exporter", "exporter_name", help="Exporter of a trained model (default: the one that makes genloom exports)."
+)
+def bench(
+    model_dir: Path, json_out: Path | None, chart_out: Path | None, repeats: int, tokens: int, exporter_name: str | None
+) -> None:
     """Measure MODEL_DIR's throughput on every path (PyTorch, ONNX Runtime, the peer) beside this machine's roofs."""
-    from genloom.bench.run import bench_artifact
     from genloom.bench.report import chart, table
+    from genloom.bench.run import bench_artifact
     from genloom.fileio import atomic_write_text, check_output_file
 
     for option, target in (("--json", json_out), ("--chart", chart_out)):
@@ -346,11 +484,18 @@ def _parse_labels(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 0,1,2, got {text!r}", param_hint="--labels") from None
+        raise click.BadParameter(
+            f"expected comma-separated integers like 0,1,2, got {text!r}", param_hint="--labels"
+        ) from None
 
 
 def _generator_row(registration: Any) -> dict[str, Any]:
     cls = registration.value
     flags = [flag for flag, on in vars(cls.capabilities).items() if on]
-    return {"modality": cls.modality, "capabilities": flags, "description": cls.description,
-            "plugin": registration.plugin, "plugin_version": registration.plugin_version}
+    return {
+        "modality": cls.modality,
+        "capabilities": flags,
+        "description": cls.description,
+        "plugin": registration.plugin,
+        "plugin_version": registration.plugin_version,
+    }

@@ -43,13 +43,22 @@ class GeneratorConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seed for weights, batches and noise; same seed, same model.")
     log_every: int = Field(10, ge=1, description="Append losses to metrics.jsonl every N steps.")
     eval_every: int = Field(0, ge=0, description="Run the generator's evaluation every N steps (0: only at the end).")
-    checkpoint_every: int = Field(100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end).")
-    sample_every: int = Field(0, ge=0, description="Write samples (e.g. an image grid) every N steps (0: only at the end).")
+    checkpoint_every: int = Field(
+        100, ge=0, description="Write a resumable checkpoint every N steps (0: only at the end)."
+    )
+    sample_every: int = Field(
+        0, ge=0, description="Write samples (e.g. an image grid) every N steps (0: only at the end)."
+    )
     early_stopping_patience: int = Field(
-        0, ge=0, description="Stop when the generator's monitored validation figure has not improved for N evaluations (0: never)."
+        0,
+        ge=0,
+        description="Stop when the generator's monitored validation figure has not improved for N evaluations (0: never).",
     )
     validation_fraction: float = Field(
-        0.1, ge=0, lt=1, description="Share of the data held out from training for evaluation (the same split every run)."
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of the data held out from training for evaluation (the same split every run).",
     )
 
 

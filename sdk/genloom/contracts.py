@@ -112,17 +112,28 @@ def check_export_spec(spec: ExportSpec, driver: RuntimeDriver, generator: str, k
     """A PluginError naming the graph and the input, output or option that ``spec`` lacks and ``driver`` needs."""
     where = f"the export description of '{generator}'"
     if driver.kind != kind:
-        raise PluginError(f"{where} names the runtime driver '{driver.name}', which runs {driver.kind} exports, "
-                          f"but '{generator}' makes {kind}; name a driver of kind '{kind}'")
+        raise PluginError(
+            f"{where} names the runtime driver '{driver.name}', which runs {driver.kind} exports, "
+            f"but '{generator}' makes {kind}; name a driver of kind '{kind}'"
+        )
     if not spec.graphs:
-        raise PluginError(f"{where} has no graphs; the '{driver.name}' driver needs one with inputs {list(driver.inputs)}")
+        raise PluginError(
+            f"{where} has no graphs; the '{driver.name}' driver needs one with inputs {list(driver.inputs)}"
+        )
     graph = spec.graphs[0]
-    for role, needed, have in (("input", driver.inputs, graph.input_names), ("output", driver.outputs, graph.output_names)):
+    for role, needed, have in (
+        ("input", driver.inputs, graph.input_names),
+        ("output", driver.outputs, graph.output_names),
+    ):
         missing = [name for name in needed if name not in have]
         if missing:
-            raise PluginError(f"{where}: graph '{graph.name}' has no {role} '{missing[0]}', which the '{driver.name}' driver "
-                              f"needs (it has {role}s {list(have)}); name the {role}s {list(needed)}")
+            raise PluginError(
+                f"{where}: graph '{graph.name}' has no {role} '{missing[0]}', which the '{driver.name}' driver "
+                f"needs (it has {role}s {list(have)}); name the {role}s {list(needed)}"
+            )
     missing_options = [name for name in driver.options if name not in spec.driver_options]
     if missing_options:
-        raise PluginError(f"{where} lacks driver_options '{missing_options[0]}', which the '{driver.name}' driver reads; "
-                          f"give {list(driver.options)}")
+        raise PluginError(
+            f"{where} lacks driver_options '{missing_options[0]}', which the '{driver.name}' driver reads; "
+            f"give {list(driver.options)}"
+        )

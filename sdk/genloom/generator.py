@@ -103,13 +103,17 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
         wrong = {name: kind for name, kind in cls.operations.items() if kind not in OPERATION_RESULTS}
         if wrong:
             name, kind = next(iter(wrong.items()))
-            raise PluginError(f"{where}.operations['{name}'] is {kind!r}; an operation returns {' or '.join(map(repr, OPERATION_RESULTS))}")
+            raise PluginError(
+                f"{where}.operations['{name}'] is {kind!r}; an operation returns {' or '.join(map(repr, OPERATION_RESULTS))}"
+            )
         if cls.capabilities.streamable and cls.stream is Generator.stream:
             raise PluginError(f"{where} declares capabilities.streamable but does not implement stream()")
         missing = sorted(getattr(cls, "__abstractmethods__", ()))
         if missing:
-            raise PluginError(f"{where} does not implement {', '.join(missing)}; every generator implements them "
-                              "(see docs/plugins.md)")
+            raise PluginError(
+                f"{where} does not implement {', '.join(missing)}; every generator implements them "
+                "(see docs/plugins.md)"
+            )
 
     # -- learning about the data ------------------------------------------------
 
@@ -229,8 +233,14 @@ class ImageGenerator(Generator[ImageSampling, np.ndarray]):
         """
         from genloom.sampling import resolve_labels
 
-        return resolve_labels(None if labels is None else list(labels), n, num_classes=self.num_classes,
-                              conditional=self.capabilities.conditional, generator=self.name, required=required)
+        return resolve_labels(
+            None if labels is None else list(labels),
+            n,
+            num_classes=self.num_classes,
+            conditional=self.capabilities.conditional,
+            generator=self.name,
+            required=required,
+        )
 
 
 class TextGenerator(Generator[TextSampling, "Decoded"]):

@@ -14,5 +14,7 @@ def require_training_install(what: str) -> None:
     message, e.g. ``"genloom train gan"``. With torch installed it does nothing.
     """
     if importlib.util.find_spec("torch") is None:
-        raise NotAvailableError(f"{what} needs PyTorch, which this install lacks (the runtime install runs exports only): "
-                                "pip install 'genloom[train]'")
+        raise NotAvailableError(
+            f"{what} needs PyTorch, which this install lacks (the runtime install runs exports only): "
+            "pip install 'genloom[train]'"
+        )

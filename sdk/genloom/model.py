@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.errors import ConfigError
@@ -82,7 +80,9 @@ class LoadedModel:
     def provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
         """The provenance of a result made by this model from ``seed`` and ``settings`` (a driver's model puts it in its results)."""
         manifest = self.manifest
-        return Provenance(manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings)
+        return Provenance(
+            manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings
+        )
 
 
 class TorchModel(LoadedModel):

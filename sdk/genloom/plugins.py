@@ -94,9 +94,15 @@ class Registry:
         if found is not None:
             return found
         offered = [r.plugin for r in self.qualified.get("generator", {}).values() if r.name == name]
-        elsewhere = f"; '{name}' is offered by {', '.join(repr(p) for p in offered)}, but the model needs its own plugin's code" if offered else ""
-        raise PluginError(f"this model was saved by the generator '{name}' of plugin '{plugin}', which is not installed "
-                          f"(or failed to load, see `genloom plugins`){elsewhere}; install that plugin")
+        elsewhere = (
+            f"; '{name}' is offered by {', '.join(repr(p) for p in offered)}, but the model needs its own plugin's code"
+            if offered
+            else ""
+        )
+        raise PluginError(
+            f"this model was saved by the generator '{name}' of plugin '{plugin}', which is not installed "
+            f"(or failed to load, see `genloom plugins`){elsewhere}; install that plugin"
+        )
 
     def registration_of(self, kind: str, value: Any) -> Registration[Any] | None:
         """The registration whose value is ``value`` (e.g. a generator class), whichever plugin made it."""
@@ -119,8 +125,10 @@ class Registry:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise PluginError(f"no installed exporter produces {produces!r} (exporters: {', '.join(self.names('exporter')) or 'none'}); "
-                              "install one, e.g. genloom[train] for the ONNX exporter")
+            raise PluginError(
+                f"no installed exporter produces {produces!r} (exporters: {', '.join(self.names('exporter')) or 'none'}); "
+                "install one, e.g. genloom[train] for the ONNX exporter"
+            )
         names = ", ".join(f"'{r.plugin}:{r.name}'" for r in found)
         raise PluginError(f"several exporters produce {produces!r} ({names}); choose one with --exporter NAME")
 
@@ -273,7 +281,9 @@ def _build_registry() -> Registry:
                 owners.setdefault((kind, registration.name), []).append(name)
                 entries[kind].setdefault(registration.name, registration)
                 qualified[kind].setdefault(f"{name}:{registration.name}", registration)
-        infos.append(PluginInfo(name, version, origin, None, {k: [r.name for r in v] for k, v in provided.items() if v}))
+        infos.append(
+            PluginInfo(name, version, origin, None, {k: [r.name for r in v] for k, v in provided.items() if v})
+        )
 
     conflicts = {key: plugins for key, plugins in owners.items() if len(plugins) > 1}
     for kind, name in conflicts:
@@ -282,8 +292,11 @@ def _build_registry() -> Registry:
     return Registry(infos, entries, conflicts, qualified)
 
 
-def _drop_unknown_kinds(infos: list[PluginInfo], entries: dict[str, dict[str, Registration[Any]]],
-                        qualified: dict[str, dict[str, Registration[Any]]]) -> list[PluginInfo]:
+def _drop_unknown_kinds(
+    infos: list[PluginInfo],
+    entries: dict[str, dict[str, Registration[Any]]],
+    qualified: dict[str, dict[str, Registration[Any]]],
+) -> list[PluginInfo]:
     """Remove each generator, data source and runtime driver whose kind of data no plugin registered; its plugin's
     line in ``genloom plugins`` says why."""
     kinds = sorted({r.name for r in qualified["data kind"].values()})
@@ -300,10 +313,20 @@ def _drop_unknown_kinds(infos: list[PluginInfo], entries: dict[str, dict[str, Re
             dropped.setdefault(registration.plugin, set()).add((what, registration.name))
             problems.setdefault(registration.plugin, []).append(
                 f"{what} '{registration.name}' has {attribute} '{declared}', which no plugin registers as a data kind "
-                f"(kinds: {', '.join(kinds) or 'none'})")
-    return [PluginInfo(info.name, info.version, info.origin, "; ".join(problems[info.name]),
-                       {k: [n for n in v if (k, n) not in dropped[info.name]] for k, v in info.provides.items()})
-            if info.name in problems else info for info in infos]
+                f"(kinds: {', '.join(kinds) or 'none'})"
+            )
+    return [
+        PluginInfo(
+            info.name,
+            info.version,
+            info.origin,
+            "; ".join(problems[info.name]),
+            {k: [n for n in v if (k, n) not in dropped[info.name]] for k, v in info.provides.items()},
+        )
+        if info.name in problems
+        else info
+        for info in infos
+    ]
 
 
 class PluginCodeFailed(Exception):
@@ -321,6 +344,7 @@ def _plugin_code() -> Iterator[None]:
     pressed = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
+
         def on_ctrl_c(signum: int, frame: Any) -> None:
             pressed.set()
             raise KeyboardInterrupt
@@ -350,8 +374,10 @@ def _open_source(source: Any, plugin: str, spec: str, argument: str | None) -> A
     except GenloomError:
         raise
     except Exception as exc:
-        raise PluginError(f"--data {spec}: the data source '{source.name}' of plugin '{plugin}' failed: {_describe(exc)}; "
-                          f"check the data, or report it to that plugin's authors") from exc
+        raise PluginError(
+            f"--data {spec}: the data source '{source.name}' of plugin '{plugin}' failed: {_describe(exc)}; "
+            f"check the data, or report it to that plugin's authors"
+        ) from exc
 
 
 def _register_checked(manager: pluggy.PluginManager, name: str, plugin: object) -> str | None:
@@ -379,7 +405,11 @@ def _selected_entry_points() -> Iterable[tuple[Any, str, str | None]]:
     wanted = sorted(found) if selected is None else [n.strip() for n in selected.split(",") if n.strip()]
     for name in wanted:
         if name not in found:
-            yield name, "", f"{ENV_SELECT} names '{name}', which is not installed (installed: {', '.join(sorted(found)) or 'none'})"
+            yield (
+                name,
+                "",
+                f"{ENV_SELECT} names '{name}', which is not installed (installed: {', '.join(sorted(found)) or 'none'})",
+            )
             continue
         entry_point = found[name]
         version = entry_point.dist.version if entry_point.dist is not None else ""
@@ -421,7 +451,9 @@ def _protocol(kind: str, protocol: type) -> Callable[[Any], str]:
     def name_of(value: Any) -> str:
         missing = [member for member in members if not hasattr(value, member)]
         if missing:
-            raise PluginError(f"a registered {kind} lacks {', '.join(missing)} (see genloom.contracts.{protocol.__name__}), got {value!r}")
+            raise PluginError(
+                f"a registered {kind} lacks {', '.join(missing)} (see genloom.contracts.{protocol.__name__}), got {value!r}"
+            )
         return _named(kind)(value)
 
     return name_of

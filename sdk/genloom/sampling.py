@@ -28,20 +28,32 @@ class TextSampling(StrictModel):
 
     prompt: str | list[str] = Field("", description="One prompt, or a batch of prompts of any lengths.")
     max_new_tokens: int = Field(64, ge=1, le=1_000_000, description="Tokens to generate at most, per sequence.")
-    min_new_tokens: int = Field(0, ge=0, description="Tokens to generate at least: end of text is not chosen before (stop strings still stop).")
+    min_new_tokens: int = Field(
+        0, ge=0, description="Tokens to generate at least: end of text is not chosen before (stop strings still stop)."
+    )
     do_sample: bool = Field(False, description="Sample from the distribution (False: greedy decoding).")
     temperature: float = Field(1.0, allow_inf_nan=False, description="Divide the logits by this before sampling (> 0).")
     top_k: int | None = Field(50, ge=1, description="Sample only among the k most likely tokens (None: all).")
-    top_p: float = Field(1.0, allow_inf_nan=False, description="Sample only among the most likely tokens whose probabilities add up to top_p, in (0, 1].")
-    repetition_penalty: float = Field(1.0, gt=0, allow_inf_nan=False, description="Penalise tokens already in the sequence (1.0: off; 1.2 is common).")
+    top_p: float = Field(
+        1.0,
+        allow_inf_nan=False,
+        description="Sample only among the most likely tokens whose probabilities add up to top_p, in (0, 1].",
+    )
+    repetition_penalty: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="Penalise tokens already in the sequence (1.0: off; 1.2 is common)."
+    )
     num_return_sequences: int = Field(1, ge=1, le=1024, description="Sequences to generate per prompt.")
     seed: int | None = Field(None, ge=0, description="Seed of the sampling; the same seed gives the same text.")
-    stop: list[str] | None = Field(None, description="Stop a sequence when it produces one of these strings (not included).")
+    stop: list[str] | None = Field(
+        None, description="Stop a sequence when it produces one of these strings (not included)."
+    )
 
     @model_validator(mode="after")
     def _check_knobs(self) -> TextSampling:
         if self.do_sample and self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0 when do_sample=True (got {self.temperature}); use do_sample=False for greedy decoding")
+            raise ValueError(
+                f"temperature must be > 0 when do_sample=True (got {self.temperature}); use do_sample=False for greedy decoding"
+            )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
         if self.stop is not None and not all(self.stop):
@@ -69,8 +81,12 @@ def _check_utf8(field: str, texts: list[str]) -> None:
         except UnicodeEncodeError as exc:
             which = field if len(texts) == 1 else f"{field} {number + 1}"
             code = ord(text[exc.start])
-            what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"{text[exc.start]!r}, a lone surrogate,"
-            raise ValueError(f"{which}: not valid UTF-8 text ({what} at character {exc.start}); give UTF-8 text") from None
+            what = (
+                f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"{text[exc.start]!r}, a lone surrogate,"
+            )
+            raise ValueError(
+                f"{which}: not valid UTF-8 text ({what} at character {exc.start}); give UTF-8 text"
+            ) from None
 
 
 def resolve_labels(
@@ -88,10 +104,14 @@ def resolve_labels(
         return None
     if labels is None:
         if required:
-            raise ConfigError(f"labels: '{generator}' needs the class of each image; pass labels=[...] with values 0..{num_classes - 1}")
+            raise ConfigError(
+                f"labels: '{generator}' needs the class of each image; pass labels=[...] with values 0..{num_classes - 1}"
+            )
         labels = list(range(num_classes))
     chosen = list(labels)
     wrong = [label for label in chosen if not 0 <= label < num_classes]
     if wrong or not chosen:
-        raise ConfigError(f"labels: {wrong[0] if wrong else 'an empty list'} is not a trained class; use 0..{num_classes - 1}")
+        raise ConfigError(
+            f"labels: {wrong[0] if wrong else 'an empty list'} is not a trained class; use 0..{num_classes - 1}"
+        )
     return np.array([chosen[i % len(chosen)] for i in range(n)], dtype=np.int64)

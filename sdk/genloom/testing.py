@@ -30,20 +30,26 @@ import numpy as np
 
 from genloom.artifacts import UNREGISTERED, load_generator, save_generator
 from genloom.config import validate_model
-from genloom.contracts import EXPORT_DIRECTORY, check_export_spec as check_spec_fits_driver
-from genloom.generator import Generator
+from genloom.contracts import EXPORT_DIRECTORY
+from genloom.contracts import check_export_spec as check_spec_fits_driver
+from genloom.generator import Generator, inference
 from genloom.kinds import DataKind
 from genloom.plugins import get_registry
 from genloom.results import Provenance
-from genloom.generator import inference
 from genloom.training import train
 
 EXPORT_TOLERANCE = 1e-4
 """Largest difference allowed between an export's result and PyTorch's (fp32), as the kind compares them."""
 
 
-def check_generator(generator_cls: type[Generator], data: str, workdir: str | Path, *,
-                    settings: Mapping[str, Any] | None = None, **config: Any) -> None:
+def check_generator(
+    generator_cls: type[Generator],
+    data: str,
+    workdir: str | Path,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    **config: Any,
+) -> None:
     """Run every conformance check on ``generator_cls``, training on the ``data`` source in ``workdir``.
 
     ``settings`` are the sampling settings of the same-seed and save -> load checks (default: the kind's
@@ -60,20 +66,39 @@ def check_generator(generator_cls: type[Generator], data: str, workdir: str | Pa
     source = registry.source_for(data)
     assert source.modality == kind.name, f"data source '{source.name}' holds {source.modality}, not {kind.name}"
     out = Path(workdir) / f"conformance-{generator_cls.name}"
-    train(generator_cls, registry.open_data(data), out, {"steps": 2, **config}, kind=kind, plugin=plugin,
-          plugin_version=version, progress=False)
+    train(
+        generator_cls,
+        registry.open_data(data),
+        out,
+        {"steps": 2, **config},
+        kind=kind,
+        plugin=plugin,
+        plugin_version=version,
+        progress=False,
+    )
     trained = load_generator(out, generator_cls)
     first = _sample(trained, kind, request)
-    assert isinstance(first, kind.result), f"sample() gave {type(first).__name__} through make_result, not a {kind.result.__name__}"
+    assert isinstance(first, kind.result), (
+        f"sample() gave {type(first).__name__} through make_result, not a {kind.result.__name__}"
+    )
     assert kind.compare(first, _sample(trained, kind, request)) == 0.0, "the same seed gave another output"
-    check_save_round_trip(generator_cls, kind, data, Path(workdir) / f"round-trip-{generator_cls.name}", request, **config)
+    check_save_round_trip(
+        generator_cls, kind, data, Path(workdir) / f"round-trip-{generator_cls.name}", request, **config
+    )
     check_export_spec(trained)
     if generator_cls.capabilities.exportable:
-        check_export(trained, kind, out, Path(workdir) / f"export-{generator_cls.name}",
-                     validate_model(kind.sampling, dict(kind.check_settings), what="the kind's check settings"))
+        check_export(
+            trained,
+            kind,
+            out,
+            Path(workdir) / f"export-{generator_cls.name}",
+            validate_model(kind.sampling, dict(kind.check_settings), what="the kind's check settings"),
+        )
 
 
-def check_save_round_trip(generator_cls: type[Generator], kind: DataKind, data: str, directory: Path, settings: Any, **config: Any) -> None:
+def check_save_round_trip(
+    generator_cls: type[Generator], kind: DataKind, data: str, directory: Path, settings: Any, **config: Any
+) -> None:
     """A generator trained in memory samples exactly what the same generator saved and loaded again samples.
 
     This catches state that saving drops (an attribute ``fit_data`` set but
@@ -81,7 +106,9 @@ def check_save_round_trip(generator_cls: type[Generator], kind: DataKind, data: 
     """
     import torch
 
-    generator = generator_cls(validate_model(generator_cls.Config, {"steps": 2, **config}, what=f"config of '{generator_cls.name}'"))
+    generator = generator_cls(
+        validate_model(generator_cls.Config, {"steps": 2, **config}, what=f"config of '{generator_cls.name}'")
+    )
     dataset, _ = get_registry().open_data(data).split(generator.config.validation_fraction)
     generator.fit_data(dataset)
     torch.manual_seed(generator.config.seed)
@@ -93,8 +120,9 @@ def check_save_round_trip(generator_cls: type[Generator], kind: DataKind, data: 
     in_memory = _sample(generator, kind, settings)
     save_generator(generator, directory, UNREGISTERED, "")
     reloaded = _sample(load_generator(directory, generator_cls), kind, settings)
-    assert kind.compare(in_memory, reloaded) == 0.0, \
+    assert kind.compare(in_memory, reloaded) == 0.0, (
         "save -> load changed the output: saving drops state the generator samples with (see facts / extra_files)"
+    )
 
 
 def check_export(trained: Generator, kind: DataKind, model_dir: Path, directory: Path, settings: Any) -> None:
@@ -109,7 +137,9 @@ def check_export(trained: Generator, kind: DataKind, model_dir: Path, directory:
         registration.value.export(model_dir, target)
         produced = _generate_without_torch(target, settings)
         worst = json_difference(expected, produced)
-        assert worst <= EXPORT_TOLERANCE, f"exporter '{registration.name}': the export's result differs from PyTorch's by {worst:.3g}"
+        assert worst <= EXPORT_TOLERANCE, (
+            f"exporter '{registration.name}': the export's result differs from PyTorch's by {worst:.3g}"
+        )
 
 
 def json_difference(first: Any, second: Any) -> float:
@@ -150,7 +180,15 @@ def _generate_without_torch(export_dir: Path, settings: Any) -> Any:
     from genloom.plugins import in_process_modules
 
     output = export_dir.with_name(export_dir.name + ".json")
-    command = [sys.executable, "-c", _WITHOUT_TORCH, str(export_dir), settings.model_dump_json(), json.dumps(in_process_modules()), str(output)]
+    command = [
+        sys.executable,
+        "-c",
+        _WITHOUT_TORCH,
+        str(export_dir),
+        settings.model_dump_json(),
+        json.dumps(in_process_modules()),
+        str(output),
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, f"the export does not load and generate without torch:\n{finished.stderr[-2000:]}"
     return json.loads(output.read_text())
@@ -159,7 +197,9 @@ def _generate_without_torch(export_dir: Path, settings: Any) -> Any:
 def check_config(generator_cls: type[Generator]) -> None:
     """The default config round-trips through JSON, and every field has a description."""
     config = generator_cls.Config()
-    assert generator_cls.Config.model_validate_json(config.model_dump_json()) == config, "config does not round-trip through JSON"
+    assert generator_cls.Config.model_validate_json(config.model_dump_json()) == config, (
+        "config does not round-trip through JSON"
+    )
     undocumented = [name for name, field in generator_cls.Config.model_fields.items() if not field.description]
     assert not undocumented, f"config fields without a description: {', '.join(undocumented)}"
 

@@ -141,10 +141,18 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
     generated: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))  # the sequence in each of the session's rows
     while True:
-        chosen = np.array([_step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
-                           for slot, row in enumerate(active)], np.int64)
-        going = [slot for slot, row in enumerate(active)
-                 if chosen[slot] != end and not _finished(model, settings, generated[row], budgets[row])]
+        chosen = np.array(
+            [
+                _step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
+                for slot, row in enumerate(active)
+            ],
+            np.int64,
+        )
+        going = [
+            slot
+            for slot, row in enumerate(active)
+            if chosen[slot] != end and not _finished(model, settings, generated[row], budgets[row])
+        ]
         yield generated
         if not going:
             return
@@ -158,8 +166,14 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
         cache_length += 1
 
 
-def _step(model: TextModel, settings: TextSampling, logits: np.ndarray, prompt: list[int], generated: list[int],
-          rng: np.random.Generator) -> int:
+def _step(
+    model: TextModel,
+    settings: TextSampling,
+    logits: np.ndarray,
+    prompt: list[int],
+    generated: list[int],
+    rng: np.random.Generator,
+) -> int:
     """Choose one sequence's next token and append it to ``generated`` unless it is end of text."""
     end = model.tokenizer.end_of_text
     if len(generated) < settings.min_new_tokens:
@@ -183,7 +197,9 @@ def _choose(logits: np.ndarray, history: list[int], settings: TextSampling, rng:
     if settings.repetition_penalty != 1.0:
         seen = np.unique(history)
         penalised = scores[seen]
-        scores[seen] = np.where(penalised < 0, penalised * settings.repetition_penalty, penalised / settings.repetition_penalty)
+        scores[seen] = np.where(
+            penalised < 0, penalised * settings.repetition_penalty, penalised / settings.repetition_penalty
+        )
     if not settings.do_sample:
         return int(np.argmax(scores))
     scores = scores / settings.temperature

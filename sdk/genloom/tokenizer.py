@@ -36,7 +36,10 @@ class Tokenizer:
         backend.decoder = decoders.ByteLevel()
         size = vocab_size if kind == "bpe" else BYTE_ALPHABET_SIZE + 1
         trainer = trainers.BpeTrainer(
-            vocab_size=size, special_tokens=[END_OF_TEXT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+            vocab_size=size,
+            special_tokens=[END_OF_TEXT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
         backend.train_from_iterator(_chunks(text) if kind == "bpe" else [""], trainer=trainer)
         return cls(backend)

@@ -77,7 +77,9 @@ def train(
     checkpoint_path = out / CHECKPOINT_FILE
     checkpoint = load_checkpoint(checkpoint_path) if resume else None
     if checkpoint is None and (checkpoint_path.exists() or (out / MANIFEST_FILE).exists()):
-        raise ArtifactError(f"'{out}' already holds a training run; pass --resume to continue it, or choose a new --out")
+        raise ArtifactError(
+            f"'{out}' already holds a training run; pass --resume to continue it, or choose a new --out"
+        )
     if checkpoint is not None:
         _check_resumable(checkpoint, generator_cls, data, out)
     values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
@@ -100,7 +102,12 @@ def train(
     step, seconds, resumed, saved_step = 0, 0.0, 0, None
     if checkpoint is not None:
         checkpoint.restore(generator, optimizers, rng, checkpoint_path)
-        step, seconds, resumed, saved_step = checkpoint.step, checkpoint.seconds, checkpoint.resumed + 1, checkpoint.step
+        step, seconds, resumed, saved_step = (
+            checkpoint.step,
+            checkpoint.seconds,
+            checkpoint.resumed + 1,
+            checkpoint.step,
+        )
         metrics.truncate_after(step)
 
     def stop_if_diverged(at_step: int, figures: Mapping[str, float], kind: str) -> None:
@@ -114,7 +121,16 @@ def train(
         bad = _non_finite_weight(generator)
         if bad is not None:
             raise _diverged(generator, at_step, f"weight '{bad}' holds NaN or infinite values", out, saved_step)
-        save_checkpoint(checkpoint_path, generator, optimizers, rng, step=at_step, data=data.source, seconds=elapsed, resumed=resumed)
+        save_checkpoint(
+            checkpoint_path,
+            generator,
+            optimizers,
+            rng,
+            step=at_step,
+            data=data.source,
+            seconds=elapsed,
+            resumed=resumed,
+        )
         saved_step = at_step
 
     def evaluate(at_step: int) -> dict[str, float]:
@@ -129,7 +145,13 @@ def train(
     started = time.perf_counter() - seconds
     last: dict[str, float] = {}
     evaluated_at = sampled_at = -1
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {generator.name}", disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps,
+        initial=step,
+        desc=f"train {generator.name}",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
     with bar, _deferred_interrupt() as interrupt:
         while step < config.steps:
             for module in generator.modules.values():
@@ -146,8 +168,10 @@ def train(
                 last.update(evaluate(step))
                 evaluated_at = step
                 if _stalled(generator, config.early_stopping_patience, metrics):
-                    bar.write(f"early stop at step {step}: eval/{generator.monitor} has not improved for "
-                              f"{config.early_stopping_patience} evaluations")
+                    bar.write(
+                        f"early stop at step {step}: eval/{generator.monitor} has not improved for "
+                        f"{config.early_stopping_patience} evaluations"
+                    )
                     break
             if config.sample_every and step % config.sample_every == 0:
                 _write_samples(generator, kind, out, step)
@@ -166,18 +190,24 @@ def train(
     seconds = time.perf_counter() - started
     freeze(step, seconds)
     metrics.plot(out / PLOT_FILE)
-    summary = TrainingSummary(data=data.source, steps=step, seconds=round(seconds, 3), final_metrics=last, resumed=resumed)
+    summary = TrainingSummary(
+        data=data.source, steps=step, seconds=round(seconds, 3), final_metrics=last, resumed=resumed
+    )
     return save_generator(generator, out, plugin, plugin_version, summary)
 
 
 def _check_kind(generator_cls: type[Generator], data: Any, kind: DataKind) -> None:
     """The data is of the generator's kind, and ``kind`` is that kind (a DataError otherwise)."""
     if kind.name != generator_cls.modality:
-        raise DataError(f"'{generator_cls.name}' makes {generator_cls.modality}, not {kind.name}; pass the '{generator_cls.modality}' kind")
+        raise DataError(
+            f"'{generator_cls.name}' makes {generator_cls.modality}, not {kind.name}; pass the '{generator_cls.modality}' kind"
+        )
     if getattr(data, "modality", None) != kind.name or not isinstance(data, kind.dataset):
         held = getattr(data, "modality", type(data).__name__)
-        raise DataError(f"generator '{generator_cls.name}' trains on {kind.name} data, but '{getattr(data, 'source', data)}' holds "
-                        f"{held}; pick a data source of kind {kind.name} (see `genloom plugins`)")
+        raise DataError(
+            f"generator '{generator_cls.name}' trains on {kind.name} data, but '{getattr(data, 'source', data)}' holds "
+            f"{held}; pick a data source of kind {kind.name} (see `genloom plugins`)"
+        )
 
 
 def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], data: Any, out: Path) -> None:
@@ -188,12 +218,17 @@ def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], dat
             f"`genloom train {checkpoint.generator} --resume`, or train '{generator_cls.name}' in a new --out"
         )
     if checkpoint.data != data.source:
-        raise DataError(f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data {checkpoint.data}")
+        raise DataError(
+            f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data {checkpoint.data}"
+        )
 
 
 def _diverged(generator: Generator, step: int, what: str, out: Path, saved_step: int | None) -> TrainingDiverged:
-    kept = (f"the last good checkpoint (step {saved_step}) is kept in '{out}'" if saved_step is not None
-            else "no checkpoint was written and no model saved")
+    kept = (
+        f"the last good checkpoint (step {saved_step}) is kept in '{out}'"
+        if saved_step is not None
+        else "no checkpoint was written and no model saved"
+    )
     return TrainingDiverged(
         f"training diverged at step {step}: {what}; lower the learning rate (see `genloom schema {generator.name}`) "
         f"or check the data, then train again in a new --out; {kept}"
@@ -270,4 +305,7 @@ def _write_samples(generator: Generator, kind: DataKind, out: Path, step: int) -
     settings = validate_model(kind.sampling, values, what=f"training samples of '{generator.name}'")
     with inference(generator):
         output = generator.sample(settings)
-    kind.write(kind.make_result(output, Provenance.unsaved(generator.name, settings)), out / SAMPLES_DIR / f"samples-{step:06d}{kind.sample_suffix}")
+    kind.write(
+        kind.make_result(output, Provenance.unsaved(generator.name, settings)),
+        out / SAMPLES_DIR / f"samples-{step:06d}{kind.sample_suffix}",
+    )

@@ -18,8 +18,10 @@ def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
                 dimension.dim_value = dims.get(dimension.dim_param, 1)
     del model.graph.value_info[:]
     model = shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*model.graph.input, *model.graph.output, *model.graph.value_info]}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    }
     shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
     total = 0
     for node in model.graph.node:
@@ -50,6 +52,9 @@ def weight_bytes_read(path: str | Path) -> int:
     from onnx import helper
 
     model = onnx.load(str(path))
-    sizes = {t.name: math.prod(t.dims) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize for t in model.graph.initializer}
+    sizes = {
+        t.name: math.prod(t.dims) * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        for t in model.graph.initializer
+    }
     read = {name for node in model.graph.node if node.op_type != "Gather" for name in node.input if name in sizes}
     return sum(sizes[name] for name in read)

@@ -27,9 +27,13 @@ class ImageRow(BaseModel):
     batch: int
     images_per_second: float
     timing: Timing
-    matmul_gflops: float = Field(description="The machine's fp32 matmul GFLOP/s, measured just before this batch size's rows.")
-    ratio_to_peer: float | None = Field(description="images/s over the peer's (the bare PyTorch module) at the same batch size; "
-                                                    "None where the peer is unavailable (see the report's peer_unavailable).")
+    matmul_gflops: float = Field(
+        description="The machine's fp32 matmul GFLOP/s, measured just before this batch size's rows."
+    )
+    ratio_to_peer: float | None = Field(
+        description="images/s over the peer's (the bare PyTorch module) at the same batch size; "
+        "None where the peer is unavailable (see the report's peer_unavailable)."
+    )
     share_of_roof: float | None = Field(description="images/s x FLOPs per image over matmul_gflops; None on CUDA.")
 
 
@@ -60,8 +64,12 @@ def bare_module_path(generator: Any, cuda: bool) -> ImagePath:
 
     def inputs(batch: int) -> list[torch.Tensor]:
         rng = np.random.default_rng(0)
-        drawn = [rng.standard_normal((batch, *example.shape[1:]), dtype=np.float32) if example.dtype.is_floating_point
-                 else np.arange(batch, dtype=np.int64) % classes for example in graph.example_inputs]
+        drawn = [
+            rng.standard_normal((batch, *example.shape[1:]), dtype=np.float32)
+            if example.dtype.is_floating_point
+            else np.arange(batch, dtype=np.int64) % classes
+            for example in graph.example_inputs
+        ]
         return [torch.from_numpy(array).to(device) for array in drawn]
 
     def generate(batch: int) -> np.ndarray:
@@ -71,8 +79,15 @@ def bare_module_path(generator: Any, cuda: bool) -> ImagePath:
     return ImagePath(PEER_LABEL + (" (CUDA)" if device == "cuda" else ""), generate, device == "cpu")
 
 
-def image_rows(name: str, peer: ImagePath | None, paths: list[ImagePath], flops_per_image: int, matmul_roof: Callable[[], float],
-               batches: tuple[int, ...] = IMAGE_BATCHES, repeats: int = 5) -> list[ImageRow]:
+def image_rows(
+    name: str,
+    peer: ImagePath | None,
+    paths: list[ImagePath],
+    flops_per_image: int,
+    matmul_roof: Callable[[], float],
+    batches: tuple[int, ...] = IMAGE_BATCHES,
+    repeats: int = 5,
+) -> list[ImageRow]:
     """Rows for each batch size: the peer's (when there is one) and each path's, compared with the peer's.
     ``matmul_roof()`` (GFLOP/s) is measured again before each batch size's rows (a shared machine drifts);
     only CPU rows get a share of it."""
@@ -84,9 +99,18 @@ def image_rows(name: str, peer: ImagePath | None, paths: list[ImagePath], flops_
             timing = time_call(lambda g=path.generate: g(batch), repeats=repeats)
             rate = batch / timing.median
             peer_rate = rate if path is peer else peer_rate
-            rows.append(ImageRow(model=name, path=path.label, batch=batch, images_per_second=rate, timing=timing, matmul_gflops=gflops,
-                                 ratio_to_peer=rate / peer_rate if peer_rate else None,
-                                 share_of_roof=rate * flops_per_image / (gflops * 1e9) if path.on_cpu else None))
+            rows.append(
+                ImageRow(
+                    model=name,
+                    path=path.label,
+                    batch=batch,
+                    images_per_second=rate,
+                    timing=timing,
+                    matmul_gflops=gflops,
+                    ratio_to_peer=rate / peer_rate if peer_rate else None,
+                    share_of_roof=rate * flops_per_image / (gflops * 1e9) if path.on_cpu else None,
+                )
+            )
     return rows
 
 
@@ -100,10 +124,19 @@ def bench_images(context: BenchContext) -> list[ImageRow]:
     ONNX Runtime path at each batch size, beside the matmul roof."""
     if context.torch_model is None:
         peer = None
-        context.peer_unavailable.append(f"{context.name}: peer unavailable: an export holds no torch module; "
-                                        "bench the trained model's directory to time PyTorch")
+        context.peer_unavailable.append(
+            f"{context.name}: peer unavailable: an export holds no torch module; "
+            "bench the trained model's directory to time PyTorch"
+        )
     else:
         peer = bare_module_path(context.torch_model.generator, context.cuda)
     paths = [onnx_image_path(p.label, p.model, p.on_cpu) for p in context.paths]
-    return image_rows(context.name, peer, paths, image_flops(context.paths[0].graph_file), lambda: matmul_roof(context.repeats),
-                      context.batches or IMAGE_BATCHES, context.repeats)
+    return image_rows(
+        context.name,
+        peer,
+        paths,
+        image_flops(context.paths[0].graph_file),
+        lambda: matmul_roof(context.repeats),
+        context.batches or IMAGE_BATCHES,
+        context.repeats,
+    )

@@ -25,22 +25,38 @@ class Machine(BaseModel):
     cores: int
     platform: str
     libraries: dict[str, str]
-    matmul_gflops: float = Field(description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library (image rows measure it again for themselves).")
-    matmul_gflops_by_library: dict[str, float] = Field(description="The same product in numpy, torch and ONNX Runtime (MLAS).")
-    read_gbytes_per_second: float = Field(description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array (text rows measure it again for themselves).")
-    busy_elsewhere: float | None = Field(default=None, description=f"Cores' worth of CPU time that other processes (and, on a VM, the "
-                                         f"hypervisor's steal) used during a {IDLE_CHECK_SECONDS} s pause at the start; 0 on a quiet machine. "
-                                         "On a machine this small anything else running slows the threaded rows by large factors. "
-                                         "None where /proc/stat is not there.")
+    matmul_gflops: float = Field(
+        description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library (image rows measure it again for themselves)."
+    )
+    matmul_gflops_by_library: dict[str, float] = Field(
+        description="The same product in numpy, torch and ONNX Runtime (MLAS)."
+    )
+    read_gbytes_per_second: float = Field(
+        description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array (text rows measure it again for themselves)."
+    )
+    busy_elsewhere: float | None = Field(
+        default=None,
+        description=f"Cores' worth of CPU time that other processes (and, on a VM, the "
+        f"hypervisor's steal) used during a {IDLE_CHECK_SECONDS} s pause at the start; 0 on a quiet machine. "
+        "On a machine this small anything else running slows the threaded rows by large factors. "
+        "None where /proc/stat is not there.",
+    )
 
 
 def describe_machine(repeats: int = 5) -> Machine:
     """Describe this machine and measure its matmul and memory-read roofs."""
     busy = busy_elsewhere()
     matmul = _matmul_gflops(repeats)
-    return Machine(cpu=_cpu_model(), cores=os.cpu_count() or 1, platform=platform.platform(), libraries=_versions(),
-                   matmul_gflops=max(matmul.values()), matmul_gflops_by_library=matmul, read_gbytes_per_second=read_bandwidth(repeats),
-                   busy_elsewhere=busy)
+    return Machine(
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 1,
+        platform=platform.platform(),
+        libraries=_versions(),
+        matmul_gflops=max(matmul.values()),
+        matmul_gflops_by_library=matmul,
+        read_gbytes_per_second=read_bandwidth(repeats),
+        busy_elsewhere=busy,
+    )
 
 
 def busy_elsewhere(seconds: float = IDLE_CHECK_SECONDS) -> float | None:
@@ -115,10 +131,13 @@ def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(activations.shape))],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [activations.shape[0], weight.shape[1]])],
-                              [numpy_helper.from_array(weight, "b")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(activations.shape))],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [activations.shape[0], weight.shape[1]])],
+        [numpy_helper.from_array(weight, "b")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return lambda: session.run(None, {"a": activations})
@@ -137,4 +156,3 @@ def read_bandwidth(repeats: int = 5) -> float:
     except ImportError:
         pass
     return max(array.nbytes / time_call(read, repeats=repeats).median / 1e9 for read in readers.values())
-

@@ -20,7 +20,9 @@ class OutputRow(BaseModel):
     batch: int = Field(description="Outputs per generate() call (the kind's count field).")
     outputs_per_second: float
     timing: Timing
-    ratio_to_peer: float | None = Field(description="outputs/s over the model's own PyTorch path at the same count; None for an export.")
+    ratio_to_peer: float | None = Field(
+        description="outputs/s over the model's own PyTorch path at the same count; None for an export."
+    )
 
 
 def bench_outputs(context: BenchContext, kind: Any) -> list[OutputRow]:
@@ -31,7 +33,9 @@ def bench_outputs(context: BenchContext, kind: Any) -> list[OutputRow]:
     paths = [("genloom torch", context.torch_model)] if context.torch_model is not None else []
     paths += [(path.label, path.model) for path in context.paths]
     if context.torch_model is None:
-        context.peer_unavailable.append(f"{context.name}: peer unavailable: an export holds no torch model; bench the trained model's directory")
+        context.peer_unavailable.append(
+            f"{context.name}: peer unavailable: an export holds no torch model; bench the trained model's directory"
+        )
     rows: list[OutputRow] = []
     for batch in context.batches or (OUTPUT_BATCHES if count_field else (1,)):
         settings = {count_field: batch} if count_field else {}
@@ -40,6 +44,14 @@ def bench_outputs(context: BenchContext, kind: Any) -> list[OutputRow]:
             timing = time_call(lambda m=model: m.generate(**seeded, **settings), repeats=context.repeats)
             rate = batch / timing.median
             reference = rate if model is context.torch_model else reference
-            rows.append(OutputRow(model=context.name, path=label, batch=batch, outputs_per_second=rate, timing=timing,
-                                  ratio_to_peer=rate / reference if reference else None))
+            rows.append(
+                OutputRow(
+                    model=context.name,
+                    path=label,
+                    batch=batch,
+                    outputs_per_second=rate,
+                    timing=timing,
+                    ratio_to_peer=rate / reference if reference else None,
+                )
+            )
     return rows

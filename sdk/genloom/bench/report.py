@@ -13,28 +13,38 @@ BUSY_CORES = 0.25
 def table(report: BenchReport) -> str:
     """Plain-text table: the machine, its roofs, then one line per measured row."""
     machine = report.machine
-    lines = [f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
-             f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s "
-             "(each row's share is of the roof measured just before it)"]
+    lines = [
+        f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
+        f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s "
+        "(each row's share is of the roof measured just before it)"
+    ]
     if machine.busy_elsewhere is not None and machine.busy_elsewhere >= BUSY_CORES:
-        lines.append(f"note: other processes used {machine.busy_elsewhere:.1f} of the {machine.cores} cores at the start; "
-                     "they slow the threaded rows by large factors: measure on a quiet machine")
+        lines.append(
+            f"note: other processes used {machine.busy_elsewhere:.1f} of the {machine.cores} cores at the start; "
+            "they slow the threaded rows by large factors: measure on a quiet machine"
+        )
     if report.images:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'images/s':>12}{'spread':>24}{'x peer':>8}{'of roof':>9}")
         for row in report.images:
             spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
-            lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.images_per_second:>12,.0f}{spread:>24}"
-                         f"{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}")
+            lines.append(
+                f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.images_per_second:>12,.0f}{spread:>24}"
+                f"{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}"
+            )
     if report.text:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'tokens/s':>10}{'prefill':>17}{'x peer':>8}{'of roof':>9}")
         for row in report.text:
-            lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.tokens_per_second:>10,.1f}"
-                         f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}")
+            lines.append(
+                f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.tokens_per_second:>10,.1f}"
+                f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}"
+            )
     if report.outputs:  # a kind without a benchmark of its own; the peer is the model's own PyTorch path
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'outputs/s':>12}{'spread':>24}{'x peer':>8}")
         for row in report.outputs:
             spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
-            lines.append(f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.outputs_per_second:>12,.0f}{spread:>24}{_ratio(row.ratio_to_peer):>8}")
+            lines.append(
+                f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.outputs_per_second:>12,.0f}{spread:>24}{_ratio(row.ratio_to_peer):>8}"
+            )
     lines += report.peer_unavailable
     return "\n".join(lines)
 
@@ -61,8 +71,10 @@ def chart(report: BenchReport, target: Path) -> Path:
     figure, (versus_peer, versus_roof) = plt.subplots(1, 2, sharey=True, figsize=(12, 0.3 * len(rows) + 1.4))
     versus_peer.barh(labels, [row[1] or 0 for row in rows], color=colors)
     versus_peer.axvline(1.0, color="black", linewidth=0.8)
-    versus_peer.set_xlabel("throughput / the peer's (images: the bare PyTorch module, text: transformers, other kinds: genloom torch)"
-                           + "".join(f"\n{line}" for line in report.peer_unavailable))
+    versus_peer.set_xlabel(
+        "throughput / the peer's (images: the bare PyTorch module, text: transformers, other kinds: genloom torch)"
+        + "".join(f"\n{line}" for line in report.peer_unavailable)
+    )
     versus_roof.barh(labels, [100 * (row[2] or 0) for row in rows], color=colors)
     versus_roof.set_xlabel("share of the CPU's roof (%); none for CUDA rows")
     versus_peer.invert_yaxis()

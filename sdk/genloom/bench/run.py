@@ -33,12 +33,23 @@ class BenchReport(BaseModel):
     provider: str
     images: list[ImageRow] = []
     text: list[TextRow] = []
-    outputs: list[OutputRow] = Field(default=[], description="Kinds without a benchmark of their own: outputs/s of every path.")
-    peer_unavailable: list[str] = Field(default=[], description="Why a model's rows have no peer (their ratio_to_peer is None), one line per model.")
+    outputs: list[OutputRow] = Field(
+        default=[], description="Kinds without a benchmark of their own: outputs/s of every path."
+    )
+    peer_unavailable: list[str] = Field(
+        default=[], description="Why a model's rows have no peer (their ratio_to_peer is None), one line per model."
+    )
 
 
-def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, machine: Machine | None = None,
-                   batches: tuple[int, ...] | None = None, exporter: str | None = None) -> BenchReport:
+def bench_artifact(
+    path: str | Path,
+    *,
+    repeats: int = 5,
+    tokens: int = 32,
+    machine: Machine | None = None,
+    batches: tuple[int, ...] | None = None,
+    exporter: str | None = None,
+) -> BenchReport:
     """Benchmark the model or export in ``path`` (at ``batches``, by default the kind's own). A torch model is
     exported into a temporary folder first, by the exporter named ``exporter`` (by default the installed one that
     makes genloom exports), with the kind's CPU variants where it offers them and fp16 where ONNX Runtime runs on CUDA."""
@@ -59,10 +70,21 @@ def bench_artifact(path: str | Path, *, repeats: int = 5, tokens: int = 32, mach
         export = read_manifest(export_dir).export
         assert export is not None
         onnx_model = genloom.load(export_dir)
-        context = BenchContext(f"{manifest.generator} ({directory.name})", torch_model, _onnx_paths(onnx_model, export_dir, export),
-                               export_dir, registry.runtime_driver(export.driver).value, machine, repeats, tokens, batches)
+        context = BenchContext(
+            f"{manifest.generator} ({directory.name})",
+            torch_model,
+            _onnx_paths(onnx_model, export_dir, export),
+            export_dir,
+            registry.runtime_driver(export.driver).value,
+            machine,
+            repeats,
+            tokens,
+            batches,
+        )
         rows = kind.bench(context) if kind.bench else {"outputs": bench_outputs(context, kind)}
-        return BenchReport(machine=machine, provider=onnx_model.provider, peer_unavailable=context.peer_unavailable, **rows)
+        return BenchReport(
+            machine=machine, provider=onnx_model.provider, peer_unavailable=context.peer_unavailable, **rows
+        )
 
 
 def _variants(exporter: Any, for_kind: tuple[str, ...]) -> dict[str, bool]:
@@ -77,9 +99,21 @@ def _onnx_paths(onnx_model: Any, export_dir: Path, export: ExportSection) -> lis
     graph = export.graphs[0]
     paths = [OnnxPath(f"onnxruntime fp32{'' if on_cpu else ' (CUDA)'}", onnx_model, on_cpu, export_dir / graph.file)]
     if "int8" in graph.variants:
-        paths.append(OnnxPath("onnxruntime int8", genloom.load(export_dir, providers="cpu", precision="int8"), True,
-                              export_dir / graph.variants["int8"]))
+        paths.append(
+            OnnxPath(
+                "onnxruntime int8",
+                genloom.load(export_dir, providers="cpu", precision="int8"),
+                True,
+                export_dir / graph.variants["int8"],
+            )
+        )
     if "fp16" in graph.variants and not on_cpu:
-        paths.append(OnnxPath("onnxruntime fp16 (CUDA)", genloom.load(export_dir, providers="cuda", precision="fp16"), False,
-                              export_dir / graph.variants["fp16"]))
+        paths.append(
+            OnnxPath(
+                "onnxruntime fp16 (CUDA)",
+                genloom.load(export_dir, providers="cuda", precision="fp16"),
+                False,
+                export_dir / graph.variants["fp16"],
+            )
+        )
     return paths

@@ -15,10 +15,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from genloom.bench.context import BenchContext
-from genloom.contracts import OffersBenchmarkPeer
 from genloom.bench.flops import weight_bytes_read
 from genloom.bench.machine import read_bandwidth
 from genloom.bench.measure import Timing, time_call
+from genloom.contracts import OffersBenchmarkPeer
 
 TEXT_BATCHES = (1, 8)
 PREFILL_TOKENS = 128
@@ -32,20 +32,30 @@ class TextRow(BaseModel):
     batch: int
     tokens_per_second: float
     decode_timing: Timing
-    prefill_seconds: float = Field(description="Median latency of one prompt of prefill_tokens (batch 1), one token generated.")
+    prefill_seconds: float = Field(
+        description="Median latency of one prompt of prefill_tokens (batch 1), one token generated."
+    )
     prefill_tokens: int = Field(description=f"{PREFILL_TOKENS}, or one less than the context when that is shorter.")
     weight_bytes: int = Field(description="Bytes of weights one decoding step reads.")
-    read_gbytes_per_second: float = Field(description="The machine's memory read bandwidth, measured just before this path's rows.")
-    ratio_to_peer: float | None = Field(description="tokens/s over the peer's (transformers generate) at the same batch size; "
-                                                    "None where the peer is unavailable (see the report's peer_unavailable).")
-    share_of_roof: float | None = Field(description="tokens/s over batch x read_gbytes_per_second / weight_bytes; None on CUDA.")
+    read_gbytes_per_second: float = Field(
+        description="The machine's memory read bandwidth, measured just before this path's rows."
+    )
+    ratio_to_peer: float | None = Field(
+        description="tokens/s over the peer's (transformers generate) at the same batch size; "
+        "None where the peer is unavailable (see the report's peer_unavailable)."
+    )
+    share_of_roof: float | None = Field(
+        description="tokens/s over batch x read_gbytes_per_second / weight_bytes; None on CUDA."
+    )
 
 
 class Decoder:
     """A way to decode: ``decode(batch, tokens)`` and ``prefill()`` (a prompt of ``prefill_tokens``), its weight bytes,
     and whether it runs on the CPU (whose bandwidth roof then applies)."""
 
-    def __init__(self, path: str, decode: Any, prefill: Any, weight_bytes: int, prefill_tokens: int, on_cpu: bool = True) -> None:
+    def __init__(
+        self, path: str, decode: Any, prefill: Any, weight_bytes: int, prefill_tokens: int, on_cpu: bool = True
+    ) -> None:
         self.path, self.decode, self.prefill, self.weight_bytes = path, decode, prefill, weight_bytes
         self.prefill_tokens, self.on_cpu = prefill_tokens, on_cpu
 
@@ -65,8 +75,15 @@ def genloom_decoder(path: str, model: Any, weight_bytes: int, on_cpu: bool) -> D
     return Decoder(path, decode, prefill, weight_bytes, prefill_tokens, on_cpu)
 
 
-def text_rows(name: str, peer: Decoder | None, decoders: list[Decoder], read_bandwidth: Callable[[], float], tokens: int = 32,
-              batches: tuple[int, ...] = TEXT_BATCHES, repeats: int = 5) -> list[TextRow]:
+def text_rows(
+    name: str,
+    peer: Decoder | None,
+    decoders: list[Decoder],
+    read_bandwidth: Callable[[], float],
+    tokens: int = 32,
+    batches: tuple[int, ...] = TEXT_BATCHES,
+    repeats: int = 5,
+) -> list[TextRow]:
     """Rows for the peer (when there is one) and each decoder at each batch size, compared with the peer's.
 
     ``read_bandwidth()`` (GB/s) is measured again just before each decoder's rows:
@@ -85,10 +102,21 @@ def text_rows(name: str, peer: Decoder | None, decoders: list[Decoder], read_ban
             if decoder is peer:
                 peer_rates[batch] = rate
             roof = batch * bandwidth * 1e9 / decoder.weight_bytes
-            rows.append(TextRow(model=name, path=decoder.path, batch=batch, tokens_per_second=rate, decode_timing=timing,
-                                prefill_seconds=prefill, prefill_tokens=decoder.prefill_tokens, weight_bytes=decoder.weight_bytes,
-                                read_gbytes_per_second=bandwidth, ratio_to_peer=rate / peer_rates[batch] if peer_rates else None,
-                                share_of_roof=rate / roof if decoder.on_cpu else None))
+            rows.append(
+                TextRow(
+                    model=name,
+                    path=decoder.path,
+                    batch=batch,
+                    tokens_per_second=rate,
+                    decode_timing=timing,
+                    prefill_seconds=prefill,
+                    prefill_tokens=decoder.prefill_tokens,
+                    weight_bytes=decoder.weight_bytes,
+                    read_gbytes_per_second=bandwidth,
+                    ratio_to_peer=rate / peer_rates[batch] if peer_rates else None,
+                    share_of_roof=rate / roof if decoder.on_cpu else None,
+                )
+            )
     return rows
 
 
@@ -124,7 +152,18 @@ def bench_text(context: BenchContext) -> list[TextRow]:
         context.peer_unavailable.append(f"{context.name}: peer unavailable: {missing}")
     decoders = []
     if context.torch_model is not None:
-        decoders.append(genloom_decoder("genloom torch", context.torch_model, torch_weight_bytes(context.torch_model.generator), on_cpu=True))
+        decoders.append(
+            genloom_decoder(
+                "genloom torch", context.torch_model, torch_weight_bytes(context.torch_model.generator), on_cpu=True
+            )
+        )
     decoders += [genloom_decoder(p.label, p.model, weight_bytes_read(p.graph_file), p.on_cpu) for p in context.paths]
-    return text_rows(context.name, peer, decoders, lambda: read_bandwidth(context.repeats), context.tokens,
-                     context.batches or TEXT_BATCHES, context.repeats)
+    return text_rows(
+        context.name,
+        peer,
+        decoders,
+        lambda: read_bandwidth(context.repeats),
+        context.tokens,
+        context.batches or TEXT_BATCHES,
+        context.repeats,
+    )

@@ -40,7 +40,9 @@ def _digit_size(argument: str | None) -> int:
         return 8
     if not argument.isdigit() or int(argument) not in DIGIT_SIZES:
         sizes = ", ".join(str(s) for s in DIGIT_SIZES)
-        raise DataError(f"digits: SIZE must be one of {sizes} (pixels per side), got {argument!r}; e.g. --data digits:32")
+        raise DataError(
+            f"digits: SIZE must be one of {sizes} (pixels per side), got {argument!r}; e.g. --data digits:32"
+        )
     return int(argument)
 
 
@@ -48,7 +50,10 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     """Bicubic resize of float ``(N, 1, H, W)`` images in [0, 1] to ``size`` x ``size``."""
     from PIL import Image
 
-    resized = [np.asarray(Image.fromarray(image[0], mode="F").resize((size, size), Image.Resampling.BICUBIC)) for image in images]
+    resized = [
+        np.asarray(Image.fromarray(image[0], mode="F").resize((size, size), Image.Resampling.BICUBIC))
+        for image in images
+    ]
     return np.clip(np.stack(resized)[:, None], 0.0, 1.0)
 
 
@@ -88,10 +93,14 @@ def load_npz(argument: str | None) -> ImageData:
     try:
         archive = np.load(path, allow_pickle=False)
         if isinstance(archive, np.ndarray):
-            raise DataError(f"npz: '{path}' holds one bare array (a .npy file); save it with numpy.savez(path, images=...)")
+            raise DataError(
+                f"npz: '{path}' holds one bare array (a .npy file); save it with numpy.savez(path, images=...)"
+            )
         with archive:
             if "images" not in archive.files:
-                raise DataError(f"npz: '{path}' has no 'images' array (it has: {', '.join(archive.files) or 'nothing'})")
+                raise DataError(
+                    f"npz: '{path}' has no 'images' array (it has: {', '.join(archive.files) or 'nothing'})"
+                )
             images = _to_nchw(archive["images"], path)
             labels = archive["labels"] if "labels" in archive.files else None
     except (OSError, ValueError) as exc:  # not a zip, a damaged member, an object array (pickle)
@@ -130,12 +139,18 @@ def _to_nchw(array: np.ndarray, path: Path) -> np.ndarray:
     elif array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
         array = array.transpose(0, 3, 1, 2)
     if array.ndim != 4 or array.shape[1] not in (1, 3):
-        raise DataError(f"npz: 'images' in '{path}' has shape {array.shape}; use (N,H,W), (N,H,W,C) or (N,C,H,W) with C=1 or 3")
+        raise DataError(
+            f"npz: 'images' in '{path}' has shape {array.shape}; use (N,H,W), (N,H,W,C) or (N,C,H,W) with C=1 or 3"
+        )
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
-        raise DataError(f"npz: float 'images' in '{path}' hold NaN or infinite values; replace them or drop those images")
+        raise DataError(
+            f"npz: float 'images' in '{path}' hold NaN or infinite values; replace them or drop those images"
+        )
     if array.size and (array.min() < 0.0 or array.max() > 1.0):
-        raise DataError(f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or save uint8")
+        raise DataError(
+            f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or save uint8"
+        )
     return array

@@ -38,8 +38,10 @@ class ImageData:
         self.images = np.ascontiguousarray(self.images, dtype=np.float32)
         if not np.isfinite(self.images).all():
             bad = int(np.flatnonzero(~np.isfinite(self.images).reshape(len(self.images), -1).all(axis=1))[0])
-            raise DataError(f"data source '{self.source}': images hold NaN or infinite values (the first at image {bad}); "
-                            "fix or remove those images")
+            raise DataError(
+                f"data source '{self.source}': images hold NaN or infinite values (the first at image {bad}); "
+                "fix or remove those images"
+            )
         if self.labels is not None:
             self.labels = self._checked_labels(np.asarray(self.labels))
             if self.class_names is None:
@@ -49,23 +51,35 @@ class ImageData:
         """``labels`` as int64 after checking them: one per image, integers in ``0..K-1``, ``K`` bounded, no class empty."""
         where = f"data source '{self.source}'"
         if labels.shape != (len(self.images),):
-            raise DataError(f"{where}: {labels.size} labels for {len(self.images)} images; give exactly one label per image")
+            raise DataError(
+                f"{where}: {labels.size} labels for {len(self.images)} images; give exactly one label per image"
+            )
         if labels.dtype.kind not in "iu":
-            raise DataError(f"{where}: 'labels' are {labels.dtype}, not integers; give class indices 0..K-1 "
-                            "as an integer array (e.g. labels.astype(numpy.int64))")
+            raise DataError(
+                f"{where}: 'labels' are {labels.dtype}, not integers; give class indices 0..K-1 "
+                "as an integer array (e.g. labels.astype(numpy.int64))"
+            )
         if self.class_names is not None and len(self.class_names) > MAX_CLASSES:
-            raise DataError(f"{where}: {len(self.class_names)} classes; at most {MAX_CLASSES} are supported, merge some of them")
+            raise DataError(
+                f"{where}: {len(self.class_names)} classes; at most {MAX_CLASSES} are supported, merge some of them"
+            )
         classes = len(self.class_names) if self.class_names is not None else MAX_CLASSES
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= classes:
-            bound = f"{len(self.class_names)} classes" if self.class_names is not None else f"at most {MAX_CLASSES} classes"
-            raise DataError(f"{where}: 'labels' range over {low}..{high}; they must be class indices 0..K-1 "
-                            f"({bound}), so number the classes from 0")
+            bound = (
+                f"{len(self.class_names)} classes" if self.class_names is not None else f"at most {MAX_CLASSES} classes"
+            )
+            raise DataError(
+                f"{where}: 'labels' range over {low}..{high}; they must be class indices 0..K-1 "
+                f"({bound}), so number the classes from 0"
+            )
         if self.class_names is None:
             empty = np.setdiff1d(np.arange(high + 1), labels)
             if empty.size:
-                raise DataError(f"{where}: 'labels' go up to {high} but no image has label {int(empty[0])}; "
-                                "number the classes 0..K-1 without gaps")
+                raise DataError(
+                    f"{where}: 'labels' go up to {high} but no image has label {int(empty[0])}; "
+                    "number the classes 0..K-1 without gaps"
+                )
         return labels.astype(np.int64)
 
     def __len__(self) -> int:
@@ -133,7 +147,9 @@ class TextData:
         cut = len(self.text) - int(len(self.text) * fraction)
         if cut == len(self.text) or not self.text[:cut].strip() or not self.text[cut:].strip():
             return self, None
-        return TextData(self.text[:cut], self.source, part="train"), TextData(self.text[cut:], self.source, part="validation")
+        return TextData(self.text[:cut], self.source, part="train"), TextData(
+            self.text[cut:], self.source, part="validation"
+        )
 
 
 Dataset = Union[ImageData, TextData]

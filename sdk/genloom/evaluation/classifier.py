@@ -73,9 +73,9 @@ class FeatureClassifier:
 
 def classifier_for(data: ImageData) -> FeatureClassifier:
     """The classifier for ``data``: from the cache when one was trained on exactly these images, else trained now."""
-    from genloom.weights import from_bytes, load_module_tensors, module_tensors, to_bytes
-
     import torch
+
+    from genloom.weights import from_bytes, load_module_tensors, module_tensors, to_bytes
 
     task = "labels" if data.labels is not None else "rotation"
     classes = data.num_classes if task == "labels" else ROTATIONS
@@ -84,12 +84,17 @@ def classifier_for(data: ImageData) -> FeatureClassifier:
     directory = cache_root() / _fingerprint(data)
     weights_file, facts_file = directory / "classifier.safetensors", directory / "classifier.json"
     if weights_file.is_file() and facts_file.is_file():
-        load_module_tensors({"classifier": network}, from_bytes(weights_file.read_bytes(), str(weights_file)), str(weights_file))
+        load_module_tensors(
+            {"classifier": network}, from_bytes(weights_file.read_bytes(), str(weights_file)), str(weights_file)
+        )
         return FeatureClassifier(network, task, json.loads(facts_file.read_text())["accuracy"], cached=True)
     accuracy = _train(network, data, task)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(weights_file, to_bytes(module_tensors({"classifier": network})))
-    atomic_write_text(facts_file, json.dumps({"task": task, "accuracy": accuracy, "version": CLASSIFIER_VERSION, "source": data.source}))
+    atomic_write_text(
+        facts_file,
+        json.dumps({"task": task, "accuracy": accuracy, "version": CLASSIFIER_VERSION, "source": data.source}),
+    )
     return FeatureClassifier(network, task, accuracy, cached=False)
 
 
@@ -108,11 +113,16 @@ def _build(channels: int, classes: int) -> torch.nn.Module:
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(),
-                nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                nn.Linear(512, FEATURE_DIM), nn.ReLU(),
+                nn.Conv2d(channels, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(64, 128, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(512, FEATURE_DIM),
+                nn.ReLU(),
             )
             self.head = nn.Linear(FEATURE_DIM, classes)
 

@@ -24,7 +24,9 @@ class SetComparison(BaseModel):
     frechet_distance: float = Field(description="Frechet distance in the classifier's feature space (lower is better).")
     precision: float = Field(description="Share of the images inside the real k-NN manifold (fidelity).")
     recall: float = Field(description="Share of real images inside this set's k-NN manifold (diversity).")
-    label_accuracy: float | None = Field(None, description="Share classified as the label asked for (conditional models).")
+    label_accuracy: float | None = Field(
+        None, description="Share classified as the label asked for (conditional models)."
+    )
 
 
 def evaluate_images(model: Any, data: ImageData, *, samples: int = MAX_SAMPLES, seed: int = 0) -> dict[str, Any]:
@@ -33,8 +35,10 @@ def evaluate_images(model: Any, data: ImageData, *, samples: int = MAX_SAMPLES, 
     manifest = model.manifest
     conditional = model.conditional
     if conditional and data.labels is None:
-        raise DataError(f"'{manifest.generator}' is conditional, so its label accuracy needs labelled data, but '{data.source}' "
-                        "has no labels; evaluate on the labelled source it trained on")
+        raise DataError(
+            f"'{manifest.generator}' is conditional, so its label accuracy needs labelled data, but '{data.source}' "
+            "has no labels; evaluate on the labelled source it trained on"
+        )
     _check_shape(manifest.facts, data)
     reference, other_real = _real_halves(data, min(samples, len(data) // 2), seed)
     classifier = classifier_for(data)
@@ -49,13 +53,24 @@ def evaluate_images(model: Any, data: ImageData, *, samples: int = MAX_SAMPLES, 
         features = classifier.features(candidates)
         precision, recall = precision_recall(reference_features, features)
         accuracy = None if wanted is None else float((classifier.predict(candidates) == wanted).mean())
-        return SetComparison(frechet_distance=frechet_distance(reference_features, features), precision=precision,
-                             recall=recall, label_accuracy=accuracy)
+        return SetComparison(
+            frechet_distance=frechet_distance(reference_features, features),
+            precision=precision,
+            recall=recall,
+            label_accuracy=accuracy,
+        )
 
     wanted = other_real.labels if conditional else None
-    return {"samples": len(images), "classifier_task": classifier.task, "classifier_cached": classifier.cached,
-            "classifier_accuracy": classifier.accuracy, "neighbours": NEIGHBOURS, "images_per_second": images_per_second,
-            "generated": compare(images, wanted), "real": compare(other_real.images, wanted)}
+    return {
+        "samples": len(images),
+        "classifier_task": classifier.task,
+        "classifier_cached": classifier.cached,
+        "classifier_accuracy": classifier.accuracy,
+        "neighbours": NEIGHBOURS,
+        "images_per_second": images_per_second,
+        "generated": compare(images, wanted),
+        "real": compare(other_real.images, wanted),
+    }
 
 
 def _check_shape(facts: dict[str, Any], data: ImageData) -> None:

@@ -80,7 +80,11 @@ class DataKind:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
             raise PluginError(f"a data kind's name must be lower-case letters, digits, '-' or '_', got {self.name!r}")
         if not (isinstance(self.sampling, type) and issubclass(self.sampling, BaseModel)):
-            raise PluginError(f"data kind '{self.name}': sampling must be a pydantic model class, got {self.sampling!r}")
+            raise PluginError(
+                f"data kind '{self.name}': sampling must be a pydantic model class, got {self.sampling!r}"
+            )
         if self.count_field is not None and self.count_field not in self.sampling.model_fields:
-            raise PluginError(f"data kind '{self.name}': count_field '{self.count_field}' is not a field of {self.sampling.__name__}")
+            raise PluginError(
+                f"data kind '{self.name}': count_field '{self.count_field}' is not a field of {self.sampling.__name__}"
+            )
         self.sampling.model_validate(dict(self.check_settings))

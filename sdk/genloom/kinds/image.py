@@ -39,7 +39,9 @@ def to_json(result: ImageResult) -> dict[str, Any]:
     return {"array": result.array.tolist()}
 
 
-def evaluate(model: Any, data: ImageData, train: ImageData, validation: ImageData | None, *, samples: int, seed: int) -> dict[str, Any]:
+def evaluate(
+    model: Any, data: ImageData, train: ImageData, validation: ImageData | None, *, samples: int, seed: int
+) -> dict[str, Any]:
     """Frechet distance, precision/recall (and label accuracy) in a domain classifier's features, beside real data."""
     from genloom.evaluation.images import evaluate_images
     from genloom.install import require_training_install
@@ -56,8 +58,20 @@ def bench(context: Any) -> dict[str, Any]:
 
 
 IMAGE = DataKind(
-    name="image", dataset=ImageData, sampling=ImageSampling, result=ImageResult, make_result=make_result, write=write,
-    compare=compare, to_json=to_json, check_settings={"n": 3, "seed": 7}, description="float images (N, H, W, C) in [0, 1]; a PNG grid",
-    default_out=DEFAULT_OUT, sample_suffix=".png", training_samples={"n": 64}, count_field="n",
-    evaluate=evaluate, bench=bench,
+    name="image",
+    dataset=ImageData,
+    sampling=ImageSampling,
+    result=ImageResult,
+    make_result=make_result,
+    write=write,
+    compare=compare,
+    to_json=to_json,
+    check_settings={"n": 3, "seed": 7},
+    description="float images (N, H, W, C) in [0, 1]; a PNG grid",
+    default_out=DEFAULT_OUT,
+    sample_suffix=".png",
+    training_samples={"n": 64},
+    count_field="n",
+    evaluate=evaluate,
+    bench=bench,
 )

@@ -44,7 +44,9 @@ def to_json(result: TextResult) -> dict[str, Any]:
     return {"texts": result.texts, "tokens": result.tokens}
 
 
-def evaluate(model: Any, data: TextData, train: TextData, validation: TextData | None, *, samples: int, seed: int) -> dict[str, Any]:
+def evaluate(
+    model: Any, data: TextData, train: TextData, validation: TextData | None, *, samples: int, seed: int
+) -> dict[str, Any]:
     """A character-bigram model's bits per byte on the held-out text, the baseline to beat."""
     from genloom.evaluation.baselines import char_bigram_bits_per_byte
 
@@ -61,9 +63,20 @@ def bench(context: Any) -> dict[str, Any]:
 
 
 TEXT = DataKind(
-    name="text", dataset=TextData, sampling=TextSampling, result=TextResult, make_result=make_result, write=write,
-    compare=compare, to_json=to_json, check_settings={"prompt": ["The", "A somewhat longer prompt"], "max_new_tokens": 8},
-    description="UTF-8 text; prompts in, texts out (stdout)", sample_suffix=".txt",
+    name="text",
+    dataset=TextData,
+    sampling=TextSampling,
+    result=TextResult,
+    make_result=make_result,
+    write=write,
+    compare=compare,
+    to_json=to_json,
+    check_settings={"prompt": ["The", "A somewhat longer prompt"], "max_new_tokens": 8},
+    description="UTF-8 text; prompts in, texts out (stdout)",
+    sample_suffix=".txt",
     training_samples={"prompt": "", "max_new_tokens": 64, "do_sample": True, "top_k": 40, "num_return_sequences": 3},
-    count_field="num_return_sequences", evaluate=evaluate, bench=bench, bench_variants=("int8",),
+    count_field="num_return_sequences",
+    evaluate=evaluate,
+    bench=bench,
+    bench_variants=("int8",),
 )

@@ -37,13 +37,17 @@ class OnnxModel(LoadedModel):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "provider": self.provider}
 
-    def open_graph(self, graph: str, providers: Providers, session_options: Any, precision: str, cpu_threads: int = 0) -> Any:
+    def open_graph(
+        self, graph: str, providers: Providers, session_options: Any, precision: str, cpu_threads: int = 0
+    ) -> Any:
         """An ONNX Runtime session on ``graph`` in ``precision`` (``fp32``, or a variant the export was made with);
         without ``session_options``, each operator runs on ``cpu_threads`` threads (0: one per core)."""
         entry = next(g for g in self.export.graphs if g.name == graph)
         files = {"fp32": entry.file, **entry.variants}
         if precision not in files:
-            raise ConfigError(f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it")
+            raise ConfigError(
+                f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it"
+            )
         path = self.directory / files[precision]
         self._check_external_data(path)
         try:
@@ -52,7 +56,9 @@ class OnnxModel(LoadedModel):
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a graph it cannot open
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ArtifactError(f"{path}: ONNX Runtime cannot open this graph ({reason}); the export is damaged: re-export the model") from None
+            raise ArtifactError(
+                f"{path}: ONNX Runtime cannot open this graph ({reason}); the export is damaged: re-export the model"
+            ) from None
 
     def listed_file(self, option: str) -> Path:
         """The file that ``driver_options[option]`` names, once checked to be one the manifest lists and hashes."""
@@ -64,8 +70,10 @@ class OnnxModel(LoadedModel):
         """An ArtifactError unless the manifest's ``driver_options`` hold every key in ``needed``."""
         missing = [name for name in needed if name not in self.export.driver_options]
         if missing:
-            raise ArtifactError(f"{self.directory / MANIFEST_FILE}: export.driver_options lacks {', '.join(missing)}, which the "
-                                f"'{self.export.driver}' driver needs; re-export the model")
+            raise ArtifactError(
+                f"{self.directory / MANIFEST_FILE}: export.driver_options lacks {', '.join(missing)}, which the "
+                f"'{self.export.driver}' driver needs; re-export the model"
+            )
 
     def graph_bytes(self, file: str) -> int:
         """Size of the graph file ``file`` with the external data it names: what a session on it reads."""
@@ -77,14 +85,18 @@ class OnnxModel(LoadedModel):
         """Every external-data file the graph names is one of the files the manifest lists (and the hashes cover)."""
         for location in sorted(external_data_locations(path)):
             if location not in self.manifest.files:  # whose names read_manifest checked are plain
-                raise ArtifactError(f"{path} keeps weights in external data {location!r}, which is not among the files "
-                                    "the manifest lists and hashes; an export opens only its own files: re-export the model")
+                raise ArtifactError(
+                    f"{path} keeps weights in external data {location!r}, which is not among the files "
+                    "the manifest lists and hashes; an export opens only its own files: re-export the model"
+                )
 
     def require_io(self, session: Any, graph: str, inputs: list[str], outputs: list[str]) -> None:
         """An ArtifactError unless ``session`` has the ``inputs`` and ``outputs`` the driver feeds and reads."""
         have_inputs, have_outputs = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
         missing = [n for n in inputs if n not in have_inputs] + [n for n in outputs if n not in have_outputs]
         if missing:
-            raise ArtifactError(f"graph '{graph}' has inputs {have_inputs} and outputs {have_outputs}, but the "
-                                f"'{self.export.driver}' driver needs inputs {inputs} and outputs {outputs} (missing: "
-                                f"{', '.join(missing)}); the graph does not belong to this export: re-export the model")
+            raise ArtifactError(
+                f"graph '{graph}' has inputs {have_inputs} and outputs {have_outputs}, but the "
+                f"'{self.export.driver}' driver needs inputs {inputs} and outputs {outputs} (missing: "
+                f"{', '.join(missing)}); the graph does not belong to this export: re-export the model"
+            )

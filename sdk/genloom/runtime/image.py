@@ -30,17 +30,27 @@ class ImageFromLatent:
     outputs = ("images",)
     options = ()
 
-    def open(self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str) -> OnnxImageModel:
+    def open(
+        self, directory: Path, manifest: Manifest, providers: Providers, session_options: Any, precision: str
+    ) -> OnnxImageModel:
         return OnnxImageModel(directory, manifest, providers, session_options, precision)
 
 
 class OnnxImageModel(OnnxModel):
     """An exported image generator (driver ``image-from-latent``). One session per graph, shared by all threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, providers: Providers = "auto", session_options: Any = None,
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        providers: Providers = "auto",
+        session_options: Any = None,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(directory, manifest)
-        self.sessions = {g.name: self.open_graph(g.name, providers, session_options, precision) for g in self.export.graphs}
+        self.sessions = {
+            g.name: self.open_graph(g.name, providers, session_options, precision) for g in self.export.graphs
+        }
         generating = self.export.graphs[0].name
         self.onnx = self.sessions[generating]  # the graph that generates
         self.require_io(self.onnx, generating, ["latents"], ["images"])
@@ -55,8 +65,13 @@ class OnnxImageModel(OnnxModel):
         """The same call as the torch path: ``generate(n=16, seed=0, labels=[3])``; same seed, same latents."""
         request = validate_model(ImageSampling, settings, what="sampling settings")
         facts = self.manifest.facts
-        labels = resolve_labels(request.labels, request.n, num_classes=int(facts.get("num_classes", 0)),
-                                conditional="labels" in self.input_names, generator=self.manifest.generator)
+        labels = resolve_labels(
+            request.labels,
+            request.n,
+            num_classes=int(facts.get("num_classes", 0)),
+            conditional="labels" in self.input_names,
+            generator=self.manifest.generator,
+        )
         latents = request.rng().standard_normal((request.n, self.latent_dim), dtype=np.float32)
         feeds = {"latents": latents, **({"labels": labels} if labels is not None else {})}
         (images,) = self.onnx.run(["images"], feeds)
@@ -67,5 +82,7 @@ def _latent_dim(session: Any, graph: str) -> int:
     """The size of the ``latents`` input's second axis, which an image export fixes."""
     shape = next(i.shape for i in session.get_inputs() if i.name == "latents")
     if len(shape) != 2 or not isinstance(shape[1], int):
-        raise ArtifactError(f"graph '{graph}': its 'latents' input has shape {shape}, not (batch, latent size); re-export the model")
+        raise ArtifactError(
+            f"graph '{graph}': its 'latents' input has shape {shape}, not (batch, latent size); re-export the model"
+        )
     return shape[1]

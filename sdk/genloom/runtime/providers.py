@@ -37,10 +37,14 @@ def create_session(path: str, providers: Providers, options: Any, cpu_threads: i
         if session is not None:
             return session
         if providers == "cuda":
-            raise ConfigError("providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are missing); use 'auto' or 'cpu'")
+            raise ConfigError(
+                "providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are missing); use 'auto' or 'cpu'"
+            )
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
     if providers == "auto":  # said once the graph opens on the CPU: a graph that opens nowhere is the error to report
-        log.warning("genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU")
+        log.warning(
+            "genloom: CUDA is not usable on this machine (no GPU or no CUDA libraries); ONNX Runtime runs on the CPU"
+        )
     return session
 
 
@@ -67,4 +71,3 @@ def _try_cuda(onnxruntime: Any, path: str | bytes, options: Any) -> Any:
     finally:
         onnxruntime.set_default_logger_severity(2)
     return session if session.get_providers()[0] == CUDA else None
-
