@@ -45,7 +45,8 @@ def demo_model(demo: Path, out: Path, name: str, data: str, steps: int) -> Path:
 
 
 def gpt2_small(out: Path) -> Path:
-    """A randomly initialised GPT of GPT-2 small's shape, saved as a genloom model (its tokenizer only feeds prompts)."""
+    """A randomly initialised GPT of GPT-2 small's shape, saved as a genloom model (its tokenizer only feeds
+    prompts)."""
 
     def make() -> genloom.Generator:
         from genloom.tokenizer import Tokenizer
@@ -62,7 +63,8 @@ def gpt2_small(out: Path) -> Path:
 
 
 def dcgan_64(out: Path) -> Path:
-    """A randomly initialised GAN shaped like the DCGAN paper's generator: latent 100, 512-256-128-64 channels, 64x64 RGB."""
+    """A randomly initialised GAN shaped like the DCGAN paper's generator: latent 100, 512-256-128-64 channels,
+    64x64 RGB."""
 
     def make() -> genloom.Generator:
         from genloom_gan.generator import DCGAN, DCGANConfig

@@ -49,7 +49,8 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
         print(f"\n== train {name} on {data} -> {model_dir} ==", flush=True)
         manifest = genloom.train(name, data, model_dir, **({"steps": steps} if steps else {}))
         print(
-            f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; curves: {model_dir / 'loss.png'}"
+            f"trained {manifest.training.steps} steps in {manifest.training.seconds:.1f}s; "
+            f"curves: {model_dir / 'loss.png'}"
         )
         exported = exporter.export(model_dir, export_dir, int8=name == "gpt").export
         print(f"exported to {export_dir}; max |onnxruntime - torch| = {max(exported.parity_max_abs_diff.values()):.1e}")
@@ -62,10 +63,11 @@ def run(out: Path, steps: int | None, repeats: int) -> None:
         path = out / f"digits-{name}-samples.png"
         grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(path)
         print(f"{name}: 64 digits -> {path}")
+    prompts = ["The list", "A module"]
     text = genloom.load(exports["gpt"]).generate(
-        prompt=["The list", "A module"], max_new_tokens=40, do_sample=True, temperature=0.8, top_p=0.9, seed=0
+        prompt=prompts, max_new_tokens=40, do_sample=True, temperature=0.8, top_p=0.9, seed=0
     )
-    for prompt, continuation in zip(["The list", "A module"], text.texts):
+    for prompt, continuation in zip(prompts, text.texts, strict=True):  # one sequence per prompt
         print(f"gpt: {prompt}{continuation}".replace("\n", "\n     "))
 
     print("\n== throughput ==", flush=True)

@@ -1,4 +1,5 @@
-"""Where an image export's time goes: ONNX Runtime's own per-node profile, with each node's GFLOP/s and share of the roof.
+"""Where an image export's time goes: ONNX Runtime's own per-node profile, with each node's GFLOP/s and share of
+the roof.
 
     python benchmarks/profile_images.py EXPORT_DIR [--batch 256] [--runs 20]
 

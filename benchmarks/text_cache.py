@@ -58,8 +58,8 @@ def main() -> None:
     limit = generator.context_length - 1 if generator.context_length else args.tokens
     settings = TextSampling(prompt="", max_new_tokens=min(args.tokens, limit), min_new_tokens=min(args.tokens, limit))
     print(
-        f"{generator.name} ({sum(p.numel() for p in generator.network.parameters()):,} parameters), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, greedy, batch 1"
+        f"{generator.name} ({sum(p.numel() for p in generator.network.parameters()):,} parameters), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, greedy, batch 1"
     )
     with inference(generator):
         for label, model in (("with cache", Measured(generator, False)), ("recomputing", Measured(generator, True))):

@@ -44,7 +44,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def eval_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One cache of `genloom eval`'s feature classifiers for the whole run (not the user's ~/.cache): each trains once."""
+    """One cache of `genloom eval`'s feature classifiers for the whole run (not the user's ~/.cache): each trains
+    once."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GENLOOM_CACHE_DIR", str(tmp_path_factory.mktemp("genloom-cache")))
         yield

@@ -43,7 +43,8 @@ def exported(trained: Path) -> Path:
 
 
 def tampered(export: Path, tmp_path: Path, change: Any = None, **files: bytes) -> Path:
-    """A copy of ``export`` with ``files`` written, ``change(manifest)`` applied, and every listed hash updated to match."""
+    """A copy of ``export`` with ``files`` written, ``change(manifest)`` applied, and every listed hash updated to
+    match."""
     copy = Path(shutil.copytree(export, tmp_path / "tampered"))
     for name, data in files.items():
         (copy / name).write_bytes(data)
@@ -59,7 +60,8 @@ def tampered(export: Path, tmp_path: Path, change: Any = None, **files: bytes) -
 
 
 def assert_refused(directory: Path, *fragments: str, cli: bool = False) -> None:
-    """``genloom.load`` raises one ArtifactError with every fragment; with ``cli``, ``genloom info`` exits 2 with it on one line."""
+    """``genloom.load`` raises one ArtifactError with every fragment; with ``cli``, ``genloom info`` exits 2 with it
+    on one line."""
     with pytest.raises(ArtifactError) as raised:
         genloom.load(directory, providers="cpu")
     for fragment in fragments:

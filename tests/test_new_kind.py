@@ -79,8 +79,8 @@ class RowSampling(StrictModel):
 
 @genloom.hookimpl
 def register_data_kinds(register):
-    register(genloom.DataKind(name="rows", dataset=list, sampling=RowSampling, result=list, make_result=list, write=print,
-                              compare=max, to_json=list, check_settings={}, count_field="rows"))
+    register(genloom.DataKind(name="rows", dataset=list, sampling=RowSampling, result=list, make_result=list,
+                              write=print, compare=max, to_json=list, check_settings={}, count_field="rows"))
 """
 
 

@@ -170,7 +170,8 @@ def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(
         assert [(g["exporter"], g.get("fallback_reason")) for g in graphs] == [("torch.export", None)] * len(graphs), (
             export.name
         )
-    # The compact GPT graph the benchmarks describe: a third of what the TorchScript exporter writes for the same module.
+    # The compact GPT graph the benchmarks describe:
+    # a third of what the TorchScript exporter writes for the same module.
     import onnx
     import torch
 

@@ -308,7 +308,8 @@ def modules_imported(*args: str) -> set[str]:
 
 @pytest.mark.timeout(120)
 def test_importing_genloom_and_listing_plugins_import_nothing_only_the_train_extra_installs() -> None:
-    """What the runtime install (no `genloom[train]`) lacks is never imported by `import genloom` or `genloom plugins`."""
+    """What the runtime install (no `genloom[train]`) lacks is never imported by `import genloom` or
+    `genloom plugins`."""
     imported = modules_imported("-c", "import genloom")
     assert "genloom" in imported and sorted(imported & TRAINING_ONLY_MODULES) == []
     listed = modules_imported("-m", "genloom", "plugins")

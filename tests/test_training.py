@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,9 @@ from genloom.testing import check_generator
 from genloom.training import train
 from genloom_gan import DCGAN
 from tests.conftest import TINY_GAN, assert_one_line_error, cli_in_process, run_cli
+
+if TYPE_CHECKING:
+    import torch
 
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0}
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -257,7 +261,7 @@ def test_a_diverging_run_stops_with_one_line_keeps_the_last_good_checkpoint_and_
 class PoisonedGAN(DCGAN):
     """A GAN whose last step leaves a NaN in the generator's weights while its losses are still finite."""
 
-    def train_step(self, batch, optimizers, step):  # type: ignore[no-untyped-def]
+    def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         losses = super().train_step(batch, optimizers, step)
         if step == self.config.steps - 1:
             self.modules["generator"].project.weight.data[0, 0] = float("nan")

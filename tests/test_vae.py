@@ -82,7 +82,7 @@ def test_operations_reject_bad_input_clearly(trained_vae: Path) -> None:
     with pytest.raises(ConfigError, match="unconditional; drop labels"):
         model.decode(np.zeros((1, 8)), labels=[1])
     with pytest.raises(AttributeError):
-        model.not_an_operation  # noqa: B018
+        model.not_an_operation  # noqa: B018 - the bare attribute access is what raises
 
 
 def test_the_conditional_vae_decodes_each_class_and_needs_labels_to_encode(tmp_path: Path) -> None:

@@ -4,14 +4,14 @@ This module imports no torch or onnx: they load when an export runs.
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import genloom
+from genloom.contracts import Exporter
 from genloom_onnx.exporter import OnnxExporter
 
 __all__ = ["OnnxExporter"]
 
 
 @genloom.hookimpl
-def register_exporters(register: Callable[[Any], None]) -> None:
+def register_exporters(register: Callable[[Exporter], None]) -> None:
     register(OnnxExporter())

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from genloom.artifacts import (
 from genloom.contracts import EXPORT_DIRECTORY, check_export_spec
 from genloom.errors import ArtifactError, ConfigError, ExportError, GenloomError
 from genloom.fileio import DIRECTORY_MODE, atomic_write_text, check_output_directory
+from genloom.model import LoadedModel, TorchModel
 from genloom.plugins import get_registry
 from genloom.runtime.graphfile import external_data_locations
 
@@ -97,6 +98,7 @@ class OnnxExporter:
         if manifest.kind != "model":
             raise ConfigError(f"'{source}' is already an export; export the trained model's directory")
         torch_model = genloom.load(source)
+        assert isinstance(torch_model, TorchModel), "a manifest of kind 'model' loads as a TorchModel"
         generator = torch_model.generator
         spec = generator.export_spec()
         if spec is None:
@@ -164,7 +166,8 @@ def _export_graphs(
     the files' bytes by name, and the export section's ``graphs``, ``parity_max_abs_diff`` and ``variants``."""
     scratch.mkdir()
     files: dict[str, bytes] = {}
-    graphs, parity = [], {}
+    graphs: list[dict[str, Any]] = []
+    parity: dict[str, float] = {}
     variant_error: dict[str, dict[str, float]] = {precision: {} for precision in precisions}
     for graph in spec.graphs:
         path = scratch / f"{graph.name}.onnx"
@@ -172,21 +175,23 @@ def _export_graphs(
         _stamp(path, {**stamp, "genloom.graph": graph.name}, graph.dynamic_axes)
         parity[graph.name] = _check_parity(graph, path, classes)
         files.update(_graph_files(path))
-        entry = {
-            "name": graph.name,
-            "file": path.name,
-            "inputs": graph.input_names,
-            "outputs": graph.output_names,
-            **written_by,
-            "variants": {},
-        }
+        variants: dict[str, str] = {}
         for precision in precisions:
             variant = _make_variant(path, precision)
             _stamp(variant, {"genloom.precision": precision}, {})
             variant_error[precision][graph.name] = _max_difference(graph, variant, classes)
             files.update(_graph_files(variant))
-            entry["variants"][precision] = variant.name
-        graphs.append(entry)
+            variants[precision] = variant.name
+        graphs.append(
+            {
+                "name": graph.name,
+                "file": path.name,
+                "inputs": graph.input_names,
+                "outputs": graph.output_names,
+                **written_by,
+                "variants": variants,
+            }
+        )
     shutil.rmtree(scratch)
     return files, {
         "graphs": graphs,
@@ -201,7 +206,12 @@ def _export_graph(graph: genloom.GraphSpec, path: Path, opset: int) -> dict[str,
     import torch
 
     graph.module.eval()
-    common = {"input_names": graph.input_names, "output_names": graph.output_names, "opset_version": opset}
+    # The keyword arguments both torch.onnx.export calls below share (lists and an int, so typed Any).
+    common: dict[str, Any] = {
+        "input_names": graph.input_names,
+        "output_names": graph.output_names,
+        "opset_version": opset,
+    }
     with torch.no_grad(), _captured_output() as dynamo_output:
         try:
             torch.onnx.export(
@@ -315,7 +325,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_first_line(str(exc))}".rstrip(": ")
 
 
-def _operator(exc: BaseException) -> str | None:
+def _operator(exc: BaseException | None) -> str | None:
     """The operator an exporter names in its error (or in the errors that caused it), if any."""
     while exc is not None:
         for pattern in _OPERATOR:
@@ -438,7 +448,7 @@ def _stamp(path: Path, fields: dict[str, str], dynamic_axes: dict[str, dict[int,
 def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generator, classes: int) -> list[np.ndarray]:
     if graph.sample_inputs is not None:
         return list(graph.sample_inputs(batch, rng))
-    inputs = []
+    inputs: list[np.ndarray] = []
     for example in graph.example_inputs:
         shape = (batch, *example.shape[1:])
         if example.dtype.is_floating_point:
@@ -476,9 +486,8 @@ def _make_variant(path: Path, precision: str) -> Path:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 bare = onnx.load(str(path))
-                del bare.graph.value_info[
-                    :
-                ]  # exporters' intermediate shapes can disagree with the quantizer's inference
+                # The exporters' intermediate shapes can disagree with the quantizer's inference.
+                del bare.graph.value_info[:]
                 unquantized = path.with_name(f"{path.stem}.int8-input.onnx")
                 _save(bare, unquantized)
                 quantize_dynamic(
@@ -523,7 +532,8 @@ def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:
     worst = _max_difference(graph, path, classes)
     if worst > FP32_TOLERANCE:
         raise ParityError(
-            f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} (tolerance {FP32_TOLERANCE}); nothing was written"
+            f"graph '{graph.name}': ONNX Runtime differs from PyTorch by up to {worst:.3g} "
+            f"(tolerance {FP32_TOLERANCE}); nothing was written"
         )
     return worst
 
@@ -550,17 +560,18 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
         with torch.no_grad():
             expected = graph.module(*(torch.from_numpy(x) for x in inputs))
         expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
-        actual = session.run(graph.output_names, dict(zip(graph.input_names, inputs)))
-        for name, want, got in zip(graph.output_names, expected, actual):
+        actual = session.run(graph.output_names, dict(zip(graph.input_names, inputs, strict=True)))
+        for name, want, got in zip(graph.output_names, expected, actual, strict=True):
             if got.shape != tuple(want.shape):
                 raise ParityError(
-                    f"graph '{graph.name}' output '{name}': ONNX shape {got.shape} at batch {batch}, PyTorch {tuple(want.shape)}"
+                    f"graph '{graph.name}' output '{name}': ONNX shape {got.shape} at batch {batch}, "
+                    f"PyTorch {tuple(want.shape)}"
                 )
             worst = max(worst, float(np.abs(got.astype(np.float32) - want.numpy()).max()))
     return worst
 
 
-def _check_end_to_end(torch_model: Any, staging: Path) -> None:
+def _check_end_to_end(torch_model: TorchModel, staging: Path) -> None:
     """The public calls agree: the runtime, on the written export, generates what the torch model generates for the
     kind's check settings (a seeded image batch, greedy text, ...), as the kind compares its results."""
     kind = torch_model.kind
@@ -573,17 +584,18 @@ def _check_end_to_end(torch_model: Any, staging: Path) -> None:
         )
 
 
-def _settings_text(settings: Any) -> str:
+def _settings_text(settings: Mapping[str, object]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in settings.items())
 
 
-def _open_staged(staging: Path, precision: str = "fp32") -> Any:
+def _open_staged(staging: Path, precision: str = "fp32") -> LoadedModel:
     """The staging directory opened as ``genloom.load`` opens an export (manifest, hashes, runtime), on the CPU."""
     return open_export(staging, read_manifest(staging, unfinished=True), "cpu", None, precision)
 
 
 def _make_staging(out: Path) -> Path:
-    """A new staging directory ``.{OUT}.{PID}.{RANDOM}.partial`` beside ``out``, marked unfinished until it is checked."""
+    """A new staging directory ``.{OUT}.{PID}.{RANDOM}.partial`` beside ``out``, marked unfinished until it is
+    checked."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=out.parent))
     (staging / UNFINISHED_MARKER).write_text("genloom export: not checked yet; loaders refuse this directory\n")
@@ -591,7 +603,8 @@ def _make_staging(out: Path) -> Path:
 
 
 def _remove_stale_staging(out: Path) -> None:
-    """Delete the staging directories that exports into ``out`` left behind when they were killed (their process is gone)."""
+    """Delete the staging directories that exports into ``out`` left behind when they were killed (their process
+    is gone)."""
     pattern = re.compile(rf"\.{re.escape(out.name)}\.(\d+)\.[a-z0-9_]+{re.escape(STAGING_SUFFIX)}")
     if not out.parent.is_dir():
         return

@@ -7,6 +7,7 @@ come from an exponential moving average of the generator's weights.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -17,6 +18,8 @@ from genloom_gan.squares import square_image_levels
 
 if TYPE_CHECKING:
     import torch
+
+    from genloom_gan.nets import ConvGenerator
 
 
 class DCGANConfig(genloom.GeneratorConfig):
@@ -41,8 +44,11 @@ class DCGANConfig(genloom.GeneratorConfig):
         0.999,
         ge=0,
         lt=1,
-        description="Decay of the moving average of generator weights used for sampling (0: sample the raw generator); "
-        "it warms up: update t (from 0) uses min(ema_decay, (1 + t) / (10 + t)), so early averages forget the initialisation.",
+        description=(
+            "Decay of the moving average of generator weights used for sampling (0: sample the raw generator); "
+            "it warms up: update t (from 0) uses min(ema_decay, (1 + t) / (10 + t)), "
+            "so early averages forget the initialisation."
+        ),
     )
 
 
@@ -103,7 +109,7 @@ class DCGAN(genloom.ImageGenerator):
             d_loss = discriminator_loss(kind, discriminator(real, labels), discriminator(fake, labels))
             figures["d_loss"] = d_loss.item()
             if kind == "wgan-gp":
-                penalty = gradient_penalty(lambda x: discriminator(x, labels), real, fake)
+                penalty = gradient_penalty(functools.partial(discriminator, labels=labels), real, fake)
                 figures["gradient_penalty"] = penalty.item()
                 d_loss = d_loss + self.config.gp_weight * penalty
             optimizers["discriminator"].zero_grad(set_to_none=True)
@@ -130,7 +136,8 @@ class DCGAN(genloom.ImageGenerator):
         """One graph, ``generator``: ``latents`` (and ``labels``) to ``images`` in [0, 1], any batch size."""
         import torch
 
-        inputs, names = (torch.zeros(2, self.config.latent_dim),), ["latents"]
+        inputs: tuple[torch.Tensor, ...] = (torch.zeros(2, self.config.latent_dim),)
+        names = ["latents"]
         if self.num_classes:
             inputs, names = (*inputs, torch.zeros(2, dtype=torch.int64)), [*names, "labels"]
         axes = {name: {0: "batch"} for name in [*names, "images"]}
@@ -141,10 +148,19 @@ class DCGAN(genloom.ImageGenerator):
     def _sampler(self) -> torch.nn.Module:
         from genloom_gan.nets import ImageOutput
 
-        return ImageOutput(self.modules.get("generator_ema", self.modules["generator"]))
+        return ImageOutput(self._generator_net("generator_ema" if "generator_ema" in self.modules else "generator"))
+
+    def _generator_net(self, name: str) -> ConvGenerator:
+        """The ConvGenerator that :meth:`build` made under ``name`` (the SDK holds every module as an ``nn.Module``)."""
+        from genloom_gan.nets import ConvGenerator
+
+        net = self.modules[name]
+        assert isinstance(net, ConvGenerator), f"module '{name}' is a {type(net).__name__}, not the built ConvGenerator"
+        return net
 
     def ema_decay_at(self, step: int) -> float:
-        """The moving average's decay at update ``step`` (from 0): ``ema_decay``, warmed up as ``(1 + step) / (10 + step)``."""
+        """The moving average's decay at update ``step`` (from 0): ``ema_decay``, warmed up as
+        ``(1 + step) / (10 + step)``."""
         return min(self.config.ema_decay, (1 + step) / (10 + step))
 
     def _update_ema(self, step: int) -> None:
@@ -155,10 +171,10 @@ class DCGAN(genloom.ImageGenerator):
         decay = self.ema_decay_at(step)
         live, average = self.modules["generator"], self.modules["generator_ema"]
         with torch.no_grad():
-            for smooth, current in zip(average.parameters(), live.parameters()):
-                smooth.lerp_(current, 1 - decay)
-            for smooth, current in zip(average.buffers(), live.buffers()):
-                smooth.copy_(current)
+            for smooth_parameter, live_parameter in zip(average.parameters(), live.parameters(), strict=True):
+                smooth_parameter.lerp_(live_parameter, 1 - decay)
+            for smooth_buffer, live_buffer in zip(average.buffers(), live.buffers(), strict=True):
+                smooth_buffer.copy_(live_buffer)
 
 
 class ConditionalDCGAN(DCGAN):

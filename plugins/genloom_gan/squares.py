@@ -21,6 +21,7 @@ def square_image_levels(facts: dict[str, Any], generator: str) -> int:
     if height != width or height not in SQUARE_SIZES:
         sizes = ", ".join(str(size) for size in SQUARE_SIZES[:-1])
         raise DataError(
-            f"{generator}: images are {height}x{width}; it needs square images of {sizes} or {SQUARE_SIZES[-1]} pixels (resize them)"
+            f"{generator}: images are {height}x{width}; "
+            f"it needs square images of {sizes} or {SQUARE_SIZES[-1]} pixels (resize them)"
         )
     return SQUARE_SIZES.index(height) + 1

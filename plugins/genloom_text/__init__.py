@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import genloom
+from genloom.contracts import RuntimeDriver
 from genloom_text.generator import GPTGenerator, LSTMGenerator
 from genloom_text.hf import load_gpt2
 from genloom_text.runtime import DRIVERS
@@ -17,12 +18,12 @@ __all__ = ["GPTGenerator", "LSTMGenerator", "load_gpt2"]
 
 
 @genloom.hookimpl
-def register_generators(register: Callable[[type[genloom.Generator]], None]) -> None:
+def register_generators(register: Callable[[type[genloom.Generator[Any, Any, Any]]], None]) -> None:
     register(GPTGenerator)
     register(LSTMGenerator)
 
 
 @genloom.hookimpl
-def register_runtime_drivers(register: Callable[[Any], None]) -> None:
+def register_runtime_drivers(register: Callable[[RuntimeDriver], None]) -> None:
     for driver in DRIVERS:
         register(driver)

@@ -9,7 +9,7 @@ per byte on the held-out tail of the corpus, and early stopping.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -21,6 +21,11 @@ from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 if TYPE_CHECKING:
     import torch
 
+    from genloom_text.gpt import GPT
+    from genloom_text.lstm import LSTMLanguageModel
+    from genloom_text.sessions import GPTSession, LSTMSession
+
+NetworkT = TypeVar("NetworkT", bound="torch.nn.Module")
 TOKENIZER_FILE = "tokenizer.json"
 EVAL_WINDOWS = 64
 """Context windows of the validation split scored per evaluation (evenly spaced, the same every time)."""
@@ -81,7 +86,6 @@ class LanguageModel(genloom.TextGenerator):
 
     def __init__(self, config: genloom.GeneratorConfig) -> None:
         super().__init__(config)
-        self.tokenizer: Tokenizer | None = None
         self._streams: dict[tuple[str, str, int], np.ndarray] = {}
 
     # -- data and tokenizer ----------------------------------------------------------
@@ -104,7 +108,8 @@ class LanguageModel(genloom.TextGenerator):
         return {TOKENIZER_FILE: self.tokenizer.to_json().encode()}
 
     def token_stream(self, data: Any) -> np.ndarray:
-        """The corpus as one token array: each paragraph (documents split at blank lines) after ``<|endoftext|>``."""
+        """The corpus as one token array: each paragraph (documents split at blank lines) after
+        ``<|endoftext|>``."""
         key = (data.source, data.part, len(data.text))
         if key not in self._streams:
             self._streams[key] = self.tokenizer.encode_documents(data.text)
@@ -123,6 +128,12 @@ class LanguageModel(genloom.TextGenerator):
     @property
     def network(self) -> torch.nn.Module:
         return self.modules["model"]
+
+    def _built_network(self, kind: type[NetworkT]) -> NetworkT:
+        """:attr:`network` as the class :meth:`build` made it (the SDK holds every module as a plain ``nn.Module``)."""
+        network = self.network
+        assert isinstance(network, kind), f"module 'model' is a {type(network).__name__}, not the {kind.__name__} built"
+        return network
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         import torch
@@ -164,7 +175,8 @@ class LanguageModel(genloom.TextGenerator):
         return {"loss": loss.item(), "lr": rate, "grad_norm": norm.item()}
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Validation loss (nats per token), perplexity, and bits per byte of the text, beside a character bigram's."""
+        """Validation loss (nats per token), perplexity, and bits per byte of the text, beside a character
+        bigram's."""
         import torch
         import torch.nn.functional as F
 
@@ -222,7 +234,8 @@ class GPTGenerator(LanguageModel):
         config = self.config
         if config.width % config.heads:
             raise genloom.ConfigError(
-                f"field 'width': {config.width} is not a multiple of heads={config.heads}; pick e.g. width={config.heads * (config.width // config.heads or 1)}"
+                f"field 'width': {config.width} is not a multiple of heads={config.heads}; "
+                f"pick e.g. width={config.heads * (config.width // config.heads or 1)}"
             )
         return {
             "model": GPT(
@@ -236,13 +249,19 @@ class GPTGenerator(LanguageModel):
             )
         }
 
-    def session(self) -> Any:
+    def session(self) -> GPTSession:
         from genloom_text.sessions import GPTSession
 
-        return GPTSession(self.network)
+        return GPTSession(self._gpt())
+
+    def _gpt(self) -> GPT:
+        from genloom_text.gpt import GPT
+
+        return self._built_network(GPT)
 
     def export_spec(self) -> genloom.ExportSpec:
-        """One ``decoder`` graph with past/present KV tensors (optimum's names); one new token costs one run over one position."""
+        """One ``decoder`` graph with past/present KV tensors (optimum's names); one new token costs one run over
+        one position."""
         import torch
 
         from genloom_text.gpt import DecoderGraph
@@ -277,7 +296,7 @@ class GPTGenerator(LanguageModel):
         example = sample_inputs(2, np.random.default_rng(0))
         graph = genloom.GraphSpec(
             "decoder",
-            DecoderGraph(self.network),
+            DecoderGraph(self._gpt()),
             tuple(torch.from_numpy(x) for x in example),
             ["input_ids", "attention_mask", *past_names],
             ["logits", *present_names],
@@ -310,10 +329,15 @@ class LSTMGenerator(LanguageModel):
             )
         }
 
-    def session(self) -> Any:
+    def session(self) -> LSTMSession:
         from genloom_text.sessions import LSTMSession
 
-        return LSTMSession(self.network)
+        return LSTMSession(self._lstm())
+
+    def _lstm(self) -> LSTMLanguageModel:
+        from genloom_text.lstm import LSTMLanguageModel
+
+        return self._built_network(LSTMLanguageModel)
 
     def export_spec(self) -> genloom.ExportSpec:
         """One ``recurrent`` graph: token ids and the hidden and cell state in, logits and the new state out."""
@@ -335,7 +359,7 @@ class LSTMGenerator(LanguageModel):
         example = sample_inputs(2, np.random.default_rng(0))
         graph = genloom.GraphSpec(
             "recurrent",
-            RecurrentGraph(self.network),
+            RecurrentGraph(self._lstm()),
             tuple(torch.from_numpy(x) for x in example),
             ["input_ids", "state.h", "state.c"],
             ["logits", "present_state.h", "present_state.c"],

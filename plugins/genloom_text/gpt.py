@@ -125,7 +125,8 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         last_only: bool = False,
     ) -> tuple[torch.Tensor, KVCache]:
-        """``tokens`` ``(B, T)`` after ``past`` (``P`` cached positions); ``attention_mask`` ``(B, P + T)``, 0 at padding.
+        """``tokens`` ``(B, T)`` after ``past`` (``P`` cached positions); ``attention_mask`` ``(B, P + T)``, 0 at
+        padding.
 
         Returns logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``) and the cache extended by ``T``.
         """

@@ -31,7 +31,8 @@ def load_gpt2(directory: str | Path) -> GPTGenerator:
     missing = [name for name, path in files.items() if not path.is_file()]
     if missing:
         raise ArtifactError(
-            f"'{root}' is not a GPT-2 checkpoint: no {', '.join(missing)} (save it with save_pretrained, safetensors and a fast tokenizer)"
+            f"'{root}' is not a GPT-2 checkpoint: no {', '.join(missing)} "
+            "(save it with save_pretrained, safetensors and a fast tokenizer)"
         )
     hf = json.loads(files["config.json"].read_text())
     if hf.get("model_type") != "gpt2":

@@ -23,7 +23,8 @@ class LSTMLanguageModel(nn.Module):
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, last_only: bool = False
     ) -> tuple[torch.Tensor, State]:
-        """``tokens`` ``(B, T)`` after ``state``; logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``) and the new state."""
+        """``tokens`` ``(B, T)`` after ``state``; logits ``(B, T, V)`` (``(B, 1, V)`` with ``last_only``) and the
+        new state."""
         output, state = self.lstm(self.wte(tokens), state)
         return self.lm_head(output[:, -1:] if last_only else output), state
 
@@ -41,7 +42,8 @@ class LSTMLanguageModel(nn.Module):
 
 
 class RecurrentGraph(nn.Module):
-    """The LSTM as one ONNX graph: ``(input_ids, state.h, state.c)`` -> ``(logits, present_state.h, present_state.c)``."""
+    """The LSTM as one ONNX graph: ``(input_ids, state.h, state.c)`` -> ``(logits, present_state.h,
+    present_state.c)``."""
 
     def __init__(self, model: LSTMLanguageModel) -> None:
         super().__init__()

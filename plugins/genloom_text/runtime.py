@@ -32,8 +32,9 @@ RECURRENT_OPTIONS = ("tokenizer", "layers", "width")
 
 ONE_THREAD_BELOW_BYTES = 32 * 2**20
 """A text graph smaller than this (fp32 file and its external data) decodes on one CPU thread: its operators are
-too small to gain from a second thread, and waking one costs more. Measured on 2 cores: the demo GPT's 4 MB graph decoded 28%
-more tokens/s at batch 1 and 50% more at batch 8 on one thread; GPT-2 small's 650 MB graph 5-18% fewer."""
+too small to gain from a second thread, and waking one costs more. Measured on 2 cores: the demo GPT's 4 MB graph
+decoded 28% more tokens/s at batch 1 and 50% more at batch 8 on one thread; GPT-2 small's 650 MB graph 5-18%
+fewer."""
 
 
 class TextDriver:
@@ -85,7 +86,8 @@ DRIVERS = (
 
 
 class OnnxTextModel(OnnxModel):
-    """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all threads."""
+    """An exported text generator (drivers ``text-decoder`` and ``text-recurrent``); one session, shared by all
+    threads."""
 
     def __init__(
         self,
@@ -114,7 +116,10 @@ class OnnxTextModel(OnnxModel):
         """The graph has the inputs and outputs the decoding sessions feed and read, in their order."""
         inputs, outputs = [i.name for i in self.onnx.get_inputs()], self.output_names
         if self.driver == "text-decoder":  # one present tensor out per past tensor in
-            needed = "inputs input_ids, attention_mask, then past tensors; outputs logits, then one present tensor per past one"
+            needed = (
+                "inputs input_ids, attention_mask, then past tensors; "
+                "outputs logits, then one present tensor per past one"
+            )
             fits = (
                 inputs[:2] == ["input_ids", "attention_mask"]
                 and outputs[:1] == ["logits"]
@@ -227,13 +232,17 @@ class DecoderRun:
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         if not self.on_gpu:
-            feeds = {"input_ids": tokens, "attention_mask": self.mask, **dict(zip(self.model.cache_names, self.cache))}
+            feeds = {
+                "input_ids": tokens,
+                "attention_mask": self.mask,
+                **dict(zip(self.model.cache_names, self.cache, strict=True)),
+            }
             logits, *self.cache = self.model.onnx.run(None, feeds)
             return logits
         binding = self.model.onnx.io_binding()
         binding.bind_cpu_input("input_ids", tokens)
         binding.bind_cpu_input("attention_mask", self.mask)
-        for name, value in zip(self.model.cache_names, self.cache):
+        for name, value in zip(self.model.cache_names, self.cache, strict=True):
             binding.bind_ortvalue_input(name, value)
         logits_name, *present_names = self.model.output_names
         binding.bind_output(logits_name, "cpu")
@@ -263,7 +272,7 @@ class RecurrentRun:
             before = self.state
             logits = self._run(tokens[:, position : position + 1])
             keep = mask[:, position].astype(bool)[None, :, None]
-            self.state = [np.where(keep, new, old) for new, old in zip(self.state, before)]
+            self.state = [np.where(keep, new, old) for new, old in zip(self.state, before, strict=True)]
         return logits[:, -1]
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:

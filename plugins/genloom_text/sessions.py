@@ -56,8 +56,10 @@ class LSTMSession:
 
     def compact(self, rows: np.ndarray, columns: int) -> None:
         """Keep the sequences ``rows``; the state holds no positions, so there are no columns to drop."""
+        assert self.state is not None, "compact() before start()"
         index = torch.from_numpy(rows)
-        self.state = (self.state[0][:, index], self.state[1][:, index])
+        hidden, cell = self.state
+        self.state = (hidden[:, index], cell[:, index])
 
 
 class RecomputingSession:

@@ -7,7 +7,7 @@ can ramp up from 0 over the first steps (KL warm-up). Both terms are logged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -20,6 +20,9 @@ from genloom_gan.squares import square_image_levels
 if TYPE_CHECKING:
     import torch
 
+    from genloom_vae.nets import ConvDecoder, ConvEncoder
+
+ModuleT = TypeVar("ModuleT", bound="torch.nn.Module")
 EVAL_SEED = 0
 """Seed of the posterior samples in :meth:`ConvVAE.evaluate`, so its figures repeat."""
 
@@ -90,7 +93,8 @@ class ConvVAE(genloom.ImageGenerator):
         return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Held-out figures per image, in nats: ``recon`` and ``kl``; ``elbo`` = -(recon + kl); ``recon_mse`` per pixel."""
+        """Held-out figures per image, in nats: ``recon`` and ``kl``; ``elbo`` = -(recon + kl); ``recon_mse`` per
+        pixel."""
         import torch
 
         noise = torch.Generator().manual_seed(EVAL_SEED)
@@ -113,7 +117,8 @@ class ConvVAE(genloom.ImageGenerator):
         return self._encode(batch, self.resolve_labels(labels, len(batch), required=True))
 
     def decode(self, latents: Any, labels: list[int] | None = None) -> np.ndarray:
-        """Latent codes ``(N, latent_dim)`` (or one code) -> images; a conditional model takes the classes in turn without labels."""
+        """Latent codes ``(N, latent_dim)`` (or one code) -> images; a conditional model takes the classes in turn
+        without labels."""
         codes = np.asarray(latents, dtype=np.float32)
         codes = codes[None] if codes.ndim == 1 else codes
         if codes.ndim != 2 or codes.shape[1] != self.config.latent_dim:
@@ -127,7 +132,8 @@ class ConvVAE(genloom.ImageGenerator):
         return self._decode(self._encode(batch, classes), classes)
 
     def interpolate(self, start: Any, end: Any, steps: int = 8, labels: list[int] | None = None) -> np.ndarray:
-        """``steps`` images on the straight line between two latents; ``start``/``end`` are each an image or a latent code.
+        """``steps`` images on the straight line between two latents; ``start``/``end`` are each an image or a
+        latent code.
 
         A conditional model takes the class of the path as ``labels=[c]``.
         """
@@ -161,7 +167,8 @@ class ConvVAE(genloom.ImageGenerator):
         return recon, kl
 
     def export_spec(self) -> genloom.ExportSpec:
-        """Two graphs: ``decoder`` (``latents`` and ``labels`` to ``images``) and ``encoder`` (``images`` to ``latents``)."""
+        """Two graphs: ``decoder`` (``latents`` and ``labels`` to ``images``) and ``encoder`` (``images`` to
+        ``latents``)."""
         import torch
 
         from genloom_vae.nets import DecodedImages, PosteriorMean
@@ -183,14 +190,14 @@ class ConvVAE(genloom.ImageGenerator):
             [
                 graph(
                     "decoder",
-                    DecodedImages(self.modules["decoder"]),
+                    DecodedImages(self._decoder()),
                     torch.zeros(2, self.config.latent_dim),
                     "latents",
                     "images",
                 ),
                 graph(
                     "encoder",
-                    PosteriorMean(self.modules["encoder"]),
+                    PosteriorMean(self._encoder()),
                     torch.zeros(2, channels, size, size),
                     "images",
                     "latents",
@@ -203,7 +210,7 @@ class ConvVAE(genloom.ImageGenerator):
 
         from genloom_vae.nets import PosteriorMean
 
-        encoder = PosteriorMean(self.modules["encoder"])
+        encoder = PosteriorMean(self._encoder())
         return encoder(torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)).numpy()
 
     def _decode(self, latents: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
@@ -211,11 +218,28 @@ class ConvVAE(genloom.ImageGenerator):
 
         from genloom_vae.nets import DecodedImages
 
-        decoder = DecodedImages(self.modules["decoder"])
+        decoder = DecodedImages(self._decoder())
         return decoder(torch.from_numpy(latents), None if labels is None else torch.from_numpy(labels)).numpy()
 
     def _labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         return labels if self.num_classes else None
+
+    def _encoder(self) -> ConvEncoder:
+        from genloom_vae.nets import ConvEncoder
+
+        return self._built("encoder", ConvEncoder)
+
+    def _decoder(self) -> ConvDecoder:
+        from genloom_vae.nets import ConvDecoder
+
+        return self._built("decoder", ConvDecoder)
+
+    def _built(self, name: str, kind: type[ModuleT]) -> ModuleT:
+        """The module :meth:`build` made under ``name``, as its class (the SDK holds every module as a plain
+        ``nn.Module``)."""
+        module = self.modules[name]
+        assert isinstance(module, kind), f"module '{name}' is a {type(module).__name__}, not the {kind.__name__} built"
+        return module
 
 
 class ConditionalConvVAE(ConvVAE):

@@ -12,28 +12,40 @@ Importing genloom is cheap: torch loads only when a model is built, trained or r
 from genloom import plugins
 from genloom.api import load, save, train
 from genloom.config import GeneratorConfig
-from genloom.contracts import ExportSpec, GraphSpec
+from genloom.contracts import Exporter, ExportSpec, GraphSpec, RuntimeDriver
+from genloom.data import Dataset, DataSource
 from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, PluginError
-from genloom.generator import Capabilities, Generator, ImageGenerator, TextGenerator
+from genloom.generator import AnyGenerator, Capabilities, Generator, ImageGenerator, TextGenerator
 from genloom.hookspecs import hookimpl
 from genloom.kinds import DataKind
+from genloom.model import LoadedModel
+from genloom.results import ImageResult, Provenance, TextResult
 from genloom.sampling import ImageSampling, TextSampling
 from genloom.version import __version__
 
 __all__ = [
+    "AnyGenerator",
     "ArtifactError",
     "Capabilities",
     "ConfigError",
     "DataKind",
     "DataError",
+    "DataSource",
+    "Dataset",
     "ExportSpec",
+    "Exporter",
     "Generator",
     "GeneratorConfig",
     "GenloomError",
     "GraphSpec",
     "ImageGenerator",
+    "ImageResult",
     "ImageSampling",
+    "LoadedModel",
+    "Provenance",
+    "RuntimeDriver",
     "TextGenerator",
+    "TextResult",
     "TextSampling",
     "PluginError",
     "__version__",

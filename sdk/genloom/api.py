@@ -8,17 +8,27 @@ save, load and run models (which know no registry).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genloom.artifacts import UNREGISTERED, Manifest, TrainingSummary, load_generator, read_manifest, save_generator
+from genloom.contracts import Providers
 from genloom.errors import DataError, NotAvailableError
-from genloom.generator import Generator
+from genloom.generator import AnyGenerator
 from genloom.install import require_training_install
 from genloom.model import LoadedModel, TorchModel
 from genloom.plugins import get_registry
 
+if TYPE_CHECKING:
+    import onnxruntime
 
-def load(path: str | Path, *, providers: str = "auto", session_options: Any = None, precision: str = "fp32") -> Any:
+
+def load(
+    path: str | Path,
+    *,
+    providers: Providers = "auto",
+    session_options: onnxruntime.SessionOptions | None = None,
+    precision: str = "fp32",
+) -> LoadedModel:
     """Open a model directory (hashes and format checked) and return a model with ``generate``.
 
     A trained model runs in PyTorch; an ONNX export (``genloom export``) runs in ONNX
@@ -43,7 +53,11 @@ def load(path: str | Path, *, providers: str = "auto", session_options: Any = No
 
 
 def open_export(
-    directory: Path, manifest: Manifest, providers: str = "auto", session_options: Any = None, precision: str = "fp32"
+    directory: Path,
+    manifest: Manifest,
+    providers: Providers = "auto",
+    session_options: onnxruntime.SessionOptions | None = None,
+    precision: str = "fp32",
 ) -> LoadedModel:
     """Open an export whose manifest is read and checked, with the registered runtime driver it names."""
     assert manifest.export is not None
@@ -58,7 +72,7 @@ def open_export(
     return registry.runtime_driver(driver).value.open(directory, manifest, providers, session_options, precision)
 
 
-def save(generator: Generator, directory: str | Path, training: TrainingSummary | None = None) -> Manifest:
+def save(generator: AnyGenerator, directory: str | Path, training: TrainingSummary | None = None) -> Manifest:
     """Save a built generator as an artifact directory, recorded as the plugin that registered its class
     (``unregistered`` for an app's own class), so that :func:`load` finds the same code again."""
     registration = get_registry().registration_of("generator", type(generator))

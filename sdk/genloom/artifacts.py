@@ -21,7 +21,7 @@ from genloom.errors import ArtifactError
 from genloom.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
-    from genloom.generator import Generator
+    from genloom.generator import AnyGenerator
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -165,7 +165,8 @@ def read_manifest(directory: Path, verify: bool = True, *, unfinished: bool = Fa
         )
     if version > FORMAT_VERSION:
         raise ArtifactError(
-            f"{path} has format version {version}, newer than this genloom reads (up to {FORMAT_VERSION}); upgrade genloom"
+            f"{path} has format version {version}, newer than this genloom reads (up to {FORMAT_VERSION}); upgrade "
+            "genloom"
         )
     try:
         manifest = Manifest.model_validate(raw)
@@ -195,7 +196,7 @@ def artifact_id(directory: Path) -> str:
 
 
 def save_generator(
-    generator: Generator, directory: Path, plugin: str, plugin_version: str, training: TrainingSummary | None = None
+    generator: AnyGenerator, directory: Path, plugin: str, plugin_version: str, training: TrainingSummary | None = None
 ) -> Manifest:
     """Save a built generator's weights, extra files and manifest into ``directory``, as registered by ``plugin``
     (:data:`UNREGISTERED` for a class no plugin registered) at ``plugin_version``."""
@@ -215,7 +216,9 @@ def save_generator(
     )
 
 
-def load_generator(directory: Path, generator_cls: type[Generator], manifest: Manifest | None = None) -> Generator:
+def load_generator(
+    directory: Path, generator_cls: type[AnyGenerator], manifest: Manifest | None = None
+) -> AnyGenerator:
     """Rebuild the generator saved in ``directory`` as an instance of ``generator_cls`` (the class the caller found for
     ``manifest.plugin`` and ``manifest.generator``), weights loaded, in eval mode."""
     from genloom import weights
@@ -267,9 +270,9 @@ def _check_export_section(manifest: Manifest, path: Path) -> None:
         check_listed_file(manifest, name, field, path)
 
 
-def check_listed_file(manifest: Manifest, name: Any, field: str, path: Path) -> None:
-    """An ArtifactError unless ``name`` (read from ``field`` of the manifest at ``path``) is a plain file name among
-    the files the manifest lists and hashes: a loader opens nothing else."""
+def check_listed_file(manifest: Manifest, name: object, field: str, path: Path) -> str:
+    """``name`` once checked: an ArtifactError unless ``name`` (read from ``field`` of the manifest at ``path``) is a
+    plain file name among the files the manifest lists and hashes: a loader opens nothing else."""
     if not isinstance(name, str) or not _is_plain_name(name):
         raise ArtifactError(
             f"{path}: {field} is {name!r}, not a plain file name inside the model directory; "
@@ -280,6 +283,7 @@ def check_listed_file(manifest: Manifest, name: Any, field: str, path: Path) -> 
             f"{path}: {field} names {name!r}, which is not among the files the manifest lists and hashes; "
             "copy the whole export or re-export it"
         )
+    return name
 
 
 def _is_plain_name(name: str) -> bool:

@@ -25,7 +25,7 @@ from genloom.fileio import atomic_write_bytes
 if TYPE_CHECKING:
     import torch
 
-    from genloom.generator import Generator
+    from genloom.generator import AnyGenerator
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METADATA_KEY = "genloom_checkpoint"
@@ -51,7 +51,11 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor]
 
     def restore(
-        self, generator: Generator, optimizers: dict[str, torch.optim.Optimizer], rng: np.random.Generator, where: Path
+        self,
+        generator: AnyGenerator,
+        optimizers: dict[str, torch.optim.Optimizer],
+        rng: np.random.Generator,
+        where: Path,
     ) -> None:
         """Put the saved weights, optimizer state and RNG states back into a freshly built run."""
         import torch
@@ -67,7 +71,7 @@ class Checkpoint:
 
 def save_checkpoint(
     path: Path,
-    generator: Generator,
+    generator: AnyGenerator,
     optimizers: dict[str, torch.optim.Optimizer],
     rng: np.random.Generator,
     *,
@@ -133,7 +137,7 @@ def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 

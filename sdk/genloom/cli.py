@@ -106,7 +106,7 @@ def plugins(as_json: bool) -> None:
         flags = ", ".join(row["capabilities"]) or "-"
         click.echo(f"  {name:<16} {row['modality']:<6} [{flags}] {row['description']}")
     click.echo("Data sources (--data):")
-    for name, row in sorted(sources.items()):
+    for _name, row in sorted(sources.items()):
         click.echo(f"  {row['usage']:<20} {row['modality']:<6} {row['description']}")
 
 
@@ -155,7 +155,8 @@ def train(
     summary = manifest.training
     figures = ", ".join(f"{k}={v:.4g}" for k, v in summary.final_metrics.items()) if summary else ""
     click.echo(
-        f"trained '{name}' for {summary.steps if summary else 0} steps in {summary.seconds if summary else 0:.1f}s ({figures})"
+        f"trained '{name}' for {summary.steps if summary else 0} steps in {summary.seconds if summary else 0:.1f}s "
+        f"({figures})"
     )
     click.echo(f"model saved in {out}")
 
@@ -174,7 +175,8 @@ def train(
     "--out",
     "out",
     type=click.Path(path_type=Path),
-    help="Where the kind writes the result (images: a PNG grid, default generated.png; text: a file instead of stdout).",
+    help="Where the kind writes the result (images: a PNG grid, default generated.png; text: a file instead of "
+    "stdout).",
 )
 @click.option(
     "--npy",
@@ -208,7 +210,8 @@ def generate(
     stream: bool,
     **options: Any,
 ) -> None:
-    """Generate from the model in MODEL_DIR and write the result as its kind does (an image grid, text on stdout, ...)."""
+    """Generate from the model in MODEL_DIR and write the result as its kind does (an image grid, text on stdout,
+    ...)."""
     import genloom
     from genloom.config import parse_overrides
     from genloom.plugins import get_registry
@@ -415,7 +418,8 @@ def export(
     unknown = [name for name in options if name not in exporter.options]
     if unknown:
         raise click.UsageError(
-            f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: {', '.join(exporter.options) or 'none'})"
+            f"--{unknown[0]}: the '{exporter.name}' exporter takes no such option (its options: "
+            f"{', '.join(exporter.options) or 'none'})"
         )
     try:
         manifest = exporter.export(model_dir, out, **options)

@@ -52,7 +52,8 @@ class GeneratorConfig(StrictModel):
     early_stopping_patience: int = Field(
         0,
         ge=0,
-        description="Stop when the generator's monitored validation figure has not improved for N evaluations (0: never).",
+        description="Stop when the generator's monitored validation figure has not improved for N evaluations (0: "
+        "never).",
     )
     validation_fraction: float = Field(
         0.1,

@@ -13,11 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from genloom.errors import PluginError
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+
+    from genloom.artifacts import Manifest
+    from genloom.model import LoadedModel
+
+Providers = Literal["auto", "cuda", "cpu"]
+"""Where an export runs: ``cuda``, ``cpu``, or ``auto`` (CUDA when it works, else the CPU)."""
 
 EXPORT_DIRECTORY = "export"
 """What an exporter ``produces`` when it writes a genloom export directory that ``genloom.load`` opens."""
@@ -29,10 +39,10 @@ class GraphSpec:
 
     name: str
     """The graph's name; its file is ``NAME.onnx``."""
-    module: Any
-    """The ``torch.nn.Module`` whose ``forward(*example_inputs)`` the graph computes."""
-    example_inputs: tuple[Any, ...]
-    """torch tensors to trace with, one per input, batch >= 2 (a batch of 1 would be fixed into the graph)."""
+    module: torch.nn.Module
+    """The module whose ``forward(*example_inputs)`` the graph computes."""
+    example_inputs: tuple[torch.Tensor, ...]
+    """Tensors to trace with, one per input, batch >= 2 (a batch of 1 would be fixed into the graph)."""
     input_names: list[str]
     """One name per example input, in order: the names the runtime driver feeds."""
     output_names: list[str]
@@ -60,21 +70,41 @@ class ExportSpec:
 class RuntimeDriver(Protocol):
     """Opens one kind of export (the ``driver`` its manifest names) as a model with ``generate``, without torch."""
 
-    name: str
-    """Unique name; an export description's ``driver`` and an export manifest's ``export.driver`` name it."""
-    kind: str
-    """The data kind it generates (``image``, ``text``, ...): a generator of another kind cannot use it."""
-    description: str
-    inputs: Sequence[str]
-    """Inputs of the generating (first) graph that the driver feeds; the export description must name each."""
-    outputs: Sequence[str]
-    """Outputs of the generating graph that the driver reads."""
-    options: Sequence[str]
-    """Keys of ``driver_options`` that the driver reads."""
+    @property
+    def name(self) -> str:
+        """Unique name; an export description's ``driver`` and an export manifest's ``export.driver`` name it."""
 
-    def open(self, directory: Path, manifest: Any, providers: str, session_options: Any, precision: str) -> Any:
-        """Open the checked export in ``directory`` (its :class:`genloom.artifacts.Manifest` already read and every hash verified) on
-        ``providers`` (``auto``, ``cuda`` or ``cpu``) in ``precision`` (``fp32`` or a variant the export has);
+    @property
+    def kind(self) -> str:
+        """The data kind it generates (``image``, ``text``, ...): a generator of another kind cannot use it."""
+
+    @property
+    def description(self) -> str:
+        """One line for ``genloom plugins``."""
+
+    @property
+    def inputs(self) -> Sequence[str]:
+        """Inputs of the generating (first) graph that the driver feeds; the export description must name each."""
+
+    @property
+    def outputs(self) -> Sequence[str]:
+        """Outputs of the generating graph that the driver reads."""
+
+    @property
+    def options(self) -> Sequence[str]:
+        """Keys of ``driver_options`` that the driver reads."""
+
+    def open(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        providers: Providers,
+        session_options: onnxruntime.SessionOptions | None,
+        precision: str,
+    ) -> LoadedModel:
+        """Open the checked export in ``directory`` (its :class:`genloom.artifacts.Manifest` already read and every
+        hash verified) on ``providers`` (``auto``, ``cuda`` or ``cpu``) in ``precision`` (``fp32`` or a variant the
+        export has);
         return a :class:`genloom.model.LoadedModel` with ``generate(**settings)`` returning the kind's result."""
 
 
@@ -83,7 +113,7 @@ class OffersBenchmarkPeer(Protocol):
     """Optional, on a runtime driver: what a user would run instead of genloom for this kind of export, so that
     ``genloom bench`` can time it beside genloom's paths in the same run (the text drivers offer ``transformers``)."""
 
-    def benchmark_peer(self, model: Any, cuda: bool) -> Any:
+    def benchmark_peer(self, model: LoadedModel, cuda: bool) -> object | None:
         """The peer for the opened export ``model`` (on CUDA when ``cuda``), in the form the kind's benchmark times
         (for text a :class:`genloom.bench.text.Decoder`); None when there is none. An ImportError when the peer's
         library is not installed."""
@@ -93,19 +123,29 @@ class OffersBenchmarkPeer(Protocol):
 class Exporter(Protocol):
     """Turns a trained model directory into something to deploy."""
 
-    name: str
-    """Unique name: ``genloom export --exporter NAME``."""
-    produces: str
-    """What it writes: :data:`EXPORT_DIRECTORY` for a genloom export that ``genloom.load`` opens (the one
-    ``genloom export`` and ``genloom bench`` pick by default); another word for other targets."""
-    description: str
-    options: Sequence[str]
-    """Names of the keyword options ``export`` takes (for ``onnx``: ``opset``, ``fp16``, ``int8``)."""
+    @property
+    def name(self) -> str:
+        """Unique name: ``genloom export --exporter NAME``."""
 
-    def export(self, model_dir: Path, out_dir: Path, **options: Any) -> Any:
-        """Export the trained model in ``model_dir`` into ``out_dir`` (new or empty) and return the written
-        :class:`genloom.artifacts.Manifest`. ``options`` are the exporter's own (for ``onnx``: ``opset``, ``fp16``, ``int8``); an unknown
-        one is a ConfigError. Check ``out_dir`` and the options before the long work starts."""
+    @property
+    def produces(self) -> str:
+        """What it writes: :data:`EXPORT_DIRECTORY` for a genloom export that ``genloom.load`` opens (the one
+        ``genloom export`` and ``genloom bench`` pick by default); another word for other targets."""
+
+    @property
+    def description(self) -> str:
+        """One line for ``genloom plugins``."""
+
+    @property
+    def options(self) -> Sequence[str]:
+        """Names of the keyword options ``export`` takes (for ``onnx``: ``opset``, ``fp16``, ``int8``)."""
+
+    @property
+    def export(self) -> Callable[..., Manifest]:
+        """``export(model_dir, out_dir, **options)``, a method: export the trained model in ``model_dir`` into
+        ``out_dir`` (new or empty) and return the written :class:`genloom.artifacts.Manifest`. ``options`` are the
+        exporter's own keyword arguments (for ``onnx``: ``opset``, ``fp16``, ``int8``), so its signature is its
+        own; an unknown one is a ConfigError. Check ``out_dir`` and the options before the long work starts."""
 
 
 def check_export_spec(spec: ExportSpec, driver: RuntimeDriver, generator: str, kind: str) -> None:
@@ -120,6 +160,12 @@ def check_export_spec(spec: ExportSpec, driver: RuntimeDriver, generator: str, k
         raise PluginError(
             f"{where} has no graphs; the '{driver.name}' driver needs one with inputs {list(driver.inputs)}"
         )
+    for each in spec.graphs:
+        if len(each.example_inputs) != len(each.input_names):
+            raise PluginError(
+                f"{where}: graph '{each.name}' has {len(each.example_inputs)} example inputs but "
+                f"{len(each.input_names)} input names; give one name per example input, in order"
+            )
     graph = spec.graphs[0]
     for role, needed, have in (
         ("input", driver.inputs, graph.input_names),

@@ -97,7 +97,8 @@ def check_output_file(path: Path, option: str) -> Path:
 
 
 def check_output_directory(path: Path, option: str, *, empty: bool = True) -> Path:
-    """Check, before any work starts, that ``path`` can become an output directory; a ConfigError naming ``option`` if not.
+    """Check, before any work starts, that ``path`` can become an output directory; a ConfigError naming ``option`` if
+    not.
 
     It may be missing (it is created) or an existing directory, which must be empty
     when ``empty``; it must not be a file, and it (or its nearest existing parent) must be writable.

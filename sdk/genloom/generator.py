@@ -30,12 +30,14 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 import numpy as np
+from typing_extensions import TypeVar
 
 from genloom.config import NAME_PATTERN, GeneratorConfig
 from genloom.contracts import ExportSpec, GraphSpec
+from genloom.data.types import Dataset, ImageData, TextData
 from genloom.errors import ConfigError, DataError, PluginError
 from genloom.sampling import ImageSampling, TextSampling
 
@@ -45,12 +47,25 @@ if TYPE_CHECKING:
     from genloom.textgen import Decoded, DecoderSession
     from genloom.tokenizer import Tokenizer
 
-__all__ = ["Capabilities", "ExportSpec", "Generator", "GraphSpec", "ImageGenerator", "TextGenerator", "inference"]
+__all__ = [
+    "AnyGenerator",
+    "Capabilities",
+    "ExportSpec",
+    "Generator",
+    "GraphSpec",
+    "ImageGenerator",
+    "TextGenerator",
+    "inference",
+]
 
 OPERATION_RESULTS = ("result", "array")
 """What an extra operation (``Generator.operations``) may return."""
 SettingsT = TypeVar("SettingsT")
+"""The kind's sampling settings (a pydantic model): what :meth:`Generator.sample` takes."""
 OutputT = TypeVar("OutputT")
+"""What :meth:`Generator.sample` returns: what the kind's ``make_result`` turns into the user's result."""
+DataT = TypeVar("DataT", bound=Dataset, default=Dataset)
+"""The kind's training data (its ``dataset`` class): what :meth:`Generator.fit_data` and ``get_batch`` take."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +80,12 @@ class Capabilities:
     """Yields its output piece by piece (text, token by token)."""
 
 
-class Generator(ABC, Generic[SettingsT, OutputT]):
-    """Base class of every generator; subclass it (or a typed base) in a plugin and register the subclass."""
+class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
+    """Base class of every generator; subclass it (or a typed base) in a plugin and register the subclass.
+
+    Its type parameters are the kind's sampling settings, what ``sample`` returns, and the kind's training data
+    (e.g. ``Generator[SeriesSampling, np.ndarray, SeriesData]``; the data defaults to any :class:`Dataset`).
+    """
 
     name: ClassVar[str]
     """Unique name, lower case: used in ``genloom train NAME`` and in manifests."""
@@ -104,7 +123,8 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
         if wrong:
             name, kind = next(iter(wrong.items()))
             raise PluginError(
-                f"{where}.operations['{name}'] is {kind!r}; an operation returns {' or '.join(map(repr, OPERATION_RESULTS))}"
+                f"{where}.operations['{name}'] is {kind!r}; an operation returns "
+                f"{' or '.join(map(repr, OPERATION_RESULTS))}"
             )
         if cls.capabilities.streamable and cls.stream is Generator.stream:
             raise PluginError(f"{where} declares capabilities.streamable but does not implement stream()")
@@ -117,7 +137,7 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
 
     # -- learning about the data ------------------------------------------------
 
-    def fit_data(self, data: Any) -> None:
+    def fit_data(self, data: DataT) -> None:
         """Learn what the model needs from its training data (of this generator's kind) before it is built.
 
         The SDK has checked the kind already. The default keeps ``data.facts()``
@@ -146,14 +166,17 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
         """Create the optimizers over ``self.modules``; their state is checkpointed."""
 
     @abstractmethod
-    def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
-        """Draw one training batch from ``data`` with ``rng`` (the run's seeded numpy generator); ``train_step`` gets it."""
+    def get_batch(self, data: DataT, rng: np.random.Generator) -> Any:
+        """Draw one training batch from ``data`` with ``rng`` (the run's seeded numpy generator); ``train_step`` gets
+        it.
+
+        The batch is the generator's own business (typed ``Any`` here; a subclass names its type)."""
 
     @abstractmethod
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         """Run one optimisation step on ``batch``; return the losses to log, by name."""
 
-    def evaluate(self, data: Any) -> dict[str, float]:
+    def evaluate(self, data: DataT) -> dict[str, float]:
         """Figures on held-out ``data`` (the validation split): validation loss, ...; none by default.
 
         Logged during training (``eval_every``) and reported by ``genloom eval``.
@@ -177,7 +200,7 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
     def check_request(self, settings: SettingsT) -> None:
         """Refuse settings this model cannot follow (a ConfigError) before :meth:`sample` runs; nothing by default."""
 
-    def stream(self, settings: SettingsT) -> Iterator[Any]:
+    def stream(self, settings: SettingsT) -> Iterator[object]:
         """Yield the output piece by piece (``capabilities.streamable``); a ConfigError by default."""
         raise ConfigError(f"'{self.name}' does not stream; use generate()")
 
@@ -186,7 +209,7 @@ class Generator(ABC, Generic[SettingsT, OutputT]):
         return None
 
 
-class ImageGenerator(Generator[ImageSampling, np.ndarray]):
+class ImageGenerator(Generator[ImageSampling, np.ndarray, ImageData]):
     """A generator of the ``image`` kind: ``sample`` returns float32 ``(N, C, H, W)`` in ``[0, 1]``.
 
     Its data is :class:`genloom.data.ImageData`; the default :meth:`get_batch` draws
@@ -195,7 +218,7 @@ class ImageGenerator(Generator[ImageSampling, np.ndarray]):
 
     modality: ClassVar[str] = "image"
 
-    def fit_data(self, data: Any) -> None:
+    def fit_data(self, data: ImageData) -> None:
         """Keep the image facts; a conditional generator needs labelled data (a DataError otherwise)."""
         super().fit_data(data)
         if self.capabilities.conditional and not self.facts.get("num_classes"):
@@ -204,8 +227,10 @@ class ImageGenerator(Generator[ImageSampling, np.ndarray]):
                 "use class sub-folders or npz labels, or an unconditional generator"
             )
 
-    def get_batch(self, data: Any, rng: np.random.Generator) -> Any:
-        """``(images, labels)`` as torch tensors (labels None for unlabelled data), ``batch_size`` of them."""
+    def get_batch(self, data: ImageData, rng: np.random.Generator) -> Any:
+        """``(images, labels)`` as torch tensors (labels None for unlabelled data), ``batch_size`` of them.
+
+        Typed ``Any`` as in :meth:`Generator.get_batch`: a subclass that draws its own batches names their type."""
         import torch
 
         images, labels = data.sample_batch(rng, self.config.batch_size)
@@ -243,7 +268,7 @@ class ImageGenerator(Generator[ImageSampling, np.ndarray]):
         )
 
 
-class TextGenerator(Generator[TextSampling, "Decoded"]):
+class TextGenerator(Generator[TextSampling, "Decoded", TextData]):
     """A generator of the ``text`` kind, decoded token by token through :mod:`genloom.textgen`.
 
     It is a :class:`genloom.textgen.TextModel`: it has a ``tokenizer``, a
@@ -252,7 +277,8 @@ class TextGenerator(Generator[TextSampling, "Decoded"]):
     """
 
     modality: ClassVar[str] = "text"
-    tokenizer: Tokenizer | None
+    tokenizer: Tokenizer
+    """Set by :meth:`fit_data` (learned from the corpus) or :meth:`restore` (from the saved files)."""
 
     @property
     def context_length(self) -> int | None:
@@ -283,8 +309,12 @@ class TextGenerator(Generator[TextSampling, "Decoded"]):
         return stream(self, settings)
 
 
+AnyGenerator = Generator[Any, Any, Any]
+"""A generator of any kind, as the SDK's kind-independent layers (training, artifacts, the kit) hold it."""
+
+
 @contextlib.contextmanager
-def inference(generator: Generator[Any, Any]) -> Iterator[None]:
+def inference(generator: AnyGenerator) -> Iterator[None]:
     """Eval mode without gradients; the modules' previous modes are restored afterwards."""
     import torch
 

@@ -19,9 +19,15 @@ hook name not listed here is rejected with its name and the unknown hook.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from genloom.contracts import Exporter, RuntimeDriver
+    from genloom.data.types import DataSource
+    from genloom.generator import Generator
+    from genloom.kinds import DataKind
 
 PROJECT_NAME = "genloom"
 
@@ -30,34 +36,34 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def register_data_kinds(register: Callable[[Any], None]) -> None:
+def register_data_kinds(register: Callable[[DataKind[Any, Any, Any]], None]) -> None:
     """Register kinds of data: call ``register(genloom.kinds.DataKind(...))`` for each kind (its dataset,
     sampling-settings and result classes, and how a result is written, compared, evaluated and benchmarked).
     Generators, data sources and runtime drivers name a registered kind."""
 
 
 @hookspec
-def register_generators(register: Callable[[type[Any]], None]) -> None:
+def register_generators(register: Callable[[type[Generator[Any, Any, Any]]], None]) -> None:
     """Register generator classes: call ``register(cls)`` for each subclass of
     :class:`genloom.Generator` the plugin provides. Names must be unique across
     all installed plugins."""
 
 
 @hookspec
-def register_data_sources(register: Callable[[Any], None]) -> None:
+def register_data_sources(register: Callable[[DataSource], None]) -> None:
     """Register data sources: call ``register(genloom.data.DataSource(...))`` for each.
     ``--data NAME`` or ``--data NAME:ARGUMENT`` selects one by name."""
 
 
 @hookspec
-def register_exporters(register: Callable[[Any], None]) -> None:
+def register_exporters(register: Callable[[Exporter], None]) -> None:
     """Register exporters: call ``register(exporter)`` with an object that follows
     :class:`genloom.contracts.Exporter` (``name``, ``produces``, ``description``, ``options`` and
     ``export(model_dir, out_dir, **options)``)."""
 
 
 @hookspec
-def register_runtime_drivers(register: Callable[[Any], None]) -> None:
+def register_runtime_drivers(register: Callable[[RuntimeDriver], None]) -> None:
     """Register runtime drivers: call ``register(driver)`` with an object that follows
     :class:`genloom.contracts.RuntimeDriver`: a unique ``name``, the ``kind`` of data it
     makes, the graph ``inputs``/``outputs`` and ``options`` it needs, and

@@ -10,7 +10,7 @@ from typing import Any
 from genloom.artifacts import Manifest, artifact_id
 from genloom.config import validate_model
 from genloom.errors import ConfigError
-from genloom.generator import Generator, inference
+from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
 from genloom.results import Provenance
 
@@ -51,11 +51,13 @@ class LoadedModel:
         return False
 
     def generate(self, **settings: Any) -> Any:
-        """Generate with the kind's sampling settings; returns the kind's result."""
+        """Generate with the kind's sampling settings; returns the kind's result (an ``ImageResult``, a
+        ``TextResult``, ...). Typed ``Any``: which kind a model directory holds is known only once it is opened."""
         raise NotImplementedError
 
-    def stream(self, **settings: Any) -> Iterator[str]:
-        """Yield the output piece by piece (models that stream; see :attr:`streamable`)."""
+    def stream(self, **settings: Any) -> Iterator[Any]:
+        """Yield the output piece by piece (models that stream; see :attr:`streamable`): ``str`` pieces for text.
+        Typed ``Any`` like :meth:`generate`: the piece's type is the kind's, known once the model is opened."""
         raise ConfigError(f"'{self.manifest.generator}' does not stream; use generate()")
 
     def evaluate(self, data: Any) -> dict[str, float]:
@@ -78,7 +80,8 @@ class LoadedModel:
         }
 
     def provenance(self, seed: int | None, settings: dict[str, Any]) -> Provenance:
-        """The provenance of a result made by this model from ``seed`` and ``settings`` (a driver's model puts it in its results)."""
+        """The provenance of a result made by this model from ``seed`` and ``settings`` (a driver's model puts it in
+        its results)."""
         manifest = self.manifest
         return Provenance(
             manifest.generator, manifest.plugin, manifest.plugin_version, self.artifact_sha256, seed, settings
@@ -90,7 +93,7 @@ class TorchModel(LoadedModel):
 
     backend = "torch"
 
-    def __init__(self, generator: Generator, manifest: Manifest, directory: Path, kind: DataKind) -> None:
+    def __init__(self, generator: AnyGenerator, manifest: Manifest, directory: Path, kind: DataKind) -> None:
         super().__init__(directory, manifest)
         self.generator = generator
         self.kind = kind
@@ -112,7 +115,7 @@ class TorchModel(LoadedModel):
             output = self.generator.sample(request)
         return self.kind.make_result(output, self.provenance(getattr(request, "seed", None), request.model_dump()))
 
-    def stream(self, **settings: Any) -> Iterator[str]:
+    def stream(self, **settings: Any) -> Iterator[Any]:
         """Yield generated output piece by piece as it is decoded (generators that stream; one prompt)."""
         if not self.streamable:
             raise ConfigError(f"'{self.generator.name}' does not stream; use generate()")
@@ -127,9 +130,9 @@ class TorchModel(LoadedModel):
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         """The generator's extra operations (``Generator.operations``), e.g. a VAE's ``encode``."""
-        generator = self.__dict__.get("generator")
+        generator: AnyGenerator | None = self.__dict__.get("generator")
         returns = type(generator).operations.get(name) if generator is not None else None
-        if returns is None:
+        if generator is None or returns is None:
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         method = getattr(generator, name)
 

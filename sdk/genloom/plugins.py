@@ -24,13 +24,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from genloom import hookspecs
 from genloom.contracts import EXPORT_DIRECTORY, Exporter, RuntimeDriver
 from genloom.errors import DataError, PluginError
+
+if TYPE_CHECKING:
+    from genloom.data.types import Dataset, DataSource
+    from genloom.generator import AnyGenerator
+    from genloom.kinds import DataKind
 
 ENTRY_POINT_GROUP = "genloom"
 ENV_SELECT = "GENLOOM_PLUGINS"
@@ -84,12 +89,13 @@ class Registry:
     conflicts: dict[tuple[str, str], list[str]]
     qualified: dict[str, dict[str, Registration[Any]]] = field(default_factory=dict)
 
-    def generator(self, name: str) -> Registration[Any]:
+    def generator(self, name: str) -> Registration[type[AnyGenerator]]:
         """The generator class registered as ``name``, or as ``name`` by one plugin when written ``PLUGIN:NAME``."""
         return self._lookup("generator", name)
 
-    def generator_of(self, plugin: str, name: str) -> Registration[Any]:
-        """The generator ``name`` exactly as ``plugin`` registered it: how a saved model finds the code that saved it."""
+    def generator_of(self, plugin: str, name: str) -> Registration[type[AnyGenerator]]:
+        """The generator ``name`` exactly as ``plugin`` registered it: how a saved model finds the code that saved
+        it."""
         found = self.qualified.get("generator", {}).get(f"{plugin}:{name}")
         if found is not None:
             return found
@@ -104,19 +110,20 @@ class Registry:
             f"(or failed to load, see `genloom plugins`){elsewhere}; install that plugin"
         )
 
-    def registration_of(self, kind: str, value: Any) -> Registration[Any] | None:
+    def registration_of(self, kind: str, value: object) -> Registration[Any] | None:
         """The registration whose value is ``value`` (e.g. a generator class), whichever plugin made it."""
         return next((r for r in self.qualified.get(kind, {}).values() if r.value is value), None)
 
-    def kind(self, name: str) -> Any:
+    def kind(self, name: str) -> DataKind[Any, Any, Any]:
         """The :class:`genloom.kinds.DataKind` registered as ``name``."""
-        return self._lookup("data kind", name).value
+        registration: Registration[DataKind[Any, Any, Any]] = self._lookup("data kind", name)
+        return registration.value
 
-    def data_source(self, name: str) -> Registration[Any]:
+    def data_source(self, name: str) -> Registration[DataSource]:
         """The data source registered as ``name``."""
         return self._lookup("data source", name)
 
-    def exporter(self, name: str | None = None, produces: str = EXPORT_DIRECTORY) -> Registration[Any]:
+    def exporter(self, name: str | None = None, produces: str = EXPORT_DIRECTORY) -> Registration[Exporter]:
         """The exporter registered as ``name``; without a name, the one exporter that ``produces`` that target
         (by default a genloom export directory), whatever it is called."""
         if name is not None:
@@ -126,13 +133,14 @@ class Registry:
             return found[0]
         if not found:
             raise PluginError(
-                f"no installed exporter produces {produces!r} (exporters: {', '.join(self.names('exporter')) or 'none'}); "
+                f"no installed exporter produces {produces!r} (exporters: "
+                f"{', '.join(self.names('exporter')) or 'none'}); "
                 "install one, e.g. genloom[train] for the ONNX exporter"
             )
         names = ", ".join(f"'{r.plugin}:{r.name}'" for r in found)
         raise PluginError(f"several exporters produce {produces!r} ({names}); choose one with --exporter NAME")
 
-    def runtime_driver(self, name: str) -> Registration[Any]:
+    def runtime_driver(self, name: str) -> Registration[RuntimeDriver]:
         """The runtime driver registered as ``name``."""
         return self._lookup("runtime driver", name)
 
@@ -140,12 +148,12 @@ class Registry:
         """Sorted names of one kind (``"generator"``, ``"data source"``, ...)."""
         return sorted(self.entries.get(kind, {}))
 
-    def source_for(self, spec: str) -> Any:
+    def source_for(self, spec: str) -> DataSource:
         """The registered :class:`genloom.data.DataSource` that ``--data`` ``NAME`` or ``NAME:ARGUMENT`` names, unopened
         (its ``modality`` says the kind of data it holds)."""
         return self.data_source(spec.partition(":")[0]).value
 
-    def open_data(self, spec: str) -> Any:
+    def open_data(self, spec: str) -> Dataset:
         """Open ``--data`` ``NAME`` or ``NAME:ARGUMENT`` through the registered data source."""
         name, sep, argument = spec.partition(":")
         registration = self.data_source(name)
@@ -160,8 +168,8 @@ class Registry:
         if ":" in name:
             found = self.qualified.get(kind, {}).get(name)
             if found is None:
-                known = ", ".join(sorted(self.qualified.get(kind, {}))) or "none"
-                raise PluginError(f"no {kind} '{name}' (written PLUGIN:NAME; available: {known})")
+                written = ", ".join(sorted(self.qualified.get(kind, {}))) or "none"
+                raise PluginError(f"no {kind} '{name}' (written PLUGIN:NAME; available: {written})")
             return found
         if (kind, name) in self.conflicts:
             raise PluginError(_conflict_message(kind, name, self.conflicts[(kind, name)]))
@@ -358,14 +366,14 @@ def _plugin_code() -> Iterator[None]:
         raise PluginCodeFailed(_describe(exc)) from None
     except SystemExit as exc:
         raise PluginCodeFailed(f"SystemExit: the plugin called sys.exit({exc.code!r})") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a plugin's code may raise anything; it is reported as the plugin's
         raise PluginCodeFailed(_describe(exc)) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _open_source(source: Any, plugin: str, spec: str, argument: str | None) -> Any:
+def _open_source(source: DataSource, plugin: str, spec: str, argument: str | None) -> Dataset:
     """``source.open(argument)``; anything but a GenloomError from the plugin's code is named with the plugin."""
     from genloom.errors import GenloomError
 
@@ -408,7 +416,8 @@ def _selected_entry_points() -> Iterable[tuple[Any, str, str | None]]:
             yield (
                 name,
                 "",
-                f"{ENV_SELECT} names '{name}', which is not installed (installed: {', '.join(sorted(found)) or 'none'})",
+                f"{ENV_SELECT} names '{name}', which is not installed (installed: "
+                f"{', '.join(sorted(found)) or 'none'})",
             )
             continue
         entry_point = found[name]
@@ -446,13 +455,14 @@ def _data_kind_name(value: Any) -> str:
 
 def _protocol(kind: str, protocol: type) -> Callable[[Any], str]:
     """Check a registered exporter or runtime driver against its Protocol: every attribute and method it declares."""
-    members = [name for name in protocol.__annotations__] + ["open" if protocol is RuntimeDriver else "export"]
+    members = [name for name in vars(protocol) if not name.startswith("_")]
 
     def name_of(value: Any) -> str:
         missing = [member for member in members if not hasattr(value, member)]
         if missing:
             raise PluginError(
-                f"a registered {kind} lacks {', '.join(missing)} (see genloom.contracts.{protocol.__name__}), got {value!r}"
+                f"a registered {kind} lacks {', '.join(missing)} (see genloom.contracts.{protocol.__name__}), got "
+                f"{value!r}"
             )
         return _named(kind)(value)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
 from genloom.errors import ConfigError
 
@@ -22,9 +24,10 @@ class Provenance:
     artifact_sha256: str
     seed: int | None
     settings: dict[str, Any] = field(default_factory=dict)
+    """The sampling settings, as JSON values."""
 
     @classmethod
-    def unsaved(cls, generator: str, settings: Any) -> Provenance:
+    def unsaved(cls, generator: str, settings: BaseModel) -> Provenance:
         """The provenance of a result made by a generator not saved yet (during training, in the conformance kit):
         no plugin or artifact to name, only the generator and the pydantic ``settings``."""
         return cls(generator, "", "", "", getattr(settings, "seed", None), settings.model_dump())
@@ -61,8 +64,13 @@ class TextResult:
         return self.texts[0]
 
 
-def as_image_batch(images: Any, channels: int, size: int, *, what: str = "images") -> np.ndarray:
-    """User images -> float32 ``(N, C, H, W)`` in ``[0, 1]``, checked against the model's ``channels`` x ``size`` x ``size``.
+ImageInput = ImageResult | Image.Image | Sequence[Image.Image] | np.ndarray
+"""Images as users hand them in: a result, a PIL image or a list of them, or a numpy array."""
+
+
+def as_image_batch(images: ImageInput, channels: int, size: int, *, what: str = "images") -> np.ndarray:
+    """User images -> float32 ``(N, C, H, W)`` in ``[0, 1]``, checked against the model's ``channels`` x ``size`` x
+    ``size``.
 
     Takes an :class:`ImageResult`, a PIL image or a list of them, or a numpy array
     ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` (uint8, or float in ``[0, 1]``).
@@ -83,10 +91,10 @@ def as_image_batch(images: Any, channels: int, size: int, *, what: str = "images
     if array.ndim != 4 or array.shape[1:] != (size, size, channels):
         raise ConfigError(f"{what}: got an array of shape {array.shape}; this model takes {expected}")
     if array.dtype == np.uint8:
-        return (array.astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
-    if not np.issubdtype(array.dtype, np.floating) or array.min() < 0.0 or array.max() > 1.0:
+        array = array.astype(np.float32) / 255.0
+    elif not np.issubdtype(array.dtype, np.floating) or array.min() < 0.0 or array.max() > 1.0:
         raise ConfigError(f"{what}: pixel values must be uint8 or floats in [0, 1]")
-    return array.astype(np.float32).transpose(0, 3, 1, 2).copy()
+    return np.ascontiguousarray(array.astype(np.float32).transpose(0, 3, 1, 2))
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> Image.Image:

@@ -52,7 +52,8 @@ class TextSampling(StrictModel):
     def _check_knobs(self) -> TextSampling:
         if self.do_sample and self.temperature <= 0:
             raise ValueError(
-                f"temperature must be > 0 when do_sample=True (got {self.temperature}); use do_sample=False for greedy decoding"
+                f"temperature must be > 0 when do_sample=True (got {self.temperature}); use do_sample=False for greedy "
+                "decoding"
             )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
@@ -105,7 +106,8 @@ def resolve_labels(
     if labels is None:
         if required:
             raise ConfigError(
-                f"labels: '{generator}' needs the class of each image; pass labels=[...] with values 0..{num_classes - 1}"
+                f"labels: '{generator}' needs the class of each image; pass labels=[...] with values "
+                f"0..{num_classes - 1}"
             )
         labels = list(range(num_classes))
     chosen = list(labels)

@@ -32,7 +32,7 @@ from genloom.artifacts import UNREGISTERED, load_generator, save_generator
 from genloom.config import validate_model
 from genloom.contracts import EXPORT_DIRECTORY
 from genloom.contracts import check_export_spec as check_spec_fits_driver
-from genloom.generator import Generator, inference
+from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
 from genloom.plugins import get_registry
 from genloom.results import Provenance
@@ -43,7 +43,7 @@ EXPORT_TOLERANCE = 1e-4
 
 
 def check_generator(
-    generator_cls: type[Generator],
+    generator_cls: type[AnyGenerator],
     data: str,
     workdir: str | Path,
     *,
@@ -97,7 +97,7 @@ def check_generator(
 
 
 def check_save_round_trip(
-    generator_cls: type[Generator], kind: DataKind, data: str, directory: Path, settings: Any, **config: Any
+    generator_cls: type[AnyGenerator], kind: DataKind, data: str, directory: Path, settings: Any, **config: Any
 ) -> None:
     """A generator trained in memory samples exactly what the same generator saved and loaded again samples.
 
@@ -125,7 +125,7 @@ def check_save_round_trip(
     )
 
 
-def check_export(trained: Generator, kind: DataKind, model_dir: Path, directory: Path, settings: Any) -> None:
+def check_export(trained: AnyGenerator, kind: DataKind, model_dir: Path, directory: Path, settings: Any) -> None:
     """Every installed exporter that makes genloom exports exports the model saved in ``model_dir`` (its parity gate
     runs), and the export loads and generates in a process where torch cannot be imported, matching ``trained``."""
     registry = get_registry()
@@ -143,7 +143,8 @@ def check_export(trained: Generator, kind: DataKind, model_dir: Path, directory:
 
 
 def json_difference(first: Any, second: Any) -> float:
-    """The largest difference between two JSON forms: numbers by absolute difference, anything else equal or not (inf)."""
+    """The largest difference between two JSON forms: numbers by absolute difference, anything else equal or not
+    (inf)."""
     if isinstance(first, bool) or isinstance(second, bool) or isinstance(first, str) or isinstance(second, str):
         return 0.0 if first == second else float("inf")
     if isinstance(first, (int, float)) and isinstance(second, (int, float)):
@@ -155,7 +156,7 @@ def json_difference(first: Any, second: Any) -> float:
     if isinstance(first, list) and isinstance(second, list):
         if len(first) != len(second):
             return float("inf")
-        return max((json_difference(a, b) for a, b in zip(first, second)), default=0.0)
+        return max((json_difference(a, b) for a, b in zip(first, second, strict=True)), default=0.0)
     return 0.0 if first == second else float("inf")
 
 
@@ -194,7 +195,7 @@ def _generate_without_torch(export_dir: Path, settings: Any) -> Any:
     return json.loads(output.read_text())
 
 
-def check_config(generator_cls: type[Generator]) -> None:
+def check_config(generator_cls: type[AnyGenerator]) -> None:
     """The default config round-trips through JSON, and every field has a description."""
     config = generator_cls.Config()
     assert generator_cls.Config.model_validate_json(config.model_dump_json()) == config, (
@@ -204,7 +205,7 @@ def check_config(generator_cls: type[Generator]) -> None:
     assert not undocumented, f"config fields without a description: {', '.join(undocumented)}"
 
 
-def check_export_spec(generator: Generator) -> None:
+def check_export_spec(generator: AnyGenerator) -> None:
     """If the generator declares an export, each graph names its inputs, outputs and a batch >= 2 example, and the
     description has what its runtime driver needs."""
     spec = generator.export_spec()
@@ -221,7 +222,7 @@ def check_export_spec(generator: Generator) -> None:
     check_spec_fits_driver(spec, get_registry().runtime_driver(spec.driver).value, generator.name, generator.modality)
 
 
-def _sample(generator: Generator, kind: DataKind, settings: Any) -> Any:
+def _sample(generator: AnyGenerator, kind: DataKind, settings: Any) -> Any:
     """The generator's output for ``settings`` as the kind's result."""
     generator.check_request(settings)
     with inference(generator):

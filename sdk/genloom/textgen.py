@@ -49,13 +49,20 @@ class DecoderSession(Protocol):
 class TextModel(Protocol):
     """What the decoding loop needs from a model: a tokenizer, a context size and sessions."""
 
-    tokenizer: Tokenizer
-    context_length: int | None
-    """Most tokens a sequence may hold (prompt + generated); None for no limit (an LSTM)."""
-    prepend_end_of_text: bool
-    """Start every prompt with ``<|endoftext|>``, as the model saw documents start in training."""
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """Turns text into token ids and back."""
 
-    def session(self) -> DecoderSession: ...
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens a sequence may hold (prompt + generated); None for no limit (an LSTM)."""
+
+    @property
+    def prepend_end_of_text(self) -> bool:
+        """Start every prompt with ``<|endoftext|>``, as the model saw documents start in training."""
+
+    def session(self) -> DecoderSession:
+        """A fresh decoding session (prefill, then one token a step)."""
 
 
 @dataclass
@@ -188,7 +195,10 @@ def _finished(model: TextModel, settings: TextSampling, generated: list[int], bu
     """Whether a sequence that did not choose end of text is done: its budget spent, or a stop string made."""
     if len(generated) >= budget:
         return True
-    return bool(settings.stop) and any(s in model.tokenizer.decode(generated) for s in settings.stop)
+    if not settings.stop:
+        return False
+    text = model.tokenizer.decode(generated)
+    return any(stop in text for stop in settings.stop)
 
 
 def _choose(logits: np.ndarray, history: list[int], settings: TextSampling, rng: np.random.Generator) -> int:

@@ -8,11 +8,14 @@ Torch-free: the runtime uses it too.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from genloom.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import tokenizers
 
 END_OF_TEXT = "<|endoftext|>"
 TokenizerKind = Literal["bpe", "char"]
@@ -22,12 +25,13 @@ BYTE_ALPHABET_SIZE = 256
 class Tokenizer:
     """A trained tokenizer: ``encode``, ``decode``, its ``vocab_size`` and end-of-text id."""
 
-    def __init__(self, backend: object) -> None:
-        self.backend = backend  # tokenizers.Tokenizer
+    def __init__(self, backend: tokenizers.Tokenizer) -> None:
+        self.backend = backend
 
     @classmethod
     def train(cls, text: str, kind: TokenizerKind, vocab_size: int) -> Tokenizer:
-        """Learn a tokenizer on ``text``: BPE merges up to ``vocab_size`` (``bpe``), or just the 256 bytes (``char``)."""
+        """Learn a tokenizer on ``text``: BPE merges up to ``vocab_size`` (``bpe``), or just the 256 bytes
+        (``char``)."""
         from tokenizers import Tokenizer as Backend
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -51,7 +55,7 @@ class Tokenizer:
 
         try:
             return cls(Backend.from_str(data.decode() if isinstance(data, bytes) else data))
-        except Exception as exc:  # tokenizers raises plain Exception for bad files
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception for bad files
             raise ArtifactError(f"{where} is not a readable tokenizer ({exc})") from None
 
     def to_json(self) -> str:
@@ -98,6 +102,7 @@ def _chunks(text: str, size: int = 1 << 16) -> list[str]:
 
 
 def evenly_spaced_windows(tokens: np.ndarray, length: int, count: int) -> np.ndarray:
-    """Up to ``count`` windows of ``length + 1`` tokens (inputs and next-token targets), evenly spaced over ``tokens``."""
+    """Up to ``count`` windows of ``length + 1`` tokens (inputs and next-token targets), evenly spaced over
+    ``tokens``."""
     starts = np.unique(np.linspace(0, len(tokens) - length - 1, num=min(count, len(tokens) - length)).astype(np.int64))
     return np.stack([tokens[start : start + length + 1] for start in starts])

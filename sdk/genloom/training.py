@@ -32,7 +32,7 @@ from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, sav
 from genloom.config import validate_model
 from genloom.errors import ArtifactError, DataError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
-from genloom.generator import Generator, inference
+from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
 from genloom.metrics import METRICS_FILE, PLOT_FILE, MetricsLog
 from genloom.results import Provenance
@@ -49,7 +49,7 @@ class TrainingInterrupted(Exception):
 
 
 def train(
-    generator_cls: type[Generator],
+    generator_cls: type[AnyGenerator],
     data: Any,
     out_dir: str | Path,
     overrides: Mapping[str, Any] | None = None,
@@ -196,11 +196,12 @@ def train(
     return save_generator(generator, out, plugin, plugin_version, summary)
 
 
-def _check_kind(generator_cls: type[Generator], data: Any, kind: DataKind) -> None:
+def _check_kind(generator_cls: type[AnyGenerator], data: Any, kind: DataKind) -> None:
     """The data is of the generator's kind, and ``kind`` is that kind (a DataError otherwise)."""
     if kind.name != generator_cls.modality:
         raise DataError(
-            f"'{generator_cls.name}' makes {generator_cls.modality}, not {kind.name}; pass the '{generator_cls.modality}' kind"
+            f"'{generator_cls.name}' makes {generator_cls.modality}, not {kind.name}; pass the "
+            f"'{generator_cls.modality}' kind"
         )
     if getattr(data, "modality", None) != kind.name or not isinstance(data, kind.dataset):
         held = getattr(data, "modality", type(data).__name__)
@@ -210,7 +211,7 @@ def _check_kind(generator_cls: type[Generator], data: Any, kind: DataKind) -> No
         )
 
 
-def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], data: Any, out: Path) -> None:
+def _check_resumable(checkpoint: Checkpoint, generator_cls: type[AnyGenerator], data: Any, out: Path) -> None:
     """The checkpoint must be a run of this generator on this data."""
     if checkpoint.generator != generator_cls.name:
         raise ArtifactError(
@@ -219,11 +220,12 @@ def _check_resumable(checkpoint: Checkpoint, generator_cls: type[Generator], dat
         )
     if checkpoint.data != data.source:
         raise DataError(
-            f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data {checkpoint.data}"
+            f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data "
+            f"{checkpoint.data}"
         )
 
 
-def _diverged(generator: Generator, step: int, what: str, out: Path, saved_step: int | None) -> TrainingDiverged:
+def _diverged(generator: AnyGenerator, step: int, what: str, out: Path, saved_step: int | None) -> TrainingDiverged:
     kept = (
         f"the last good checkpoint (step {saved_step}) is kept in '{out}'"
         if saved_step is not None
@@ -235,7 +237,7 @@ def _diverged(generator: Generator, step: int, what: str, out: Path, saved_step:
     )
 
 
-def _non_finite_weight(generator: Generator) -> str | None:
+def _non_finite_weight(generator: AnyGenerator) -> str | None:
     """The name of the first floating-point weight or buffer holding NaN or infinity, or None."""
     import torch
 
@@ -276,14 +278,14 @@ def _deferred_interrupt() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
-def _evaluate(generator: Generator, validation: Any) -> dict[str, float]:
+def _evaluate(generator: AnyGenerator, validation: Any) -> dict[str, float]:
     if validation is None:
         return {}
     with inference(generator):
         return {f"eval/{k}": v for k, v in generator.evaluate(validation).items()}
 
 
-def _stalled(generator: Generator, patience: int, metrics: MetricsLog) -> bool:
+def _stalled(generator: AnyGenerator, patience: int, metrics: MetricsLog) -> bool:
     """True when the monitored figure's best value is more than ``patience`` evaluations old.
 
     Read from ``metrics.jsonl``, so a resumed run counts exactly as an uninterrupted one.
@@ -294,10 +296,10 @@ def _stalled(generator: Generator, patience: int, metrics: MetricsLog) -> bool:
     history = [record[key] for record in metrics.read() if key in record]
     if len(history) <= patience:
         return False
-    return min(history[-patience:]) >= min(history[:-patience])
+    return bool(min(history[-patience:]) >= min(history[:-patience]))
 
 
-def _write_samples(generator: Generator, kind: DataKind, out: Path, step: int) -> None:
+def _write_samples(generator: AnyGenerator, kind: DataKind, out: Path, step: int) -> None:
     """Write what the model makes now, with the kind's writer, as ``samples/samples-STEP.SUFFIX``."""
     (out / SAMPLES_DIR).mkdir(exist_ok=True)
     values = generator.training_samples()

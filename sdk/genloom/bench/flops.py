@@ -1,4 +1,5 @@
-"""What one run of an ONNX graph costs, from the graph itself: its FLOPs at batch 1, and the bytes of weights it reads."""
+"""What one run of an ONNX graph costs, from the graph itself: its FLOPs at batch 1, and the bytes of weights it
+reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 
 def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
-    """FLOPs (multiply and add counted apart) of the Conv, ConvTranspose, MatMul and Gemm nodes, with named axes set from ``dims``."""
+    """FLOPs (multiply and add counted apart) of the Conv, ConvTranspose, MatMul and Gemm nodes, with named axes set
+    from ``dims``."""
     import onnx
     from onnx import shape_inference
 
@@ -31,7 +33,8 @@ def graph_flops(path: str | Path, dims: dict[str, int]) -> int:
 
 
 def op_flops(op_type: str, inputs: list[list[int]], output: list[int]) -> int:
-    """FLOPs of one Conv, ConvTranspose, MatMul or Gemm (0 for other operators) from its first two input shapes and its output shape."""
+    """FLOPs of one Conv, ConvTranspose, MatMul or Gemm (0 for other operators) from its first two input shapes and its
+    output shape."""
     if not output or 0 in output or len(inputs) < 2:
         return 0
     if op_type == "Conv":
@@ -47,7 +50,8 @@ def op_flops(op_type: str, inputs: list[list[int]], output: list[int]) -> int:
 
 def weight_bytes_read(path: str | Path) -> int:
     """Bytes of the graph's weights (initializers) one run reads: all of each weight a node consumes,
-    except those only looked up row by row (``Gather``: embeddings), and each weight once however many nodes share it."""
+    except those only looked up row by row (``Gather``: embeddings), and each weight once however many nodes share
+    it."""
     import onnx
     from onnx import helper
 

@@ -1,8 +1,10 @@
-"""Images/s of an image generator: its bare PyTorch module (the peer) against genloom's ONNX Runtime path, beside the matmul roof."""
+"""Images/s of an image generator: its bare PyTorch module (the peer) against genloom's ONNX Runtime path, beside the
+matmul roof."""
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -74,7 +76,8 @@ def bare_module_path(generator: Any, cuda: bool) -> ImagePath:
 
     def generate(batch: int) -> np.ndarray:
         with torch.inference_mode():
-            return module(*inputs(batch)).cpu().numpy()
+            output: np.ndarray = module(*inputs(batch)).cpu().numpy()
+            return output
 
     return ImagePath(PEER_LABEL + (" (CUDA)" if device == "cuda" else ""), generate, device == "cpu")
 
@@ -96,7 +99,7 @@ def image_rows(
         gflops = matmul_roof()
         peer_rate = None
         for path in [*([peer] if peer else []), *paths]:
-            timing = time_call(lambda g=path.generate: g(batch), repeats=repeats)
+            timing = time_call(functools.partial(path.generate, batch), repeats=repeats)
             rate = batch / timing.median
             peer_rate = rate if path is peer else peer_rate
             rows.append(

@@ -26,13 +26,15 @@ class Machine(BaseModel):
     platform: str
     libraries: dict[str, str]
     matmul_gflops: float = Field(
-        description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library (image rows measure it again for themselves)."
+        description="fp32 matrix-multiply GFLOP/s, 1024x1024, at the start: the best of matmul_gflops_by_library "
+        "(image rows measure it again for themselves)."
     )
     matmul_gflops_by_library: dict[str, float] = Field(
         description="The same product in numpy, torch and ONNX Runtime (MLAS)."
     )
     read_gbytes_per_second: float = Field(
-        description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array (text rows measure it again for themselves)."
+        description="Memory read bandwidth, GB/s, at the start: the fastest of several ways to read a 256 MiB array "
+        "(text rows measure it again for themselves)."
     )
     busy_elsewhere: float | None = Field(
         default=None,
@@ -60,7 +62,8 @@ def describe_machine(repeats: int = 5) -> Machine:
 
 
 def busy_elsewhere(seconds: float = IDLE_CHECK_SECONDS) -> float | None:
-    """Cores' worth of CPU time used by other processes (and stolen by the hypervisor) while this one sleeps ``seconds``."""
+    """Cores' worth of CPU time used by other processes (and stolen by the hypervisor) while this one sleeps
+    ``seconds``."""
     try:
         before, own_before = _busy_ticks(), _own_ticks()
         time.sleep(seconds)
@@ -144,10 +147,11 @@ def _onnxruntime_matmul(weight: np.ndarray, activations: np.ndarray) -> Callable
 
 
 def read_bandwidth(repeats: int = 5) -> float:
-    """Memory read GB/s now: the fastest of a few ways to read 256 MiB once (numpy's sum and matrix-vector product, torch's threaded sum)."""
+    """Memory read GB/s now: the fastest of a few ways to read 256 MiB once (numpy's sum and matrix-vector product,
+    torch's threaded sum)."""
     array = np.ones(BANDWIDTH_BYTES // 4, np.float32)
     matrix, vector = array.reshape(-1, 4096), np.ones(len(array) // 4096, np.float32)
-    readers = {"numpy sum": array.sum, "numpy mat-vec": lambda: vector @ matrix}
+    readers: dict[str, Callable[[], object]] = {"numpy sum": array.sum, "numpy mat-vec": lambda: vector @ matrix}
     try:
         import torch
 

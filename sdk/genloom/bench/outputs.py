@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -41,7 +42,7 @@ def bench_outputs(context: BenchContext, kind: Any) -> list[OutputRow]:
         settings = {count_field: batch} if count_field else {}
         reference = None
         for label, model in paths:
-            timing = time_call(lambda m=model: m.generate(**seeded, **settings), repeats=context.repeats)
+            timing = time_call(functools.partial(model.generate, **seeded, **settings), repeats=context.repeats)
             rate = batch / timing.median
             reference = rate if model is context.torch_model else reference
             rows.append(

@@ -7,7 +7,8 @@ from pathlib import Path
 from genloom.bench.run import BenchReport
 
 BUSY_CORES = 0.25
-"""Other processes using this many cores' worth of CPU at the start (``Machine.busy_elsewhere``) earn the table a warning."""
+"""Other processes using this many cores' worth of CPU at the start (``Machine.busy_elsewhere``) earn the table a
+warning."""
 
 
 def table(report: BenchReport) -> str:
@@ -15,7 +16,8 @@ def table(report: BenchReport) -> str:
     machine = report.machine
     lines = [
         f"machine: {machine.cpu}, {machine.cores} cores; provider {report.provider}; "
-        f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read {machine.read_gbytes_per_second:.1f} GB/s "
+        f"roofs at the start: matmul {machine.matmul_gflops:.0f} GFLOP/s, memory read "
+        f"{machine.read_gbytes_per_second:.1f} GB/s "
         "(each row's share is of the roof measured just before it)"
     ]
     if machine.busy_elsewhere is not None and machine.busy_elsewhere >= BUSY_CORES:
@@ -33,17 +35,19 @@ def table(report: BenchReport) -> str:
             )
     if report.text:
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'tokens/s':>10}{'prefill':>17}{'x peer':>8}{'of roof':>9}")
-        for row in report.text:
+        for text_row in report.text:
             lines.append(
-                f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.tokens_per_second:>10,.1f}"
-                f"{row.prefill_seconds * 1000:>8.1f} ms/{row.prefill_tokens:<4}{_ratio(row.ratio_to_peer):>8}{_share(row.share_of_roof):>9}"
+                f"{text_row.model:<28}{text_row.path:<26}{text_row.batch:>6}{text_row.tokens_per_second:>10,.1f}"
+                f"{text_row.prefill_seconds * 1000:>8.1f} ms/{text_row.prefill_tokens:<4}"
+                f"{_ratio(text_row.ratio_to_peer):>8}{_share(text_row.share_of_roof):>9}"
             )
     if report.outputs:  # a kind without a benchmark of its own; the peer is the model's own PyTorch path
         lines.append(f"{'model':<28}{'path':<26}{'batch':>6}{'outputs/s':>12}{'spread':>24}{'x peer':>8}")
-        for row in report.outputs:
-            spread = f"{row.batch / row.timing.high:,.0f}-{row.batch / row.timing.low:,.0f}"
+        for output_row in report.outputs:
+            spread = f"{output_row.batch / output_row.timing.high:,.0f}-{output_row.batch / output_row.timing.low:,.0f}"
             lines.append(
-                f"{row.model:<28}{row.path:<26}{row.batch:>6}{row.outputs_per_second:>12,.0f}{spread:>24}{_ratio(row.ratio_to_peer):>8}"
+                f"{output_row.model:<28}{output_row.path:<26}{output_row.batch:>6}"
+                f"{output_row.outputs_per_second:>12,.0f}{spread:>24}{_ratio(output_row.ratio_to_peer):>8}"
             )
     lines += report.peer_unavailable
     return "\n".join(lines)

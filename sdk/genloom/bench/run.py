@@ -52,7 +52,8 @@ def bench_artifact(
 ) -> BenchReport:
     """Benchmark the model or export in ``path`` (at ``batches``, by default the kind's own). A torch model is
     exported into a temporary folder first, by the exporter named ``exporter`` (by default the installed one that
-    makes genloom exports), with the kind's CPU variants where it offers them and fp16 where ONNX Runtime runs on CUDA."""
+    makes genloom exports), with the kind's CPU variants where it offers them and fp16 where ONNX Runtime runs on
+    CUDA."""
     require_training_install("genloom bench (it times PyTorch and reads graphs with onnx)")
     directory = Path(path)
     manifest = read_manifest(directory)

@@ -8,6 +8,7 @@ memory-read bandwidth over the bytes of weights one decoding step reads.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from genloom.bench.flops import weight_bytes_read
 from genloom.bench.machine import read_bandwidth
 from genloom.bench.measure import Timing, time_call
 from genloom.contracts import OffersBenchmarkPeer
+from genloom.tokenizer import Tokenizer
 
 TEXT_BATCHES = (1, 8)
 PREFILL_TOKENS = 128
@@ -97,7 +99,7 @@ def text_rows(
         bandwidth = read_bandwidth()
         prefill = time_call(decoder.prefill, repeats=repeats).median
         for batch in batches:
-            timing = time_call(lambda d=decoder, b=batch: d.decode(b, tokens), repeats=repeats)
+            timing = time_call(functools.partial(decoder.decode, batch, tokens), repeats=repeats)
             rate = batch * tokens / timing.median
             if decoder is peer:
                 peer_rates[batch] = rate
@@ -120,7 +122,7 @@ def text_rows(
     return rows
 
 
-def _prompt_of(tokenizer: Any, length: int) -> str:
+def _prompt_of(tokenizer: Tokenizer, length: int) -> str:
     """A text that encodes to ``length`` tokens (or as close as whole words get)."""
     words = "the value of a list is returned when the function is called with its arguments".split()
     text = ""

@@ -54,7 +54,7 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
         np.asarray(Image.fromarray(image[0], mode="F").resize((size, size), Image.Resampling.BICUBIC))
         for image in images
     ]
-    return np.clip(np.stack(resized)[:, None], 0.0, 1.0)
+    return np.asarray(np.clip(np.stack(resized)[:, None], 0.0, 1.0))
 
 
 def load_image_folder(argument: str | None) -> ImageData:
@@ -76,7 +76,7 @@ def load_image_folder(argument: str | None) -> ImageData:
     if not loose and not class_dirs:
         raise DataError(f"image-folder: no .png/.jpg/.jpeg files in '{root}' or its sub-folders")
     files = loose or [f for d in class_dirs for f in _image_files(d)]
-    labels = None if loose else [i for i, d in enumerate(class_dirs) for _ in _image_files(d)]
+    labels = None if loose else np.array([i for i, d in enumerate(class_dirs) for _ in _image_files(d)], np.int64)
     images = _read_images(files)
     class_names = [d.name for d in class_dirs] or None
     return ImageData(images, source=f"image-folder:{root}", labels=labels, class_names=class_names)
@@ -151,6 +151,7 @@ def _to_nchw(array: np.ndarray, path: Path) -> np.ndarray:
         )
     if array.size and (array.min() < 0.0 or array.max() > 1.0):
         raise DataError(
-            f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or save uint8"
+            f"npz: float 'images' in '{path}' range over [{array.min():g}, {array.max():g}]; scale them to [0, 1] or "
+            "save uint8"
         )
     return array

@@ -1,12 +1,14 @@
-"""The two kinds of training data, held in memory as numpy arrays or text."""
+"""Training data: what every kind's data offers the SDK (:class:`Dataset`), and the built-in kinds' data, held in
+memory as numpy arrays or text."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from typing_extensions import Self
 
 from genloom.errors import DataError
 
@@ -14,6 +16,34 @@ SPLIT_SEED = 20240601
 """Seed of the train/validation split: fixed, so every run and `genloom eval` hold out the same examples."""
 MAX_CLASSES = 10_000
 """The most class labels an image data source may have (labels 0..MAX_CLASSES-1)."""
+
+
+class Dataset(Protocol):
+    """What the training data of every kind offers the SDK: a data kind's ``dataset`` class has these members.
+
+    :class:`ImageData` and :class:`TextData` are the built-in kinds'; a plugin's kind brings its own class.
+    """
+
+    modality: ClassVar[str]
+    """The data kind's name."""
+
+    @property
+    def source(self) -> str:
+        """The ``--data`` spec it came from (for messages and the manifest)."""
+
+    @property
+    def part(self) -> str:
+        """Which part of the source this is: ``all``, ``train`` or ``validation``."""
+
+    def __len__(self) -> int:
+        """How many examples (images, characters, rows ...) it holds."""
+
+    def facts(self) -> dict[str, Any]:
+        """What a generator needs to know to be built for this data, as JSON values (saved in the manifest)."""
+
+    def split(self, fraction: float) -> tuple[Self, Self | None]:
+        """``(train, validation)`` with about ``fraction`` held out, the same every time; validation is None when
+        it rounds to nothing."""
 
 
 @dataclass
@@ -48,7 +78,8 @@ class ImageData:
                 self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
 
     def _checked_labels(self, labels: np.ndarray) -> np.ndarray:
-        """``labels`` as int64 after checking them: one per image, integers in ``0..K-1``, ``K`` bounded, no class empty."""
+        """``labels`` as int64 after checking them: one per image, integers in ``0..K-1``, ``K`` bounded, no class
+        empty."""
         where = f"data source '{self.source}'"
         if labels.shape != (len(self.images),):
             raise DataError(
@@ -150,9 +181,6 @@ class TextData:
         return TextData(self.text[:cut], self.source, part="train"), TextData(
             self.text[cut:], self.source, part="validation"
         )
-
-
-Dataset = Union[ImageData, TextData]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -13,10 +14,10 @@ def char_bigram_bits_per_byte(train: str, validation: str) -> float:
     characters plus one slot for characters never seen in training.
     """
     alphabet = len(set(train)) + 1
-    pairs = Counter(zip(train, train[1:]))
+    pairs = Counter(itertools.pairwise(train))
     contexts = Counter(train[:-1])
     bits = 0.0
-    for previous, current in zip(validation, validation[1:]):
+    for previous, current in itertools.pairwise(validation):
         probability = (pairs[(previous, current)] + 1) / (contexts[previous] + alphabet)
         bits -= math.log2(probability)
     return bits / max(1, len(validation[1:].encode("utf-8")))

@@ -56,7 +56,7 @@ class FeatureClassifier:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The predicted class of each image."""
-        return self._run(images, logits=True).argmax(1)
+        return np.asarray(self._run(images, logits=True).argmax(1))
 
     def _run(self, images: np.ndarray, logits: bool) -> np.ndarray:
         import torch
@@ -66,8 +66,8 @@ class FeatureClassifier:
         with torch.no_grad():
             for start in range(0, len(images), 512):
                 batch = torch.from_numpy(np.ascontiguousarray(images[start : start + 512], dtype=np.float32))
-                features = self.network.features(batch)
-                outputs.append((self.network.head(features) if logits else features).numpy())
+                features = self.network.get_submodule("features")(batch)
+                outputs.append((self.network.get_submodule("head")(features) if logits else features).numpy())
         return np.concatenate(outputs)
 
 
@@ -150,10 +150,10 @@ def _train(network: torch.nn.Module, data: ImageData, task: str) -> float:
     network.train()
     for _ in range(TRAIN_STEPS):
         index = rng.choice(len(images), size=min(BATCH_SIZE, len(images)), replace=False)
-        logits = network.head(network.features(torch.from_numpy(images[index])))
+        logits = network.get_submodule("head")(network.get_submodule("features")(torch.from_numpy(images[index])))
         loss = F.cross_entropy(logits, torch.from_numpy(targets[index]))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         optimizer.step()
     check = held_out or train
     check_images, check_targets = _examples(check.images, check.labels)

@@ -39,12 +39,14 @@ def precision_recall(real: np.ndarray, generated: np.ndarray, k: int = NEIGHBOUR
 
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    root: np.ndarray = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return root
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     squared = np.square(a).sum(1)[:, None] + np.square(b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.clip(squared, 0.0, None))
+    distances: np.ndarray = np.sqrt(np.clip(squared, 0.0, None))
+    return distances
 
 
 def _kth_neighbour_radii(points: np.ndarray, k: int) -> np.ndarray:

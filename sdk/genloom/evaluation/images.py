@@ -42,7 +42,7 @@ def evaluate_images(model: Any, data: ImageData, *, samples: int = MAX_SAMPLES, 
     _check_shape(manifest.facts, data)
     reference, other_real = _real_halves(data, min(samples, len(data) // 2), seed)
     classifier = classifier_for(data)
-    labels = None if not conditional else other_real.labels.tolist()
+    labels = other_real.labels.tolist() if conditional and other_real.labels is not None else None
     started = time.perf_counter()
     images = model.generate(n=len(other_real), seed=seed, labels=labels).array.transpose(0, 3, 1, 2)
     images_per_second = len(images) / (time.perf_counter() - started)

@@ -64,7 +64,8 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
     source = registry.source_for(data_spec)
     if source.modality != manifest.modality:
         raise DataError(
-            f"--data {data_spec}: '{model_dir}' makes {manifest.modality}, but '{source.name}' holds {source.modality}; "
+            f"--data {data_spec}: '{model_dir}' makes {manifest.modality}, but '{source.name}' holds "
+            f"{source.modality}; "
             "evaluate on the data it trained on"
         )
     data = registry.open_data(data_spec)

@@ -15,42 +15,58 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from genloom.config import NAME_PATTERN
+from genloom.data.types import Dataset
 from genloom.errors import PluginError
 from genloom.results import Provenance
 
-ResultWriter = Callable[[Any, "Path | None"], str]
+if TYPE_CHECKING:
+    from genloom.bench.context import BenchContext
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel, default=Any)
+"""The kind's sampling settings."""
+OutputT = TypeVar("OutputT", default=Any)
+"""What a generator's ``sample`` (or a runtime driver) produces for the kind."""
+ResultT = TypeVar("ResultT", default=Any)
+"""The kind's result: what ``generate`` returns to users."""
+
+ResultWriter = Callable[[ResultT, "Path | None"], str]
 """``write(result, out)``: write ``result`` to ``out`` (``None``: the kind's default, e.g. stdout for text) and return
 the line the CLI prints about it (empty for none). ``out`` was checked before generation started."""
 
 
 @dataclass(frozen=True)
-class DataKind:
-    """One kind of data, as a plugin registers it with ``register(DataKind(...))``."""
+class DataKind(Generic[SettingsT, OutputT, ResultT]):
+    """One kind of data, as a plugin registers it with ``register(DataKind(...))``.
+
+    Its type parameters are its sampling settings, what generators produce, and its result (the image kind is a
+    ``DataKind[ImageSampling, np.ndarray, ImageResult]``); a type checker then checks the callables against them.
+    """
 
     name: str
     """Lower-case name; generators declare it as their ``modality``, data sources as theirs."""
-    dataset: type
-    """The class of its training data: what its data sources return. Instances have ``modality`` (this name),
-    ``source``, ``part``, ``facts()``, ``split(fraction)`` and ``__len__``."""
-    sampling: type[BaseModel]
+    dataset: type[Dataset]
+    """The class of its training data: what its data sources return, with the members of
+    :class:`genloom.data.Dataset` (``modality`` is this name)."""
+    sampling: type[SettingsT]
     """Its sampling settings: ``generate(**settings)`` is validated against this model before a generator sees it."""
-    result: type
+    result: type[ResultT]
     """The class ``generate`` returns."""
-    make_result: Callable[[Any, Provenance], Any]
+    make_result: Callable[[OutputT, Provenance], ResultT]
     """``make_result(output, provenance)``: what ``Generator.sample`` (or a runtime driver) produced -> a ``result``."""
-    write: ResultWriter
+    write: ResultWriter[ResultT]
     """How the CLI (``genloom generate --out``) and training (samples every ``sample_every`` steps) write a result."""
-    compare: Callable[[Any, Any], float]
+    compare: Callable[[ResultT, ResultT], float]
     """``compare(a, b)``: how far apart two results of the same request are (0.0: the same). The exporter's
     end-to-end check and the conformance kit require at most 1e-4 between PyTorch and the export."""
-    check_settings: Mapping[str, Any]
+    check_settings: Mapping[str, object]
     """Settings the end-to-end checks generate with (small, seeded)."""
-    to_json: Callable[[Any], Any]
+    to_json: Callable[[ResultT], object]
     """A result's JSON form (lists, numbers, strings): what a server answers, and how the conformance kit compares
     an export run in a process without torch with PyTorch's result."""
     description: str = ""
@@ -60,18 +76,19 @@ class DataKind:
     """``--out`` is a folder (clips, say) rather than one file; it is checked as such before generating."""
     sample_suffix: str = ".txt"
     """File suffix of the samples written during training (``.png``, ``.txt``, ``.csv`` ...)."""
-    training_samples: Mapping[str, Any] = field(default_factory=dict)
+    training_samples: Mapping[str, object] = field(default_factory=dict)
     """Settings of the samples written during training; the run's ``seed`` is added. A generator may override them
     (``Generator.training_samples``)."""
     count_field: str | None = None
     """The sampling field that ``genloom generate -n`` sets (``n`` for images)."""
-    evaluate: Callable[..., dict[str, Any]] | None = None
+    evaluate: Callable[..., Mapping[str, object]] | None = None
     """``evaluate(model, data, train, validation, samples=, seed=)``: the kind's own ``genloom eval`` figures (``data``
     the whole source, ``train``/``validation`` its fixed split; ``validation`` may be None), as fields of
     :class:`genloom.evaluation.EvalReport`; None when the kind offers only the generator's held-out figures."""
     bench_variants: tuple[str, ...] = ()
-    """Precision variants ``genloom bench`` exports and times besides fp32 on the CPU (``int8``); fp16 is added on CUDA."""
-    bench: Callable[..., dict[str, Any]] | None = None
+    """Precision variants ``genloom bench`` exports and times besides fp32 on the CPU (``int8``); fp16 is added on
+    CUDA."""
+    bench: Callable[[BenchContext], Mapping[str, object]] | None = None
     """``bench(context)``: the kind's own rows for ``genloom bench`` (see :mod:`genloom.bench.run`); None: the
     generic outputs/s rows."""
 

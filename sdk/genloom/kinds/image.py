@@ -51,7 +51,8 @@ def evaluate(
 
 
 def bench(context: Any) -> dict[str, Any]:
-    """Images/s at each batch size: the bare torch module (the peer) and each ONNX Runtime path, beside the matmul roof."""
+    """Images/s at each batch size: the bare torch module (the peer) and each ONNX Runtime path, beside the matmul
+    roof."""
     from genloom.bench.images import bench_images
 
     return {"images": bench_images(context)}

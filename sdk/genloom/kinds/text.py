@@ -35,7 +35,9 @@ def write(result: TextResult, out: Path | None) -> str:
 def compare(first: TextResult, second: TextResult) -> float:
     """0.0 when both decoded the same tokens, else the share of sequences that differ."""
     sequences = max(len(first.tokens), len(second.tokens), 1)
-    differing = sum(a != b for a, b in zip(first.tokens, second.tokens)) + abs(len(first.tokens) - len(second.tokens))
+    # zip stops at the shorter: the sequences one has beyond the other count apart, as different.
+    differing = sum(a != b for a, b in zip(first.tokens, second.tokens, strict=False))
+    differing += abs(len(first.tokens) - len(second.tokens))
     return differing / sequences
 
 
@@ -56,7 +58,8 @@ def evaluate(
 
 
 def bench(context: Any) -> dict[str, Any]:
-    """Tokens/s at batch 1 and 8 and prefill latency: the driver's peer, genloom's torch path and each ONNX Runtime path."""
+    """Tokens/s at batch 1 and 8 and prefill latency: the driver's peer, genloom's torch path and each ONNX Runtime
+    path."""
     from genloom.bench.text import bench_text
 
     return {"text": bench_text(context)}

@@ -28,7 +28,7 @@ class OnnxModel(LoadedModel):
     @property
     def provider(self) -> str:
         """The execution provider in use (``CUDAExecutionProvider`` or ``CPUExecutionProvider``)."""
-        return self.onnx.get_providers()[0]
+        return str(self.onnx.get_providers()[0])
 
     @property
     def device(self) -> str:
@@ -46,7 +46,8 @@ class OnnxModel(LoadedModel):
         files = {"fp32": entry.file, **entry.variants}
         if precision not in files:
             raise ConfigError(
-                f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to add it"
+                f"precision: this export has {', '.join(files)}, not {precision!r}; re-export with --{precision} to "
+                "add it"
             )
         path = self.directory / files[precision]
         self._check_external_data(path)
@@ -63,8 +64,8 @@ class OnnxModel(LoadedModel):
     def listed_file(self, option: str) -> Path:
         """The file that ``driver_options[option]`` names, once checked to be one the manifest lists and hashes."""
         name = self.export.driver_options.get(option)
-        check_listed_file(self.manifest, name, f"export.driver_options.{option}", self.directory / MANIFEST_FILE)
-        return self.directory / name
+        where = f"export.driver_options.{option}"
+        return self.directory / check_listed_file(self.manifest, name, where, self.directory / MANIFEST_FILE)
 
     def require_options(self, needed: list[str]) -> None:
         """An ArtifactError unless the manifest's ``driver_options`` hold every key in ``needed``."""

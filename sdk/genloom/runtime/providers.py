@@ -38,7 +38,8 @@ def create_session(path: str, providers: Providers, options: Any, cpu_threads: i
             return session
         if providers == "cuda":
             raise ConfigError(
-                "providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are missing); use 'auto' or 'cpu'"
+                "providers='cuda': ONNX Runtime cannot run on CUDA here (no GPU, or its CUDA/cuDNN libraries are "
+                "missing); use 'auto' or 'cpu'"
             )
     session = onnxruntime.InferenceSession(path, sess_options=options, providers=[CPU])
     if providers == "auto":  # said once the graph opens on the CPU: a graph that opens nowhere is the error to report
@@ -50,7 +51,8 @@ def create_session(path: str, providers: Providers, options: Any, cpu_threads: i
 
 @functools.cache
 def cuda_usable() -> bool:
-    """Whether ONNX Runtime really runs on CUDA here (a GPU and the CUDA libraries): a one-node graph is opened on it."""
+    """Whether ONNX Runtime really runs on CUDA here (a GPU and the CUDA libraries): a one-node graph is opened on
+    it."""
     import onnxruntime
     from onnx import TensorProto, helper
 
@@ -66,7 +68,7 @@ def _try_cuda(onnxruntime: Any, path: str | bytes, options: Any) -> Any:
     onnxruntime.set_default_logger_severity(4)  # the failed library loads are not the user's business
     try:
         session = onnxruntime.InferenceSession(path, sess_options=options, providers=[CUDA, CPU])
-    except Exception:  # onnxruntime raises plain Exceptions for provider failures
+    except Exception:  # noqa: BLE001 - onnxruntime raises plain Exceptions for provider failures
         return None
     finally:
         onnxruntime.set_default_logger_severity(2)
