@@ -94,7 +94,7 @@ def as_image_batch(images: ImageInput, channels: int, size: int, *, what: str = 
         array = array.astype(np.float32) / 255.0
     elif not np.issubdtype(array.dtype, np.floating) or array.min() < 0.0 or array.max() > 1.0:
         raise ConfigError(f"{what}: pixel values must be uint8 or floats in [0, 1]")
-    return np.ascontiguousarray(array.astype(np.float32).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(array.astype(np.float32, copy=False).transpose(0, 3, 1, 2))
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 1) -> Image.Image:
