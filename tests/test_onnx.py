@@ -8,6 +8,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import genloom
 from genloom.errors import ArtifactError, ConfigError, GenloomError
 from genloom.runtime.providers import cuda_usable
+from tests.conftest import assert_one_line_error, run_cli
 
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0, "eval_every": 0}
 
@@ -121,33 +123,58 @@ def text_exports(text_models: dict[str, Path], tmp_path_factory: pytest.TempPath
     return export_each(text_models, tmp_path_factory.mktemp("text-exports"))
 
 
-def test_the_gpt_exports_one_decoder_graph_with_past_and_present_tensors(text_exports: dict[str, Path]) -> None:
+@pytest.fixture(scope="module")
+def portable_gpt(text_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GPT exported with ``portable=True``: standard ONNX operators, the cache extended by concatenation."""
+    out = tmp_path_factory.mktemp("portable") / "gpt"
+    genloom.plugins.get_registry().exporter("onnx").value.export(text_models["gpt"], out, portable=True)
+    return out
+
+
+CACHE_NAMES = ["past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"]
+PRESENT_NAMES = ["present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+
+
+def test_the_gpt_exports_one_fused_decoder_graph_with_an_in_place_cache(text_exports: dict[str, Path]) -> None:
     import onnx
 
     manifest = json.loads((text_exports["gpt"] / "manifest.json").read_text())
     assert manifest["export"]["driver"] == "text-decoder" and set(manifest["files"]) == {
         "decoder.onnx",
         "tokenizer.json",
+        "genai_config.json",
+        "tokenizer_config.json",
     }
+    assert manifest["export"]["driver_options"]["cache"] == "in-place"
+    assert manifest["export"]["graphs"][0]["exporter"] == "plugin"
     graph = onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph
-    assert [i.name for i in graph.input] == [
-        "input_ids",
-        "attention_mask",
-        "past_key_values.0.key",
-        "past_key_values.0.value",
-        "past_key_values.1.key",
-        "past_key_values.1.value",
-    ]
-    assert [o.name for o in graph.output] == [
-        "logits",
-        "present.0.key",
-        "present.0.value",
-        "present.1.key",
-        "present.1.value",
-    ]
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *CACHE_NAMES]
+    assert [o.name for o in graph.output] == ["logits", *PRESENT_NAMES]
+    operators = [(node.domain, node.op_type) for node in graph.node]
+    assert operators.count(("com.microsoft", "GroupQueryAttention")) == 2  # one fused attention per layer
+    assert ("", "Softmax") not in operators
+    for name in (*CACHE_NAMES, *PRESENT_NAMES):  # past and present: one buffer shape, so they can be one buffer
+        value = next(v for v in [*graph.input, *graph.output] if v.name == name)
+        assert [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim][2] == "capacity"
     assert manifest["export"]["parity_max_abs_diff"]["decoder"] <= 1e-4
     metadata = {p.key: p.value for p in onnx.load(str(text_exports["lstm"] / "recurrent.onnx")).metadata_props}
     assert metadata["genloom.driver"] == "text-recurrent" and metadata["genloom.tokenizer"] == "tokenizer.json"
+
+
+def test_the_portable_gpt_export_has_only_standard_operators_and_decodes_the_same_tokens(
+    text_models: dict[str, Path], text_exports: dict[str, Path], portable_gpt: Path
+) -> None:
+    import onnx
+
+    manifest = json.loads((portable_gpt / "manifest.json").read_text())
+    assert "cache" not in manifest["export"]["driver_options"]
+    assert set(manifest["files"]) == {"decoder.onnx", "tokenizer.json"}
+    graph = onnx.load(str(portable_gpt / "decoder.onnx")).graph
+    assert {node.domain for node in graph.node} <= {"", "ai.onnx"}
+    request = {"prompt": ["The", "A much longer prompt than that", ""], "max_new_tokens": 12}
+    want = genloom.load(text_models["gpt"]).generate(**request).tokens
+    assert genloom.load(portable_gpt, providers="cpu").generate(**request).tokens == want
+    assert genloom.load(text_exports["gpt"], providers="cpu").generate(**request).tokens == want
 
 
 @pytest.mark.parametrize("name", ["gpt", "lstm"])
@@ -162,20 +189,27 @@ def test_the_runtime_decodes_the_same_tokens_as_torch(
     assert "".join(onnx_model.stream(**single)) == torch_model.generate(**single).text
 
 
-def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(
-    exported: dict[str, Path], text_exports: dict[str, Path], text_models: dict[str, Path], tmp_path: Path
+def test_every_traced_builtin_graph_is_written_by_the_torch_export_based_exporter(
+    exported: dict[str, Path],
+    text_exports: dict[str, Path],
+    portable_gpt: Path,
+    text_models: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
-    for export in [*exported.values(), *text_exports.values()]:
+    traced = [*exported.values(), text_exports["lstm"], portable_gpt]
+    for export in traced:
         graphs = json.loads((export / "manifest.json").read_text())["export"]["graphs"]
         assert [(g["exporter"], g.get("fallback_reason")) for g in graphs] == [("torch.export", None)] * len(graphs), (
             export.name
         )
-    # The compact GPT graph the benchmarks describe:
+    # The compact portable GPT graph the benchmarks describe:
     # a third of what the TorchScript exporter writes for the same module.
     import onnx
     import torch
 
-    graph = genloom.load(text_models["gpt"]).generator.export_spec().graphs[0]
+    spec = genloom.load(text_models["gpt"]).generator.export_spec().portable
+    assert spec is not None
+    graph = spec.graphs[0]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notes on tracing
         torch.onnx.export(
@@ -189,8 +223,10 @@ def test_every_builtin_graph_is_written_by_the_torch_export_based_exporter(
             dynamic_axes=graph.dynamic_axes,
         )
     torchscript_nodes = len(onnx.load(str(tmp_path / "torchscript.onnx")).graph.node)
-    exported_nodes = len(onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph.node)
+    exported_nodes = len(onnx.load(str(portable_gpt / "decoder.onnx")).graph.node)
     assert exported_nodes < 0.5 * torchscript_nodes, (exported_nodes, torchscript_nodes)
+    fused_nodes = len(onnx.load(str(text_exports["gpt"] / "decoder.onnx")).graph.node)
+    assert fused_nodes < 0.6 * exported_nodes, (fused_nodes, exported_nodes)
 
 
 def test_a_graph_from_another_export_is_refused_naming_what_the_driver_needs(
@@ -230,8 +266,8 @@ def test_a_graph_from_another_export_is_refused_naming_what_the_driver_needs(
         genloom.load(lstm_with_gpt, providers="cpu")
 
 
-def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Path]) -> None:
-    model = genloom.load(text_exports["gpt"], providers="cpu")
+def test_each_new_token_is_one_run_over_one_position_of_the_portable_graph(portable_gpt: Path) -> None:
+    model = genloom.load(portable_gpt, providers="cpu")
     runs: list[dict[str, tuple[int, ...]]] = []
     session = model.onnx
 
@@ -251,6 +287,54 @@ def test_each_new_token_is_one_run_over_one_position(text_exports: dict[str, Pat
         (1, prompt_length + i) for i in range(len(runs) - 1)
     ]
     assert len(runs) == steps  # one run per generated token, none wasted
+
+
+def test_the_fused_graph_decodes_in_one_buffer_that_no_step_reallocates(text_exports: dict[str, Path]) -> None:
+    model = genloom.load(text_exports["gpt"], providers="cpu")
+    session = model.onnx
+    runs: list[tuple[tuple[int, ...], list[int]]] = []  # per run: the logits' shape, the presents' addresses
+
+    class RecordingSession:
+        def __getattr__(self, name: str) -> object:
+            return getattr(session, name)
+
+        def run_with_iobinding(self, binding: Any) -> None:
+            session.run_with_iobinding(binding)
+            logits, *presents = binding.get_outputs()
+            runs.append((tuple(logits.shape()), [present.data_ptr() for present in presents]))
+
+    model.onnx = RecordingSession()
+    request = {"prompt": ["The", "Three more words"], "max_new_tokens": 6, "min_new_tokens": 6}
+    tokens = model.generate(**request).tokens
+    assert len(runs) == 6  # the prompt, then one run per new token after the first
+    assert len({tuple(addresses) for _, addresses in runs}) == 1  # the same buffers at every step
+    assert {shape[:2] for shape, _ in runs[1:]} == {(2, 1)}  # one position per step
+    assert tokens == genloom.load(text_exports["gpt"], providers="cpu").generate(**request).tokens
+
+
+def test_onnx_runtime_genai_generates_the_same_greedy_tokens_from_the_export_folder(
+    text_exports: dict[str, Path],
+) -> None:
+    import onnxruntime_genai as og
+
+    export = text_exports["gpt"]
+    model = genloom.load(export, providers="cpu")
+    genai = og.Model(str(export))
+    tokenizer = og.Tokenizer(genai)
+    for prompt in ("The", "Return the value of"):
+        ids = [model.tokenizer.end_of_text, *model.tokenizer.encode(prompt)]
+        assert list(tokenizer.encode(prompt)) == ids[1:]  # GenAI reads the export's tokenizer as it is
+        new = 12
+        params = og.GeneratorParams(genai)
+        params.set_search_options(max_length=len(ids) + new, min_length=len(ids) + new, do_sample=False)
+        generator = og.Generator(genai, params)
+        generator.append_tokens(ids)
+        while not generator.is_done():
+            generator.generate_next_token()
+        from_genai = [int(t) for t in generator.get_sequence(0)][len(ids) :]
+        result = model.generate(prompt=prompt, max_new_tokens=new, min_new_tokens=new)
+        assert from_genai == result.tokens[0]
+        assert tokenizer.decode(from_genai) == result.text
 
 
 @pytest.mark.skipif(cuda_usable(), reason="this machine has CUDA")
@@ -455,3 +539,62 @@ def test_a_small_text_export_decodes_on_one_thread_unless_the_user_says_otherwis
         .intra_op_num_threads
         == 2
     )
+
+
+def test_block_wise_variants_record_their_error_and_agreement_and_generate(
+    text_models: dict[str, Path], tmp_path: Path
+) -> None:
+    import onnx
+
+    out = tmp_path / "blocks"
+    done = run_cli("export", str(text_models["gpt"]), "--out", str(out), "--q8", "--q4")
+    assert done.returncode == 0, done.stderr
+    assert "q4: max |onnxruntime - torch|" in done.stdout and "of the variant checks equal to fp32" in done.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    fp32 = genloom.load(out, providers="cpu").generate(prompt="The", max_new_tokens=8)
+    for precision in ("q8", "q4"):
+        figures = manifest["export"]["variants"][precision]
+        assert 0 < figures["max_abs_diff"]["decoder"] < 1.0
+        assert 0.0 <= figures["agreement_with_fp32"] <= 1.0
+        assert figures["validation_perplexity"] > 1.0
+        graph = onnx.load(str(out / f"decoder.{precision}.onnx")).graph
+        quantized = [n for n in graph.node if n.op_type == "MatMulNBits"]
+        assert len(quantized) == 2 * 4 + 1  # every weight MatMul of the 2 layers, and the output head
+        assert {a.i for n in quantized for a in n.attribute if a.name == "bits"} == {int(precision[1:])}
+        result = genloom.load(out, providers="cpu", precision=precision).generate(prompt="The", max_new_tokens=8)
+        assert len(result.tokens[0]) == len(fp32.tokens[0])
+    assert manifest["export"]["variants"]["q8"]["agreement_with_fp32"] == 1.0  # 8 bits: the tiny model's tokens hold
+
+
+def test_a_block_size_that_is_not_a_power_of_two_is_refused_before_the_export(
+    text_models: dict[str, Path], tmp_path: Path
+) -> None:
+    done = run_cli("export", str(text_models["gpt"]), "--out", str(tmp_path / "x"), "--q8", "--option", "block_size=24")
+    assert_one_line_error(done, "block_size: 24 is not a power of two from 16")
+    assert not (tmp_path / "x").exists()
+
+
+FP16_FLIP_EPSILON = 0.05
+"""Where fp32's top-two logit gap is under this, half precision may pick the other token (a flip, counted)."""
+
+
+@pytest.mark.skipif(not cuda_usable(), reason="needs an NVIDIA GPU with CUDA libraries")
+def test_the_fused_fp16_graph_decodes_with_its_in_place_cache_on_cuda(
+    text_models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "fp16"
+    genloom.plugins.get_registry().exporter("onnx").value.export(text_models["gpt"], out, fp16=True)
+    on_cuda = genloom.load(out, providers="cuda", precision="fp16")
+    assert on_cuda.provider == "cuda"
+    request = {"prompt": ["The", "A much longer prompt than that"], "max_new_tokens": 12, "min_new_tokens": 12}
+    tokens = on_cuda.generate(**request).tokens
+    assert [len(row) for row in tokens] == [12, 12]
+    fp32 = genloom.load(out, providers="cpu")
+    sequence = np.array([[fp32.tokenizer.end_of_text, *fp32.tokenizer.encode("The"), *tokens[0][:-1]]])
+    want = fp32.session().start(sequence, np.ones_like(sequence), every_position=True)[0]
+    got = on_cuda.session().start(sequence, np.ones_like(sequence), every_position=True)[0]
+    top_two = np.sort(want, axis=-1)[:, -2:]
+    differ = want.argmax(-1) != got.argmax(-1)
+    close = top_two[:, 1] - top_two[:, 0] < FP16_FLIP_EPSILON
+    assert not (differ & ~close).any(), f"{int((differ & ~close).sum())} tokens differ where fp32 is sure"
+    print(f"fp16 on CUDA: {int((differ & close).sum())} flips in {len(differ)} positions")

@@ -260,52 +260,14 @@ class GPTGenerator(LanguageModel):
         return self._built_network(GPT)
 
     def export_spec(self) -> genloom.ExportSpec:
-        """One ``decoder`` graph with past/present KV tensors (optimum's names); one new token costs one run over
-        one position."""
-        import torch
+        """One ``decoder`` graph on ONNX Runtime's fused attention with an in-place KV cache (one new token costs
+        one run over one position, copying nothing that grows with the text), the ONNX Runtime GenAI package
+        files, and the portable graph of standard operators beside it (see ``genloom_text.decoder_export``)."""
+        from genloom_text.decoder_export import fused_decoder
 
-        from genloom_text.gpt import DecoderGraph
-
-        layers, heads, head_dim = self.config.layers, self.config.heads, self.config.width // self.config.heads
-        cache = [
-            f"{kind}.{i}.{part}"
-            for kind in ("past_key_values", "present")
-            for i in range(layers)
-            for part in ("key", "value")
-        ]
-        past_names, present_names = cache[: 2 * layers], cache[2 * layers :]
-        total = "past_sequence_length + sequence_length"
-        axes = {
-            "input_ids": {0: "batch_size", 1: "sequence_length"},
-            "attention_mask": {0: "batch_size", 1: total},
-            "logits": {0: "batch_size", 1: "sequence_length"},
-            **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
-            **{n: {0: "batch_size", 2: total} for n in present_names},
-        }
-        vocab = self.facts["vocab_size"]
-
-        def sample_inputs(batch: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-            past, new = int(rng.integers(1, 6)), int(rng.integers(1, 4))
-            caches = [rng.standard_normal((batch, heads, past, head_dim), dtype=np.float32) for _ in past_names]
-            return (
-                rng.integers(0, vocab, (batch, new), dtype=np.int64),
-                np.ones((batch, past + new), np.int64),
-                *caches,
-            )
-
-        example = sample_inputs(2, np.random.default_rng(0))
-        graph = genloom.GraphSpec(
-            "decoder",
-            DecoderGraph(self._gpt()),
-            tuple(torch.from_numpy(x) for x in example),
-            ["input_ids", "attention_mask", *past_names],
-            ["logits", *present_names],
-            axes,
-            sample_inputs,
-        )
-        return genloom.ExportSpec(
-            "text-decoder", [graph], self._driver_options(layers=layers, heads=heads, head_dim=head_dim)
-        )
+        heads = self.config.heads
+        options = self._driver_options(layers=self.config.layers, heads=heads, head_dim=self.config.width // heads)
+        return fused_decoder(self._gpt(), self.tokenizer, options)
 
 
 class LSTMGenerator(LanguageModel):

@@ -9,6 +9,7 @@ GPT-2 weights load into it with transposes only.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -111,6 +112,11 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):  # GPT-2's scaled init of the residual projections
                 nn.init.normal_(parameter, mean=0.0, std=0.02 / (2 * layers) ** 0.5)
 
+    @property
+    def blocks(self) -> list[Block]:
+        """The transformer blocks, typed (to a type checker an ``nn.ModuleList`` holds plain modules)."""
+        return [cast(Block, block) for block in self.h]
+
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -172,3 +178,50 @@ class DecoderGraph(nn.Module):
         past = [(past_flat[i], past_flat[i + 1]) for i in range(0, len(past_flat), 2)]
         logits, presents = self.gpt(input_ids, past, attention_mask)
         return (logits, *[tensor for pair in presents for tensor in pair])
+
+
+class InPlaceDecoderGraph(DecoderGraph):
+    """What the fused decoder graph computes (``genloom_text.onnx_graph``), in torch: the parity gate's reference.
+
+    Same names as :class:`DecoderGraph`, but the cache is a fixed-capacity buffer per
+    layer, ``(B, heads, capacity, head_dim)``, that a step writes into instead of
+    extending, with ONNX Runtime's ``GroupQueryAttention`` layout: each row's tokens
+    sit from position 0 (prompts are padded on the right), and ``attention_mask``
+    ``(B, L)`` holds each row's length (its sum, new tokens included) and the
+    longest one (``L``). A prompt (``T == L``) writes positions ``0..T-1``; a step
+    after it writes row ``b``'s ``T`` new keys and values just before its length.
+    Outputs the logits of every position and the buffers with the new entries; a
+    buffer's positions after them come out zero when past and present are separate
+    tensors (as here), and as they were when they are one buffer (as the runtime binds them).
+    """
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past_flat: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        gpt, (batch, length) = self.gpt, input_ids.shape
+        lengths = attention_mask.sum(-1)
+        prompt = length == attention_mask.shape[1]
+        starts = torch.zeros_like(lengths) if prompt else lengths - length  # where each row's new tokens go
+        positions = starts[:, None] + torch.arange(length)
+        capacity = past_flat[0].shape[2]
+        keys = torch.arange(capacity)
+        visible = keys[None, None, :] <= positions[:, :, None]  # (B, T, capacity): causal within the row
+        kept = (keys[None, :] < starts[:, None])[:, None, :, None].to(past_flat[0].dtype)  # the past before them
+        x = gpt.wte(input_ids) + gpt.wpe(positions)
+        presents: list[torch.Tensor] = []
+        rows = torch.arange(batch)[:, None]
+        for index, block in enumerate(gpt.blocks):
+            attention = block.attn
+            width = x.shape[-1]
+            q, k, v = (
+                t.unflatten(-1, (attention.heads, width // attention.heads)).transpose(1, 2)
+                for t in attention.c_attn(block.ln_1(x)).split(width, dim=2)
+            )
+            key_cache, value_cache = past_flat[2 * index] * kept, past_flat[2 * index + 1] * kept
+            key_cache[rows, :, positions] = k.transpose(1, 2)
+            value_cache[rows, :, positions] = v.transpose(1, 2)
+            y = F.scaled_dot_product_attention(q, key_cache, value_cache, attn_mask=visible[:, None])
+            x = x + attention.c_proj(y.transpose(1, 2).flatten(2))
+            x = x + block.mlp(block.ln_2(x))
+            presents += [key_cache, value_cache]
+        return (gpt.lm_head(gpt.ln_f(x)), *presents)

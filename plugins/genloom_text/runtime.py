@@ -28,6 +28,9 @@ from genloom.textgen import generate, stream
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
 DECODER_OPTIONS = ("tokenizer", "heads", "head_dim", "layers", "context_length")
+IN_PLACE = "in-place"
+"""The ``cache`` driver option of a decoder graph whose past and present are one fixed-capacity buffer
+(``GroupQueryAttention``'s layout); without it, each step's present is the past extended by the new position."""
 RECURRENT_OPTIONS = ("tokenizer", "layers", "width")
 
 ONE_THREAD_BELOW_BYTES = 32 * 2**20
@@ -110,6 +113,8 @@ class OnnxTextModel(OnnxModel):
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
         self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
         self.output_names = [o.name for o in self.onnx.get_outputs()]
+        cache_inputs = self.onnx.get_inputs()[2:]
+        self.cache_dtype = np.float16 if cache_inputs and cache_inputs[0].type == "tensor(float16)" else np.float32
         self._require_io(graph.name)
 
     def _require_io(self, graph: str) -> None:
@@ -138,9 +143,11 @@ class OnnxTextModel(OnnxModel):
                 f"{needed}; the graph does not belong to this export: re-export the model"
             )
 
-    def session(self) -> DecoderRun | RecurrentRun:
+    def session(self) -> DecoderRun | InPlaceDecoderRun | RecurrentRun:
         """A decoding session for :mod:`genloom.textgen`."""
-        return DecoderRun(self) if self.driver == "text-decoder" else RecurrentRun(self)
+        if self.driver == "text-recurrent":
+            return RecurrentRun(self)
+        return InPlaceDecoderRun(self) if self.options.get("cache") == IN_PLACE else DecoderRun(self)
 
     def generate(self, **settings: Any) -> TextResult:
         """The same call as the torch path: ``generate(prompt="The", max_new_tokens=40, do_sample=True, seed=0)``."""
@@ -251,6 +258,98 @@ class DecoderRun:
         self.model.onnx.run_with_iobinding(binding)
         logits, *self.cache = binding.get_outputs()
         return logits.numpy()
+
+
+class InPlaceDecoderRun:
+    """The KV cache as one fixed-capacity buffer per past/present pair, written in place: nothing grows per token.
+
+    The buffers, ``(B, heads, context_length, head_dim)``, are allocated once per
+    generation and bound as both the past input and the present output, so
+    ``GroupQueryAttention`` writes each step's keys and values into them and copies
+    nothing. Every row keeps its own length (prompts are moved to the left of the
+    buffer, padded on the right), so rows can finish and leave, or, for a server,
+    join, at any step. The step's token ids, mask and logits live in arrays made at
+    the start and bound once, until the batch changes.
+    """
+
+    def __init__(self, model: OnnxTextModel) -> None:
+        self.model = model
+        self.device = "cuda" if model.provider == CUDA else "cpu"
+        self.lengths = np.zeros(0, np.int64)  # each row's tokens in the cache, the one being fed included
+        self.buffers: list[Any] = []  # one OrtValue per past/present pair
+        self.binding: Any = None
+
+    def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
+        """Run the prompts (left-padded in ``tokens``); the last real position's logits (all with
+        ``every_position``, for prompts without padding)."""
+        from onnxruntime import OrtValue
+
+        batch, length = tokens.shape
+        options = self.model.options
+        self.lengths = mask.sum(axis=1).astype(np.int64)
+        moved = np.zeros_like(tokens, dtype=np.int64)
+        for row, (prompt, used) in enumerate(zip(tokens, self.lengths, strict=True)):
+            moved[row, :used] = prompt[length - used :]
+        shape = (batch, options["heads"], options["context_length"], options["head_dim"])
+        self.buffers = [
+            OrtValue.ortvalue_from_numpy(np.zeros(shape, self.model.cache_dtype), self.device, 0)
+            for _ in self.model.cache_names
+        ]
+        self._bind()
+        right_mask = (np.arange(length)[None, :] < self.lengths[:, None]).astype(np.int64)
+        self.binding.bind_cpu_input("input_ids", moved)
+        self.binding.bind_cpu_input("attention_mask", right_mask)
+        self.model.onnx.run_with_iobinding(self.binding)
+        logits = self.binding.get_outputs()[0].numpy()
+        self._bind_step(batch)
+        return logits if every_position else logits[np.arange(batch), self.lengths - 1]
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        self.step_ids[:, 0] = tokens
+        self.step_mask[self.rows, self.lengths] = 1
+        self.lengths += 1
+        self.model.onnx.run_with_iobinding(self.binding)
+        return self.step_logits[:, 0]
+
+    def compact(self, rows: np.ndarray, columns: int) -> None:
+        """Keep the sequences ``rows`` (each keeps its own length, so no columns need dropping)."""
+        from onnxruntime import OrtValue
+
+        self.lengths = self.lengths[rows]
+        self.buffers = [
+            OrtValue.ortvalue_from_numpy(np.ascontiguousarray(buffer.numpy()[rows]), self.device, 0)
+            for buffer in self.buffers
+        ]
+        self._bind()
+        self._bind_step(len(rows))
+
+    def _bind(self) -> None:
+        """A binding with each buffer as both its past input and its present output; the logits bound first, so
+        that they are the first of its outputs."""
+        self.binding = self.model.onnx.io_binding()
+        self.binding.bind_output("logits", "cpu")
+        present_names = self.model.output_names[1:]
+        for past, present, buffer in zip(self.model.cache_names, present_names, self.buffers, strict=True):
+            self.binding.bind_ortvalue_input(past, buffer)
+            self.binding.bind_ortvalue_output(present, buffer)
+
+    def _bind_step(self, batch: int) -> None:
+        """The one-token step's ids, mask and logits arrays, bound once for every step until the batch changes.
+
+        The mask spans the whole buffer, ones up to each row's length: the graph reads
+        each row's length from it and, since it is longer than the new tokens, takes
+        the step for a continuation. So a step writes one mask entry per row and binds nothing.
+        """
+        vocab = int(self.model.manifest.facts["vocab_size"])
+        self.rows = np.arange(batch)
+        self.step_ids = np.zeros((batch, 1), np.int64)
+        self.step_logits = np.empty((batch, 1, vocab), np.float32)
+        self.step_mask = (np.arange(self.model.options["context_length"])[None, :] < self.lengths[:, None]).astype(
+            np.int64
+        )
+        for name, array in (("input_ids", self.step_ids), ("attention_mask", self.step_mask)):
+            self.binding.bind_input(name, "cpu", 0, np.int64, array.shape, array.ctypes.data)
+        self.binding.bind_output("logits", "cpu", 0, np.float32, self.step_logits.shape, self.step_logits.ctypes.data)
 
 
 class RecurrentRun:

@@ -61,8 +61,10 @@ class GraphRecord(StrictModel):
     variants: dict[str, str] = Field(
         default_factory=dict, description="Precision (fp16, int8) -> its ONNX file, among the files."
     )
-    exporter: Literal["torch.export", "torchscript"] | None = Field(
-        None, description="Which torch exporter wrote it (absent in exports made before genloom recorded it)."
+    exporter: Literal["torch.export", "torchscript", "plugin"] | None = Field(
+        None,
+        description="Which torch exporter wrote it, or 'plugin' for a graph the plugin wrote itself "
+        "(absent in exports made before genloom recorded it).",
     )
     fallback_reason: str | None = Field(
         None, description="Why the torch.export-based exporter could not, when TorchScript wrote it."
@@ -75,6 +77,11 @@ class VariantFigures(StrictModel):
     max_abs_diff: dict[str, float] = Field(description="Graph -> largest |ONNX Runtime - PyTorch| on random inputs.")
     validation_perplexity: float | None = Field(None, description="Text: validation perplexity in this precision.")
     validation_perplexity_fp32: float | None = Field(None, description="Text: the same in fp32, for comparison.")
+    agreement_with_fp32: float | None = Field(
+        None,
+        description="Share of the kind's variant checks whose results equal fp32's (text: prompts whose greedy "
+        "tokens are all the same).",
+    )
 
 
 class ExportSection(StrictModel):

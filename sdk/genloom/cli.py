@@ -385,6 +385,12 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
     "--int8", is_flag=True, help="Also write graphs with int8 weights (for the CPU), with their measured error."
 )
 @click.option(
+    "--q8",
+    is_flag=True,
+    help="Also write graphs with block-wise 8-bit weights (MatMulNBits, block 32), with their error and agreement.",
+)
+@click.option("--q4", is_flag=True, help="The same with 4-bit weights.")
+@click.option(
     "--option",
     "extra_options",
     multiple=True,
@@ -399,6 +405,8 @@ def export(
     exporter_name: str | None,
     fp16: bool,
     int8: bool,
+    q8: bool,
+    q4: bool,
     extra_options: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -411,7 +419,13 @@ def export(
 
     options = {
         name: value
-        for name, value in (("opset", opset), ("fp16", fp16 or None), ("int8", int8 or None))
+        for name, value in (
+            ("opset", opset),
+            ("fp16", fp16 or None),
+            ("int8", int8 or None),
+            ("q8", q8 or None),
+            ("q4", q4 or None),
+        )
         if value is not None
     }
     options.update(parse_overrides(extra_options))
@@ -441,7 +455,9 @@ def export(
             if perplexity
             else ""
         )
-        click.echo(f"{precision}: max |onnxruntime - torch| = {errors}{change}")
+        agreement = figures.agreement_with_fp32
+        same = f"; {agreement:.0%} of the variant checks equal to fp32" if agreement is not None else ""
+        click.echo(f"{precision}: max |onnxruntime - torch| = {errors}{change}{same}")
     click.echo(f"exported '{manifest.generator}' to {out} (driver {section.driver}, opset {section.opset})")
 
 

@@ -52,6 +52,10 @@ class GraphSpec:
     sample_inputs: Callable[[int, np.random.Generator], tuple[np.ndarray, ...]] | None = None
     """Fresh valid inputs at a given batch size for the parity check (token ids, masks, caches);
     by default floats are drawn at random and integer inputs as class labels."""
+    build: Callable[[int], Any] | None = None
+    """``build(opset)`` -> the graph as an ``onnx.ModelProto``, written by the plugin instead of traced (for
+    operators torch.onnx cannot write, such as ONNX Runtime's fused attention); ``module`` stays the reference
+    that the exporter's parity gate runs beside it."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class ExportSpec:
     """The graphs; the first is the one that generates."""
     driver_options: dict[str, Any] = field(default_factory=dict)
     """JSON-able settings for the driver (e.g. context length, cache layout); stored in the export's manifest."""
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Files to write beside the graphs, listed and hashed like them (e.g. another runtime's configuration)."""
+    portable: ExportSpec | None = None
+    """The same model in standard ONNX operators only, for runtimes without ONNX Runtime's contrib operators
+    (``genloom export --option portable=true``); None when this description is portable already."""
 
 
 @runtime_checkable

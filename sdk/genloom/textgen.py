@@ -148,13 +148,7 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
     generated: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))  # the sequence in each of the session's rows
     while True:
-        chosen = np.array(
-            [
-                _step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
-                for slot, row in enumerate(active)
-            ],
-            np.int64,
-        )
+        chosen = _step_all(model, settings, logits, active, prompts, generated, rngs)
         going = [
             slot
             for slot, row in enumerate(active)
@@ -171,6 +165,35 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
             cache_length, active, chosen = needed, [active[slot] for slot in going], chosen[going]
         logits = session.advance(chosen)
         cache_length += 1
+
+
+def _step_all(
+    model: TextModel,
+    settings: TextSampling,
+    logits: np.ndarray,
+    active: list[int],
+    prompts: list[list[int]],
+    generated: list[list[int]],
+    rngs: list[np.random.Generator],
+) -> np.ndarray:
+    """Every active sequence's next token (``logits`` row ``slot`` is sequence ``active[slot]``'s), appended to its
+    ``generated`` unless it is end of text. Plain greedy decoding picks them all in one argmax."""
+    if settings.do_sample or settings.repetition_penalty != 1.0:
+        return np.array(
+            [
+                _step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
+                for slot, row in enumerate(active)
+            ],
+            np.int64,
+        )
+    end = model.tokenizer.end_of_text
+    early = [slot for slot, row in enumerate(active) if len(generated[row]) < settings.min_new_tokens]
+    logits[early, end] = -np.inf
+    chosen: np.ndarray = logits.argmax(axis=1)
+    for slot, row in enumerate(active):
+        if chosen[slot] != end:
+            generated[row].append(int(chosen[slot]))
+    return chosen
 
 
 def _step(

@@ -19,6 +19,7 @@ from genloom.bench.images import ImageRow
 from genloom.bench.machine import Machine, describe_machine
 from genloom.bench.outputs import OutputRow, bench_outputs
 from genloom.bench.text import TextRow
+from genloom.contracts import Providers
 from genloom.install import require_training_install
 from genloom.plugins import get_registry
 from genloom.runtime.providers import CUDA, cuda_usable
@@ -89,32 +90,22 @@ def bench_artifact(
 
 
 def _variants(exporter: Any, for_kind: tuple[str, ...]) -> dict[str, bool]:
-    """The kind's CPU variants (int8 for text) and, on CUDA, fp16: as far as the exporter's options offer them."""
+    """The kind's CPU variants (int8 and q8 for text) and, on CUDA, fp16, as far as the exporter offers them."""
     wanted = [*for_kind, *(["fp16"] if cuda_usable() else [])]
     return {name: True for name in wanted if name in exporter.options}
 
 
 def _onnx_paths(onnx_model: Any, export_dir: Path, export: ExportSection) -> list[OnnxPath]:
-    """fp32 where the export loaded, int8 on the CPU, and fp16 on CUDA, as far as the export has them."""
+    """fp32 where the export loaded, each CPU variant (int8, q8, ...) on the CPU, and fp16 on CUDA, as far as the
+    export has them."""
     on_cpu = onnx_model.provider != CUDA
     graph = export.graphs[0]
     paths = [OnnxPath(f"onnxruntime fp32{'' if on_cpu else ' (CUDA)'}", onnx_model, on_cpu, export_dir / graph.file)]
-    if "int8" in graph.variants:
-        paths.append(
-            OnnxPath(
-                "onnxruntime int8",
-                genloom.load(export_dir, providers="cpu", precision="int8"),
-                True,
-                export_dir / graph.variants["int8"],
-            )
-        )
-    if "fp16" in graph.variants and not on_cpu:
-        paths.append(
-            OnnxPath(
-                "onnxruntime fp16 (CUDA)",
-                genloom.load(export_dir, providers="cuda", precision="fp16"),
-                False,
-                export_dir / graph.variants["fp16"],
-            )
-        )
+    for precision, file in graph.variants.items():
+        if precision == "fp16" and on_cpu:
+            continue
+        provider: Providers = "cuda" if precision == "fp16" else "cpu"
+        label = f"onnxruntime {precision}{' (CUDA)' if provider == 'cuda' else ''}"
+        model = genloom.load(export_dir, providers=provider, precision=precision)
+        paths.append(OnnxPath(label, model, provider == "cpu", export_dir / file))
     return paths

@@ -85,6 +85,9 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     """``evaluate(model, data, train, validation, samples=, seed=)``: the kind's own ``genloom eval`` figures (``data``
     the whole source, ``train``/``validation`` its fixed split; ``validation`` may be None), as fields of
     :class:`genloom.evaluation.EvalReport`; None when the kind offers only the generator's held-out figures."""
+    variant_check_settings: Mapping[str, object] | None = None
+    """Settings to compare each precision variant of an export with fp32 (what its ``agreement_with_fp32`` counts);
+    None where the kind records only the variants' error figures."""
     bench_variants: tuple[str, ...] = ()
     """Precision variants ``genloom bench`` exports and times besides fp32 on the CPU (``int8``); fp16 is added on
     CUDA."""

@@ -75,11 +75,16 @@ TEXT = DataKind(
     compare=compare,
     to_json=to_json,
     check_settings={"prompt": ["The", "A somewhat longer prompt"], "max_new_tokens": 8},
+    variant_check_settings={
+        "prompt": ["The", "def f(x):", "Return the value of", "A list of", "import"],
+        "max_new_tokens": 64,
+        "min_new_tokens": 64,
+    },
     description="UTF-8 text; prompts in, texts out (stdout)",
     sample_suffix=".txt",
     training_samples={"prompt": "", "max_new_tokens": 64, "do_sample": True, "top_k": 40, "num_return_sequences": 3},
     count_field="num_return_sequences",
     evaluate=evaluate,
     bench=bench,
-    bench_variants=("int8",),
+    bench_variants=("int8", "q8"),
 )
