@@ -53,7 +53,11 @@ def machine() -> Machine:
     ("name", "rows", "paths"),
     [
         ("cgan", "images", {"torch eager (bare module)", "onnxruntime fp32"}),
-        ("gpt", "text", {"transformers generate", "genloom torch", "onnxruntime fp32", "onnxruntime int8"}),
+        (
+            "gpt",
+            "text",
+            {"transformers generate", "genloom torch", "onnxruntime fp32", "onnxruntime int8", "onnxruntime q8"},
+        ),
     ],
 )
 def test_bench_measures_every_path_and_writes_every_figure(
@@ -120,7 +124,12 @@ def test_without_transformers_the_text_peer_is_unavailable_and_no_row_has_a_rati
 ) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers raises ImportError
     report = bench_artifact(models["gpt"], repeats=1, tokens=2, machine=machine, batches=(1,))
-    assert {row.path for row in report.text} == {"genloom torch", "onnxruntime fp32", "onnxruntime int8"}
+    assert {row.path for row in report.text} == {
+        "genloom torch",
+        "onnxruntime fp32",
+        "onnxruntime int8",
+        "onnxruntime q8",
+    }
     assert all(row.ratio_to_peer is None for row in report.text)
     assert (
         len(report.peer_unavailable) == 1
@@ -192,6 +201,7 @@ def test_on_a_gpu_bench_adds_fp16_rows_on_cuda(models: dict[str, Path]) -> None:
                 "genloom torch",
                 "onnxruntime fp32 (CUDA)",
                 "onnxruntime int8",
+                "onnxruntime q8",
                 "onnxruntime fp16 (CUDA)",
             },
         ),

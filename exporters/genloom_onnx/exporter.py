@@ -1,8 +1,9 @@
 """Torch generator -> ONNX export directory, with its parity against PyTorch measured, not assumed.
 
-Each graph of the generator's :class:`genloom.ExportSpec` is exported with a
-dynamic batch (by the torch.export-based exporter; the TorchScript one where it
-cannot, with the reason recorded), checked with ``onnx.checker``, stamped with the
+Each graph of the generator's :class:`genloom.ExportSpec` is written with a
+dynamic batch (by the plugin where it builds the graph itself; else by the
+torch.export-based exporter, the TorchScript one where it cannot, with the reason
+recorded), checked with ``onnx.checker``, stamped with the
 essential manifest fields in its metadata, and run with ONNX Runtime on seeded
 random inputs at batch 1 and 3 beside PyTorch. Differences above
 ``FP32_TOLERANCE`` fail the export with the figures, and nothing is written. The
@@ -58,6 +59,8 @@ BLOCK_BITS = {"q8": 8, "q4": 4}
 DEFAULT_BLOCK_SIZE = 32
 """Weights per scale in the block-wise variants: llama.cpp's q8_0 and q4_0 block."""
 BLOCK_ACCURACY_LEVEL = 4
+"""``MatMulNBits`` computes with int8 activations: the CPU's fast kernels (weights stay per-block; fp32 compute
+measured 35x slower at GPT-2 small's shape)."""
 NO_HALF_PRECISION = {"LSTM", "GRU", "RNN"}
 """Operators whose half-precision sessions ONNX Runtime cannot run (measured: the LSTM crashes on creation)."""
 EXTERNAL_DATA_ABOVE_BYTES = 2**31 - 2**26
@@ -71,12 +74,12 @@ class ParityError(GenloomError):
 
 
 class OnnxExporter:
-    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=20, fp16=False, int8=False)`` writes a genloom
-    export directory (:class:`genloom.contracts.Exporter` with ``produces`` = ``"export"``)."""
+    """The ``onnx`` exporter: ``export(model_dir, out_dir, opset=20, *, fp16, int8, q8, q4, block_size, portable)``
+    writes a genloom export directory (:class:`genloom.contracts.Exporter` with ``produces`` = ``"export"``)."""
 
     name = "onnx"
     produces = EXPORT_DIRECTORY
-    description = "torch -> ONNX graphs, parity-checked against PyTorch; fp16 and int8 variants"
+    description = "torch -> ONNX graphs, parity-checked against PyTorch; fp16, int8 and block-wise q8/q4 variants"
     options = ("opset", "fp16", "int8", "q8", "q4", "block_size", "portable")
 
     def export(
@@ -108,6 +111,8 @@ class OnnxExporter:
         check_output_directory(out, "--out", empty=True)
         if not 17 <= opset <= 22:
             raise ConfigError(f"opset: {opset} is not supported; use 17 to 22 (default {DEFAULT_OPSET})")
+        if isinstance(block_size, bool) or not isinstance(block_size, int):
+            raise ConfigError(f"block_size: {block_size!r} is not an integer; use 32 (the default) or 128")
         if block_size < 16 or block_size & (block_size - 1):
             raise ConfigError(f"block_size: {block_size} is not a power of two from 16; use 32 (the default) or 128")
         manifest = read_manifest(source)
@@ -188,7 +193,7 @@ def _export_graphs(
     stamp: dict[str, str],
     precisions: list[str],
     classes: int,
-    block_size: int = 32,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Export, stamp and parity-check every graph (and its variants) in ``scratch``, which is removed after;
     the files' bytes by name, and the export section's ``graphs``, ``parity_max_abs_diff`` and ``variants``."""
@@ -495,7 +500,7 @@ def _random_inputs(graph: genloom.GraphSpec, batch: int, rng: np.random.Generato
     return inputs
 
 
-def _make_variant(path: Path, precision: str, block_size: int = 32) -> Path:
+def _make_variant(path: Path, precision: str, block_size: int = DEFAULT_BLOCK_SIZE) -> Path:
     """``NAME.fp16.onnx`` (half precision inside, fp32 inputs and outputs), ``NAME.int8.onnx`` (int8 weights,
     one scale per tensor) or ``NAME.q8.onnx`` / ``NAME.q4.onnx`` (8- or 4-bit weights, one scale per block)."""
     import onnx
@@ -515,7 +520,9 @@ def _make_variant(path: Path, precision: str, block_size: int = 32) -> Path:
                         f"--fp16: ONNX Runtime cannot run this graph's {', '.join(recurrent)} in half precision "
                         "(its session crashes); export it in fp32, with --int8 if you want smaller weights"
                     )
-                _save(convert_float_to_float16(model, keep_io_types=True), variant)
+                single = [value.name for value in [*model.graph.input, *model.graph.output]]
+                single = [name for name in single if name not in _state_names(model)]
+                _save(convert_float_to_float16(model, keep_io_types=single), variant)
             elif precision in BLOCK_BITS:
                 _save(_block_quantized(onnx.load(str(path)), BLOCK_BITS[precision], block_size), variant)
             else:
@@ -545,6 +552,24 @@ def _make_variant(path: Path, precision: str, block_size: int = 32) -> Path:
     return variant
 
 
+def _state_names(model: Any) -> set[str]:
+    """The inputs and outputs that carry state from one run to the next: float inputs and outputs whose declared
+    shapes, symbolic axes included, an output and an input share (a fixed-capacity KV cache's past and present). A
+    half-precision variant keeps them in half precision, so that a runtime can bind one buffer as both."""
+    from onnx import TensorProto
+
+    def shapes(values: Any) -> dict[str, tuple[object, ...]]:
+        return {
+            value.name: tuple(d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim)
+            for value in values
+            if value.type.tensor_type.elem_type == TensorProto.FLOAT
+        }
+
+    inputs, outputs = shapes(model.graph.input), shapes(model.graph.output)
+    shared = set(inputs.values()) & set(outputs.values())
+    return {name for name, shape in [*inputs.items(), *outputs.items()] if shape in shared}
+
+
 def _block_quantized(model: Any, bits: int, block_size: int) -> Any:
     """Every MatMul with a constant weight as ONNX Runtime's ``MatMulNBits``: symmetric ``bits``-bit weights with one
     scale per ``block_size`` inputs, computed with int8 activations (``accuracy_level`` 4, the CPU's fast path:
@@ -555,7 +580,12 @@ def _block_quantized(model: Any, bits: int, block_size: int) -> Any:
         model, bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=BLOCK_ACCURACY_LEVEL
     )
     quantizer.process()
-    return quantizer.model.model
+    quantized = quantizer.model.model
+    if not any(node.op_type == "MatMulNBits" for node in quantized.graph.node):
+        raise ConfigError(
+            f"--q{bits}: the graph has no MatMul with a constant weight to quantize block-wise; use --int8 instead"
+        )
+    return quantized
 
 
 def _record_agreement(kind: Any, staging: Path, export: dict[str, Any]) -> None:
@@ -565,7 +595,14 @@ def _record_agreement(kind: Any, staging: Path, export: dict[str, Any]) -> None:
         return
     fp32 = _open_staged(staging).generate(**kind.variant_check_settings)
     for precision, figures in export["variants"].items():
-        result = _open_staged(staging, precision).generate(**kind.variant_check_settings)
+        try:
+            result = _open_staged(staging, precision).generate(**kind.variant_check_settings)
+        except GenloomError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own errors: name the variant, say what to drop
+            raise ParityError(
+                f"the {precision} variant cannot generate on the CPU ({_one_line(exc)}); export without --{precision}"
+            ) from None
         figures["agreement_with_fp32"] = 1.0 - kind.compare(fp32, result)
 
 
@@ -622,7 +659,12 @@ def _max_difference(graph: genloom.GraphSpec, path: Path, classes: int) -> float
         with torch.no_grad():
             expected = graph.module(*(torch.from_numpy(x) for x in inputs))
         expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
-        actual = session.run(graph.output_names, dict(zip(graph.input_names, inputs, strict=True)))
+        types = {value.name: value.type for value in session.get_inputs()}
+        feeds = {
+            name: array.astype(np.float16) if types[name] == "tensor(float16)" else array
+            for name, array in zip(graph.input_names, inputs, strict=True)
+        }
+        actual = session.run(graph.output_names, feeds)
         for name, want, got in zip(graph.output_names, expected, actual, strict=True):
             if got.shape != tuple(want.shape):
                 raise ParityError(

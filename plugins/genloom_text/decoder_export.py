@@ -61,7 +61,7 @@ def fused_decoder(gpt: GPT, tokenizer: Tokenizer, options: dict[str, Any]) -> ge
             buffers = [np.zeros(shape, np.float32) for _ in past_names]
             return (rng.integers(0, vocab, (1, length), dtype=np.int64), np.ones((1, length), np.int64), *buffers)
         lengths = rng.integers(2, capacity + 1, batch)
-        mask = (np.arange(lengths.max())[None, :] < lengths[:, None]).astype(np.int64)
+        mask = (np.arange(capacity)[None, :] < lengths[:, None]).astype(np.int64)  # as wide as the runtime's
         buffers = [rng.standard_normal(shape, dtype=np.float32) for _ in past_names]
         return (rng.integers(0, vocab, (batch, 1), dtype=np.int64), mask, *buffers)
 

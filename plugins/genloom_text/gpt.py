@@ -187,8 +187,9 @@ class InPlaceDecoderGraph(DecoderGraph):
     layer, ``(B, heads, capacity, head_dim)``, that a step writes into instead of
     extending, with ONNX Runtime's ``GroupQueryAttention`` layout: each row's tokens
     sit from position 0 (prompts are padded on the right), and ``attention_mask``
-    ``(B, L)`` holds each row's length (its sum, new tokens included) and the
-    longest one (``L``). A prompt (``T == L``) writes positions ``0..T-1``; a step
+    ``(B, L)`` holds each row's length (its sum, new tokens included); its width ``L``
+    is at least every row's length (the runtime gives the buffer's capacity). A prompt
+    (``T == L``) writes positions ``0..T-1``; a step
     after it writes row ``b``'s ``T`` new keys and values just before its length.
     Outputs the logits of every position and the buffers with the new entries; a
     buffer's positions after them come out zero when past and present are separate

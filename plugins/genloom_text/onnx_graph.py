@@ -71,10 +71,10 @@ def build_decoder_graph(gpt: GPT, opset: int, past_names: list[str], present_nam
     # Each row's length and where its new tokens go: GroupQueryAttention's seqlens_k and total_sequence_length.
     lengths = graph.one("ReduceSum", ["attention_mask", axis_1], keepdims=0)
     seqlens_k = graph.one("Cast", [graph.one("Sub", [lengths, one])], to=TensorProto.INT32)
-    longest = graph.one("Gather", [graph.one("Shape", ["attention_mask"]), one], axis=0)
-    total_length = graph.one("Cast", [longest], to=TensorProto.INT32)
+    mask_width = graph.one("Gather", [graph.one("Shape", ["attention_mask"]), one], axis=0)
+    total_length = graph.one("Cast", [mask_width], to=TensorProto.INT32)
     new = graph.one("Gather", [graph.one("Shape", ["input_ids"]), one], axis=0)
-    is_prompt = graph.one("Equal", [new, longest])
+    is_prompt = graph.one("Equal", [new, mask_width])
     starts = graph.one("Where", [is_prompt, zero, graph.one("Sub", [lengths, new])])
     positions = graph.one("Add", [graph.one("Unsqueeze", [starts, axis_1]), graph.one("Range", [zero, new, one])])
 

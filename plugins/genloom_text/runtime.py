@@ -1,16 +1,21 @@
 """The text plugin's runtime drivers: its exports run with ONNX Runtime through the same decoding loop
 (``genloom.textgen``) as the torch models. Imports no torch: this is what a runtime-only install runs.
 
-``text-decoder`` (the GPT): inputs ``input_ids`` ``(B, T)`` int64, ``attention_mask`` ``(B, past + T)`` int64, then
-one ``past_key_values.{i}.key``/``.value`` ``(B, heads, past, head_dim)`` float32 per layer; outputs ``logits``
-``(B, T, V)`` then one ``present.*`` tensor per past one. The prompt runs with zero-length past tensors; positions
-come from the mask. ``text-recurrent`` (the LSTM): inputs ``input_ids``, ``state.h``, ``state.c`` ``(layers, B,
-width)``; outputs ``logits`` and the two new states.
+``text-decoder`` (the GPT): inputs ``input_ids`` ``(B, T)`` int64, ``attention_mask`` int64, then one
+``past_key_values.{i}.key``/``.value`` per layer; outputs ``logits`` ``(B, T, V)`` then one ``present.*`` tensor per
+past one. With the ``cache`` option ``in-place`` (the fused graph) past and present are one fixed-capacity buffer
+``(B, heads, capacity, head_dim)`` per pair and the mask holds each row's length (``InPlaceDecoderRun``); without it
+(the portable graph) the mask is ``(B, past + T)``, the past ``(B, heads, past, head_dim)`` float32, the prompt runs
+with zero-length past tensors and positions come from the mask (``DecoderRun``).
+
+``text-recurrent`` (the LSTM): inputs ``input_ids``, ``state.h``, ``state.c`` ``(layers, B, width)``; outputs
+``logits`` and the two new states.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +121,18 @@ class OnnxTextModel(OnnxModel):
         cache_inputs = self.onnx.get_inputs()[2:]
         self.cache_dtype = np.float16 if cache_inputs and cache_inputs[0].type == "tensor(float16)" else np.float32
         self._require_io(graph.name)
+        cache = self.options.get("cache")
+        if cache not in (None, IN_PLACE):
+            raise ArtifactError(
+                f"driver option cache: {cache!r} is not a cache layout this genloom runs (only {IN_PLACE!r}); "
+                "upgrade genloom or re-export the model"
+            )
+        if cache == IN_PLACE and self.provider == CUDA and self.cache_dtype == np.float32:
+            print(
+                "genloom: warning: ONNX Runtime's CUDA GroupQueryAttention runs in half precision only, so this fp32 "
+                "graph's attention runs on the CPU; load precision='fp16' (genloom export --fp16) for CUDA",
+                file=sys.stderr,
+            )
 
     def _require_io(self, graph: str) -> None:
         """The graph has the inputs and outputs the decoding sessions feed and read, in their order."""
@@ -287,14 +304,25 @@ class InPlaceDecoderRun:
         batch, length = tokens.shape
         options = self.model.options
         self.lengths = mask.sum(axis=1).astype(np.int64)
+        if every_position and not mask.all():
+            raise ValueError("every_position=True takes prompts of one length (no padding)")
+        if not self.lengths.all():
+            raise ValueError("every prompt needs at least one token (the end-of-text token for an empty one)")
         moved = np.zeros_like(tokens, dtype=np.int64)
         for row, (prompt, used) in enumerate(zip(tokens, self.lengths, strict=True)):
             moved[row, :used] = prompt[length - used :]
         shape = (batch, options["heads"], options["context_length"], options["head_dim"])
-        self.buffers = [
-            OrtValue.ortvalue_from_numpy(np.zeros(shape, self.model.cache_dtype), self.device, 0)
-            for _ in self.model.cache_names
-        ]
+        # Attention reads no position at or after a row's length, so the buffers need no zeros (except on the CPU,
+        # where np.zeros costs nothing: the pages are mapped as they are first written).
+        if self.device == "cpu":
+            self.buffers = [
+                OrtValue.ortvalue_from_numpy(np.zeros(shape, self.model.cache_dtype)) for _ in self.model.cache_names
+            ]
+        else:
+            self.buffers = [
+                OrtValue.ortvalue_from_shape_and_type(shape, self.model.cache_dtype, self.device, 0)
+                for _ in self.model.cache_names
+            ]
         self._bind()
         right_mask = (np.arange(length)[None, :] < self.lengths[:, None]).astype(np.int64)
         self.binding.bind_cpu_input("input_ids", moved)

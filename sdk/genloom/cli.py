@@ -387,7 +387,8 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
 @click.option(
     "--q8",
     is_flag=True,
-    help="Also write graphs with block-wise 8-bit weights (MatMulNBits, block 32), with their error and agreement.",
+    help="Also write graphs with block-wise 8-bit weights (MatMulNBits; --option block_size=32), with their error "
+    "and agreement with fp32.",
 )
 @click.option("--q4", is_flag=True, help="The same with 4-bit weights.")
 @click.option(

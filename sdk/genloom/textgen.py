@@ -10,8 +10,9 @@ strings, end of text and streaming, lives here, so every backend samples the
 same tokens for the same seed.
 
 Every sequence gets its own budget, ``min(max_new_tokens, context_length -
-len(its prompt))``, as it would alone. The rows of a batch share one cache
-length, so a short prompt padded to a long one would reach the context early.
+len(its prompt))``, as it would alone. Where the rows of a batch share one cache
+length (a cache that grows by one column per step), a short prompt padded to a
+long one would reach the context early.
 Whenever rows finish, the loop compacts the session: the finished rows go, and
 so do the leading columns that are padding for every row left, so the longest
 row left fills the cache and, within its own budget, keeps it within the
