@@ -10,7 +10,7 @@ the portable one, block-wise quantization against fp32 and transformers, and the
    on the export folder as it is: its config's fixed seed and shared buffer) on the
    fused one. Every figure is the median of interleaved runs in this one process.
 2. A GPT of GPT-2 small's shape (random weights), exported fused with its ``q8`` and
-   ``q4`` variants and portable: 64 greedy tokens at batch 1 on 2 threads beside
+   ``q4`` variants (and the per-tensor ``int8`` one) and portable: 64 greedy tokens at batch 1 on 2 threads beside
    transformers ``generate`` (the yardstick, in the same run) and the machine's
    memory-bandwidth roof; the variants' agreement with fp32 as the export recorded it.
 3. One decoding step's time at position 50 and at position 900 of that GPT, on the
@@ -140,7 +140,8 @@ def demo_rows(model_dir: Path, out: Path, repeats: int) -> list[dict[str, Any]]:
 
 
 def gpt2_rows(model_dir: Path, fused: Path, repeats: int) -> list[dict[str, Any]]:
-    """Batch 1 on 2 threads: transformers, then genloom's fp32, q8 and q4, with their share of the bandwidth roof."""
+    """Batch 1 on 2 threads: transformers, then genloom's fp32, int8, q8 and q4, with their share of the bandwidth
+    roof."""
     from genloom_text.peer import transformers_decoder
 
     manifest = read_manifest(fused)
@@ -154,9 +155,8 @@ def gpt2_rows(model_dir: Path, fused: Path, repeats: int) -> list[dict[str, Any]
         int(manifest.facts["vocab_size"]),
     )
     threads = session_options(2)
-    models = {
-        p: genloom.load(fused, providers="cpu", session_options=threads, precision=p) for p in ("fp32", "q8", "q4")
-    }
+    precisions = ("fp32", "int8", "q8", "q4")
+    models = {p: genloom.load(fused, providers="cpu", session_options=threads, precision=p) for p in precisions}
     calls: dict[str, Callable[[], object]] = {"transformers": lambda: peer.decode(1, GPT2_TOKENS)}
     calls.update({f"genloom {p}": genloom_call(model, 1, GPT2_TOKENS) for p, model in models.items()})
     bandwidth = read_bandwidth(repeats)
@@ -236,7 +236,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     demo_gpt = demo_model(args.demo, args.out, "gpt", "pydoc", 200)
     gpt2 = gpt2_small(args.out)
-    gpt2_fused = export(gpt2, args.out / "gpt2-fused", q8=True, q4=True)
+    gpt2_fused = export(gpt2, args.out / "gpt2-fused", int8=True, q8=True, q4=True)
     gpt2_portable = export(gpt2, args.out / "gpt2-portable", portable=True)
 
     figures: dict[str, Any] = {"demo": demo_rows(demo_gpt, args.out, args.repeats)}

@@ -149,12 +149,15 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
     generated: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))  # the sequence in each of the session's rows
     while True:
-        chosen = _step_all(model, settings, logits, active, prompts, generated, rngs)
+        chosen = _step_all(model, settings, logits, active, prompts, generated, rngs, end)
+        picked = chosen.tolist()
         going = [
             slot
-            for slot, row in enumerate(active)
-            if chosen[slot] != end and not _finished(model, settings, generated[row], budgets[row])
+            for slot, (row, token) in enumerate(zip(active, picked, strict=True))
+            if token != end and len(generated[row]) < budgets[row]
         ]
+        if settings.stop:
+            going = [slot for slot in going if not _made_stop(model, settings.stop, generated[active[slot]])]
         yield generated
         if not going:
             return
@@ -176,9 +179,10 @@ def _step_all(
     prompts: list[list[int]],
     generated: list[list[int]],
     rngs: list[np.random.Generator],
+    end: int,
 ) -> np.ndarray:
     """Every active sequence's next token (``logits`` row ``slot`` is sequence ``active[slot]``'s), appended to its
-    ``generated`` unless it is end of text. Plain greedy decoding picks them all in one argmax."""
+    ``generated`` unless it is ``end`` (end of text). Plain greedy decoding picks them all in one argmax."""
     if settings.do_sample or settings.repetition_penalty != 1.0:
         return np.array(
             [
@@ -187,13 +191,13 @@ def _step_all(
             ],
             np.int64,
         )
-    end = model.tokenizer.end_of_text
     early = [slot for slot, row in enumerate(active) if len(generated[row]) < settings.min_new_tokens]
-    logits[early, end] = -np.inf
+    if early:
+        logits[early, end] = -np.inf
     chosen: np.ndarray = logits.argmax(axis=1)
-    for slot, row in enumerate(active):
-        if chosen[slot] != end:
-            generated[row].append(int(chosen[slot]))
+    for row, token in zip(active, chosen.tolist(), strict=True):
+        if token != end:
+            generated[row].append(token)
     return chosen
 
 
@@ -215,14 +219,10 @@ def _step(
     return token
 
 
-def _finished(model: TextModel, settings: TextSampling, generated: list[int], budget: int) -> bool:
-    """Whether a sequence that did not choose end of text is done: its budget spent, or a stop string made."""
-    if len(generated) >= budget:
-        return True
-    if not settings.stop:
-        return False
+def _made_stop(model: TextModel, stop: list[str], generated: list[int]) -> bool:
+    """Whether a sequence's text so far holds one of the stop strings (it is then done)."""
     text = model.tokenizer.decode(generated)
-    return any(stop in text for stop in settings.stop)
+    return any(string in text for string in stop)
 
 
 def _choose(logits: np.ndarray, history: list[int], settings: TextSampling, rng: np.random.Generator) -> int:
