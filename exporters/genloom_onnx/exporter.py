@@ -175,8 +175,7 @@ class OnnxExporter:
             )
             _check_end_to_end(torch_model, staging)
             if export["variants"]:
-                _record_perplexities(staging, manifest, export)
-                _record_agreement(torch_model.kind, staging, export)
+                _record_variant_figures(torch_model.kind, staging, manifest, export)
             written = written.model_copy(update={"export": ExportSection.model_validate(export)})
             atomic_write_text(staging / MANIFEST_FILE, written.model_dump_json(indent=2) + "\n")
             _publish(staging, out)
@@ -588,42 +587,43 @@ def _block_quantized(model: Any, bits: int, block_size: int) -> Any:
     return quantized
 
 
-def _record_agreement(kind: Any, staging: Path, export: dict[str, Any]) -> None:
-    """Add to ``export`` each variant's agreement with fp32 on the kind's variant checks (where it has them): the
-    share of results equal to fp32's, as the kind compares them."""
-    if kind.variant_check_settings is None:
-        return
-    fp32 = _open_staged(staging).generate(**kind.variant_check_settings)
+def _record_variant_figures(kind: Any, staging: Path, source: Manifest, export: dict[str, Any]) -> None:
+    """Add to each variant in ``export`` its agreement with fp32 on the kind's variant checks (where it has them:
+    the share of results equal to fp32's, as the kind compares them) and its validation perplexity beside fp32's, on
+    the held-out split of the data the model trained on (where that data is at hand and the model reports one).
+    Each precision's model is opened once."""
+    checks, validation = kind.variant_check_settings, _validation_split(source)
+    fp32 = _open_staged(staging)
+    fp32_result = fp32.generate(**checks) if checks is not None else None
+    fp32_perplexity = fp32.evaluate(validation).get("perplexity") if validation is not None else None
     for precision, figures in export["variants"].items():
+        variant = _open_staged(staging, precision)
+        if fp32_perplexity is not None:
+            figures["validation_perplexity"] = variant.evaluate(validation)["perplexity"]
+            figures["validation_perplexity_fp32"] = fp32_perplexity
+        if checks is None:
+            continue
         try:
-            result = _open_staged(staging, precision).generate(**kind.variant_check_settings)
+            result = variant.generate(**checks)
         except GenloomError:
             raise
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own errors: name the variant, say what to drop
             raise ParityError(
                 f"the {precision} variant cannot generate on the CPU ({_one_line(exc)}); export without --{precision}"
             ) from None
-        figures["agreement_with_fp32"] = 1.0 - kind.compare(fp32, result)
+        figures["agreement_with_fp32"] = 1.0 - kind.compare(fp32_result, result)
 
 
-def _record_perplexities(staging: Path, source: Manifest, export: dict[str, Any]) -> None:
-    """Add to ``export`` the validation perplexity of each precision, on the held-out split of the data the model
-    trained on (when that data is at hand and the export's model reports a perplexity)."""
+def _validation_split(source: Manifest) -> Any:
+    """The held-out split of the data the model trained on; None where it has none or the data is not here any more
+    (the error figures then stand alone)."""
     if source.training is None:
-        return
+        return None
     try:
         data = get_registry().open_data(source.training.data)
     except GenloomError:
-        return  # the training data is not here any more: the error figures stand alone
-    _, validation = data.split(float(source.config.get("validation_fraction", 0.1)))
-    if validation is None:
-        return
-    fp32 = _open_staged(staging).evaluate(validation).get("perplexity")
-    if fp32 is None:
-        return
-    for precision, figures in export["variants"].items():
-        figures["validation_perplexity"] = _open_staged(staging, precision).evaluate(validation)["perplexity"]
-        figures["validation_perplexity_fp32"] = fp32
+        return None
+    return data.split(float(source.config.get("validation_fraction", 0.1)))[1]
 
 
 def _check_parity(graph: genloom.GraphSpec, path: Path, classes: int) -> float:

@@ -27,14 +27,18 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(width, 3 * width, bias=bias)
         self.c_proj = nn.Linear(width, width, bias=bias)
 
-    def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Queries, keys and values of ``x`` ``(B, T, width)``, each ``(B, heads, T, head_dim)``."""
         width = x.shape[-1]
-        q, k, v = (
+        return tuple(
             t.unflatten(-1, (self.heads, width // self.heads)).transpose(1, 2)
             for t in self.c_attn(x).split(width, dim=2)
         )
+
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        q, k, v = self.project(x)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if torch.onnx.is_in_onnx_export():
@@ -213,11 +217,7 @@ class InPlaceDecoderGraph(DecoderGraph):
         rows = torch.arange(batch)[:, None]
         for index, block in enumerate(gpt.blocks):
             attention = block.attn
-            width = x.shape[-1]
-            q, k, v = (
-                t.unflatten(-1, (attention.heads, width // attention.heads)).transpose(1, 2)
-                for t in attention.c_attn(block.ln_1(x)).split(width, dim=2)
-            )
+            q, k, v = attention.project(block.ln_1(x))
             key_cache, value_cache = past_flat[2 * index] * kept, past_flat[2 * index + 1] * kept
             key_cache[rows, :, positions] = k.transpose(1, 2)
             value_cache[rows, :, positions] = v.transpose(1, 2)

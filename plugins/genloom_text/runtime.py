@@ -116,9 +116,9 @@ class OnnxTextModel(OnnxModel):
         self.tokenizer = Tokenizer.from_json(tokenizer.read_bytes(), where=str(tokenizer))
         self.context_length: int | None = self.options.get("context_length")
         self.prepend_end_of_text: bool = bool(self.options.get("prepend_end_of_text", True))
-        self.cache_names = [i.name for i in self.onnx.get_inputs()][2:] if self.driver == "text-decoder" else []
+        cache_inputs = self.onnx.get_inputs()[2:] if self.driver == "text-decoder" else []
+        self.cache_names = [i.name for i in cache_inputs]
         self.output_names = [o.name for o in self.onnx.get_outputs()]
-        cache_inputs = self.onnx.get_inputs()[2:]
         self.cache_dtype = np.float16 if cache_inputs and cache_inputs[0].type == "tensor(float16)" else np.float32
         self._require_io(graph.name)
         cache = self.options.get("cache")

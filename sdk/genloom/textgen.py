@@ -149,7 +149,7 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
     generated: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))  # the sequence in each of the session's rows
     while True:
-        chosen = _step_all(model, settings, logits, active, prompts, generated, rngs, end)
+        chosen = _step_all(settings, logits, active, prompts, generated, rngs, end)
         picked = chosen.tolist()
         going = [
             slot
@@ -172,7 +172,6 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
 
 
 def _step_all(
-    model: TextModel,
     settings: TextSampling,
     logits: np.ndarray,
     active: list[int],
@@ -186,7 +185,7 @@ def _step_all(
     if settings.do_sample or settings.repetition_penalty != 1.0:
         return np.array(
             [
-                _step(model, settings, logits[slot], prompts[row], generated[row], rngs[row])
+                _step(settings, logits[slot], prompts[row], generated[row], rngs[row], end)
                 for slot, row in enumerate(active)
             ],
             np.int64,
@@ -202,15 +201,14 @@ def _step_all(
 
 
 def _step(
-    model: TextModel,
     settings: TextSampling,
     logits: np.ndarray,
     prompt: list[int],
     generated: list[int],
     rng: np.random.Generator,
+    end: int,
 ) -> int:
-    """Choose one sequence's next token and append it to ``generated`` unless it is end of text."""
-    end = model.tokenizer.end_of_text
+    """Choose one sequence's next token and append it to ``generated`` unless it is ``end`` (end of text)."""
     if len(generated) < settings.min_new_tokens:
         logits[end] = -np.inf
     token = _choose(logits, prompt + generated, settings, rng)
