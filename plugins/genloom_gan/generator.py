@@ -105,7 +105,7 @@ class DCGAN(genloom.ImageGenerator):
         for images, labels in batch:
             real, labels = images * 2 - 1, labels if self.num_classes else None
             with torch.no_grad():
-                fake = generator(torch.randn(len(real), self.config.latent_dim), labels)
+                fake = generator(torch.randn(len(real), self.config.latent_dim, device=real.device), labels)
             d_loss = discriminator_loss(kind, discriminator(real, labels), discriminator(fake, labels))
             figures["d_loss"] = d_loss.item()
             if kind == "wgan-gp":
@@ -113,15 +113,15 @@ class DCGAN(genloom.ImageGenerator):
                 figures["gradient_penalty"] = penalty.item()
                 d_loss = d_loss + self.config.gp_weight * penalty
             optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_loss.backward()
-            optimizers["discriminator"].step()
+            self.backward(d_loss)
+            self.step(optimizers["discriminator"])
 
         # The generator update draws fresh noise for the classes of the last real batch.
-        fake = generator(torch.randn(len(real), self.config.latent_dim), labels)
+        fake = generator(torch.randn(len(real), self.config.latent_dim, device=real.device), labels)
         g_loss = generator_loss(kind, discriminator(fake, labels))
         optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        optimizers["generator"].step()
+        self.backward(g_loss)
+        self.step(optimizers["generator"])
         self._update_ema(step)
         return {**figures, "g_loss": g_loss.item()}
 

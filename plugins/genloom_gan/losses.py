@@ -28,7 +28,7 @@ def gradient_penalty(
     critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
 ) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al., 2017): (|grad critic(x)| - 1)^2 on random mixes of real and fake."""
-    mix = torch.rand(len(real), 1, 1, 1)
+    mix = torch.rand(len(real), 1, 1, 1, device=real.device)
     mixed = (mix * real + (1 - mix) * fake).requires_grad_(True)
     (gradients,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return ((gradients.flatten(1).norm(dim=1) - 1) ** 2).mean()

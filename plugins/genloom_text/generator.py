@@ -169,9 +169,10 @@ class LanguageModel(genloom.TextGenerator):
         logits, _ = self.network(inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)
+        self.unscale_gradients(optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip or float("inf"))
-        optimizer.step()
+        self.step(optimizer)
         return {"loss": loss.item(), "lr": rate, "grad_norm": norm.item()}
 
     def evaluate(self, data: Any) -> dict[str, float]:

@@ -88,8 +88,8 @@ class ConvVAE(genloom.ImageGenerator):
         beta = self.beta_at(step)
         loss = recon + beta * kl
         optimizers["vae"].zero_grad(set_to_none=True)
-        loss.backward()
-        optimizers["vae"].step()
+        self.backward(loss)
+        self.step(optimizers["vae"])
         return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
 
     def evaluate(self, data: Any) -> dict[str, float]:
@@ -159,7 +159,7 @@ class ConvVAE(genloom.ImageGenerator):
         import torch.nn.functional as F
 
         mean, log_variance = self.modules["encoder"](images, labels)
-        epsilon = torch.randn(mean.shape, generator=noise)
+        epsilon = torch.randn(mean.shape, generator=noise).to(mean.device)
         latents = mean + torch.exp(0.5 * log_variance) * epsilon
         logits = self.modules["decoder"](latents, labels)
         recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)

@@ -7,6 +7,7 @@ save, load and run models (which know no registry).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from genloom.errors import DataError, NotAvailableError
 from genloom.generator import AnyGenerator
 from genloom.install import require_training_install
 from genloom.model import LoadedModel, TorchModel
-from genloom.plugins import get_registry
+from genloom.plugins import Registration, get_registry
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -87,16 +88,46 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
+    device: str = "auto",
     **config: Any,
 ) -> Manifest:
     """Train the generator registered as ``generator`` on the ``data`` source into ``out``.
 
     Keyword arguments are config values, e.g. ``train("gan", "digits", "out", steps=500)``.
     A data source of another kind than the generator's is refused before any plugin code runs.
+    Training steps run on ``device``: ``"auto"`` (CUDA where torch sees a GPU), ``"cpu"`` or ``"cuda"``.
+    Run under ``torchrun``, every process calls this and they train one model together.
     """
+    registration = check_training(generator, data, out, resume=resume, device=device, **config)
+    generator_cls = registration.value
+    from genloom.training import train as run_training
+
+    registry = get_registry()
+    dataset = registry.open_data(data)
+    return run_training(
+        generator_cls,
+        dataset,
+        out,
+        config,
+        resume=resume,
+        progress=progress,
+        device=device,
+        plugin=registration.plugin,
+        plugin_version=registration.plugin_version,
+        kind=registry.kind(generator_cls.modality),
+    )
+
+
+def check_training(
+    generator: str, data: str, out: str | Path, *, resume: bool = False, device: str = "auto", **config: Any
+) -> Registration[type[AnyGenerator]]:
+    """What :func:`train` checks before any data is read: the generator and data source exist and match, ``out``
+    can take the run, the device exists and the config is valid (on top of the checkpoint's, with ``resume``).
+    Returns the generator's registration."""
     from genloom.fileio import check_output_directory
 
-    check_output_directory(Path(out), "--out", empty=False)  # before a data source is read
+    reads_out = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reads and writes --out
+    directory = check_output_directory(Path(out), "--out", empty=False) if reads_out else Path(out)
     registry = get_registry()
     registration = registry.generator(generator)
     generator_cls = registration.value
@@ -107,17 +138,13 @@ def train(
             f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)"
         )
     require_training_install(f"genloom train {generator}")
-    from genloom.training import train as run_training
+    from genloom.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from genloom.config import validate_model
+    from genloom.precision import check_precision, resolve_device
 
-    dataset = registry.open_data(data)
-    return run_training(
-        generator_cls,
-        dataset,
-        out,
-        config,
-        resume=resume,
-        progress=progress,
-        plugin=registration.plugin,
-        plugin_version=registration.plugin_version,
-        kind=registry.kind(generator_cls.modality),
-    )
+    checkpoint = load_checkpoint(directory / CHECKPOINT_FILE) if resume and reads_out else None
+    # another generator's checkpoint: the training loop says so, rather than its config's fields
+    saved = checkpoint.config if checkpoint is not None and checkpoint.generator == generator_cls.name else {}
+    checked = validate_model(generator_cls.Config, {**saved, **config}, what=f"config of '{generator}'")
+    check_precision(checked.precision, resolve_device(device))
+    return registration

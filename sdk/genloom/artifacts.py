@@ -49,6 +49,12 @@ class TrainingSummary(StrictModel):
         default_factory=dict, description="Last logged losses and evaluation figures."
     )
     resumed: int = Field(0, ge=0, description="How many times the run was resumed from a checkpoint.")
+    world_size: int = Field(1, ge=1, description="Processes that trained it together (torchrun's world size).")
+    device: str = Field("cpu", description="The device type its training steps ran on: cpu or cuda.")
+    precision: str = Field("fp32", description="The arithmetic of its training steps: fp32, bf16 or fp16.")
+    samples_per_second: float | None = Field(
+        None, ge=0, description="Training examples per second over all processes, in the run's last (resumed) part."
+    )
 
 
 class GraphRecord(StrictModel):

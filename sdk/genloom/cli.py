@@ -7,6 +7,7 @@ only a bug in genloom or a plugin shows a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, TrainingInterrupted) as exc:
         _fail(str(exc) or "aborted", EXIT_INTERRUPTED)
     except GenloomError as exc:
+        if exc.from_rank_0:  # rank 0 of the same torchrun run prints it
+            sys.exit(EXIT_BAD_INPUT)
         _fail(str(exc), EXIT_BAD_INPUT)
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"genloom: error: {message}", err=True)
+    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+    click.echo(f"genloom: error: {'' if rank == '0' else f'rank {rank}: '}{message}", err=True)
     sys.exit(code)
 
 
@@ -141,17 +145,47 @@ def schema(name: str) -> None:
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where training steps run; auto is CUDA where torch sees a GPU.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train in N processes on this machine (torchrun, gloo on the CPU, nccl on GPUs); each takes batch_size.",
+)
 def train(
-    name: str, data: str, out: Path, steps: int | None, settings: tuple[str, ...], resume: bool, quiet: bool
+    name: str,
+    data: str,
+    out: Path,
+    steps: int | None,
+    settings: tuple[str, ...],
+    resume: bool,
+    quiet: bool,
+    device: str,
+    nproc: int | None,
 ) -> None:
-    """Train generator NAME on a data source; the model is saved in --out."""
+    """Train generator NAME on a data source; the model is saved in --out.
+
+    Under torchrun (`torchrun --nproc_per_node=N -m genloom train ...`) every process runs this command and
+    they train one model together; --nproc N starts that for you.
+    """
+    from genloom.api import check_training
     from genloom.api import train as train_model
     from genloom.config import parse_overrides
 
     overrides = parse_overrides(settings)
     if steps is not None:
         overrides["steps"] = steps
-    manifest = train_model(name, data, out, resume=resume, progress=not quiet, **overrides)
+    if nproc is not None and nproc > 1:
+        _train_in_processes(nproc, check_training(name, data, out, resume=resume, device=device, **overrides).name)
+        return
+    manifest = train_model(name, data, out, resume=resume, progress=not quiet, device=device, **overrides)
+    if os.environ.get("RANK", "0") != "0":
+        return
     summary = manifest.training
     figures = ", ".join(f"{k}={v:.4g}" for k, v in summary.final_metrics.items()) if summary else ""
     click.echo(
@@ -159,6 +193,25 @@ def train(
         f"({figures})"
     )
     click.echo(f"model saved in {out}")
+
+
+def _train_in_processes(nproc: int, name: str) -> None:
+    """Run this ``genloom train`` command again in ``nproc`` processes under torchrun; explain a failed run."""
+    from genloom.launch import run_torchrun
+
+    context = click.get_current_context()
+    params = context.params
+    train_args = [name, "--data", params["data"], "--out", str(params["out"]), "--device", params["device"]]
+    if params["steps"] is not None:
+        train_args += ["--steps", str(params["steps"])]
+    for pair in params["settings"]:
+        train_args += ["--set", pair]
+    train_args += ["--resume"] * params["resume"] + ["--quiet"] * params["quiet"]
+    code, message = run_torchrun(nproc, train_args, params["out"])
+    if message is not None:
+        _fail(message, code)
+    if code:
+        sys.exit(code)
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,6 +60,11 @@ class GeneratorConfig(StrictModel):
         ge=0,
         lt=1,
         description="Share of the data held out from training for evaluation (the same split every run).",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="Arithmetic of the training steps: fp32; bf16 autocast (CPU and CUDA); fp16 autocast with loss "
+        "scaling (CUDA only). Weights are saved in float32 either way.",
     )
 
 

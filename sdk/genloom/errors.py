@@ -9,6 +9,9 @@ Anything else that escapes is a bug in genloom or in a plugin.
 class GenloomError(Exception):
     """Base class of every error a user can fix by changing their input."""
 
+    from_rank_0: bool = False
+    """Set on the other ranks of a torchrun run when the error is rank 0's, which reports it (once)."""
+
 
 class ConfigError(GenloomError):
     """A generator config or a sampling setting is invalid."""

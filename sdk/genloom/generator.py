@@ -44,6 +44,7 @@ from genloom.sampling import ImageSampling, TextSampling
 if TYPE_CHECKING:
     import torch
 
+    from genloom.precision import Precision
     from genloom.textgen import Decoded, DecoderSession
     from genloom.tokenizer import Tokenizer
 
@@ -108,6 +109,11 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
         self.config = config
         self.facts: dict[str, Any] = {}
         self.modules: dict[str, torch.nn.Module] = {}
+        self.device = "cpu"
+        """Where training steps run (``"cpu"``, ``"cuda:0"``, ...): the batch arrives there; make noise there too.
+        Evaluation and sampling run on the CPU."""
+        self.precision: Precision | None = None
+        """The running training's autocast and loss scaling (set by the training loop; None outside it)."""
 
     @classmethod
     def check_declaration(cls) -> None:
@@ -175,6 +181,26 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
     @abstractmethod
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         """Run one optimisation step on ``batch``; return the losses to log, by name."""
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()`` in :meth:`train_step`; call this rather than ``loss.backward()`` so fp16 training can
+        scale the loss."""
+        if self.precision is None:
+            loss.backward()  # type: ignore[no-untyped-call]
+        else:
+            self.precision.backward(loss)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()`` in :meth:`train_step`; under fp16 a step whose gradients overflowed is skipped."""
+        if self.precision is None:
+            optimizer.step()
+        else:
+            self.precision.step(optimizer)
+
+    def unscale_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Call before clipping or reading ``optimizer``'s gradients (fp16 holds them scaled); nothing otherwise."""
+        if self.precision is not None:
+            self.precision.unscale_gradients(optimizer)
 
     def evaluate(self, data: DataT) -> dict[str, float]:
         """Figures on held-out ``data`` (the validation split): validation loss, ...; none by default.

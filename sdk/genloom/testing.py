@@ -9,7 +9,8 @@
 
 It asserts what every generator owes its users: its config round-trips through
 JSON and has a description on every field, a CPU smoke-train runs through the
-shared loop, a generator trained in memory samples exactly what it samples after
+shared loop, in one process and in two (torchrun, gloo: the ranks end with identical
+parameters, and the model they saved loads), a generator trained in memory samples exactly what it samples after
 save -> load, the same seed gives the same result, and an export description (if
 any) is complete and fits its runtime driver. When the generator is exportable,
 every installed exporter that makes genloom exports exports it for real (with its
@@ -36,6 +37,7 @@ from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
 from genloom.plugins import get_registry
 from genloom.results import Provenance
+from genloom.testing_ddp import check_distributed_training
 from genloom.training import train
 
 EXPORT_TOLERANCE = 1e-4
@@ -94,6 +96,7 @@ def check_generator(
             Path(workdir) / f"export-{generator_cls.name}",
             validate_model(kind.sampling, dict(kind.check_settings), what="the kind's check settings"),
         )
+    check_distributed_training(generator_cls, data, Path(workdir), **config)
 
 
 def check_save_round_trip(

@@ -15,6 +15,7 @@ checkpoint or saving a model.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -28,8 +29,9 @@ import numpy as np
 
 from genloom import weights
 from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, Manifest, TrainingSummary, save_generator
-from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, save_checkpoint
+from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint_bytes, parse_checkpoint, save_checkpoint
 from genloom.config import validate_model
+from genloom.distributed import World
 from genloom.errors import ArtifactError, DataError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
 from genloom.generator import AnyGenerator, inference
@@ -59,6 +61,7 @@ def train(
     plugin_version: str = "",
     resume: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> Manifest:
     """Train ``generator_cls`` on ``data`` (a dataset of ``kind``) into ``out_dir``; return the saved model's manifest.
 
@@ -69,131 +72,318 @@ def train(
     apply on top of the checkpoint's config (typically a larger ``steps``).
     The first Ctrl-C stops the run after the current step with a checkpoint
     (:class:`TrainingInterrupted`); a second one aborts at once.
+    Training steps run on ``device`` (``auto``, ``cpu`` or ``cuda``). Under ``torchrun``, every process runs
+    this function: each trains on its own batches with gradients averaged (:mod:`genloom.distributed`), and
+    rank 0 alone writes ``out_dir``.
     """
     import torch
 
+    from genloom.distributed import join, rank_seed
+    from genloom.precision import Precision, check_precision, resolve_device
+
     _check_kind(generator_cls, data, kind)
-    out = check_output_directory(Path(out_dir), "--out", empty=False)
+    world = join(resolve_device(device))
+    try:
+        checkpoint = _read_checkpoint(world, Path(out_dir), resume)
+        out = Path(out_dir)
+        if checkpoint is not None:
+            world.on_main(lambda: _check_resumable(checkpoint, generator_cls, data, out, world.size))
+        values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
+        config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
+        assert world.device is not None
+        check_precision(config.precision, world.device)
+
+        generator = generator_cls(config)
+        data, validation = data.split(config.validation_fraction)
+        if checkpoint is None:
+            world.on_main(lambda: generator.fit_data(data))
+            _share_fitted(world, generator)
+        else:
+            generator.restore(checkpoint.facts, checkpoint.files)
+        torch.manual_seed(config.seed)
+        generator.modules = {name: module.to(world.device) for name, module in generator.build().items()}
+        if world.rank:  # every rank builds the same weights, then draws its own noise
+            torch.manual_seed(rank_seed(config.seed, world.rank))
+        generator.device = str(world.device)
+        generator.precision = Precision(config.precision, world.device.type)
+        optimizers = generator.configure_optimizers()
+        rng = np.random.default_rng(rank_seed(config.seed, world.rank))
+        if world.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            for directory in (out, out / SAMPLES_DIR):
+                remove_stale_temp_files(directory)  # left by a run killed while it saved
+        metrics = MetricsLog(out / METRICS_FILE)
+        step, seconds, resumed, saved_step = 0, 0.0, 0, None
+        if checkpoint is not None:
+            checkpoint.restore(generator, optimizers, rng, out / CHECKPOINT_FILE, world.rank)
+            step, seconds, resumed, saved_step = (
+                checkpoint.step,
+                checkpoint.seconds,
+                checkpoint.resumed + 1,
+                checkpoint.step,
+            )
+            if world.is_main:
+                metrics.truncate_after(step)
+        wrapped = world.wrap(generator.modules)
+        return _run(
+            generator, data, validation, out, config, optimizers, rng, world, wrapped, metrics,
+            _RunState(step, seconds, resumed, saved_step, step),
+            kind=kind, plugin=plugin, plugin_version=plugin_version, progress=progress,
+        )  # fmt: skip
+    finally:
+        world.leave()
+
+
+@dataclass
+class _RunState:
+    """Where a run stands: steps taken, seconds spent (resumed runs added up), resumes, the last checkpoint."""
+
+    step: int
+    seconds: float
+    resumed: int
+    saved_step: int | None
+    first_step: int
+    """The step this process started at (0, or the checkpoint's)."""
+
+
+def _run(
+    generator: AnyGenerator,
+    data: Any,
+    validation: Any,
+    out: Path,
+    config: Any,
+    optimizers: dict[str, Any],
+    rng: np.random.Generator,
+    world: World,
+    wrapped: dict[str, Any],
+    metrics: MetricsLog,
+    state: _RunState,
+    *,
+    kind: DataKind,
+    plugin: str,
+    plugin_version: str,
+    progress: bool,
+) -> Manifest:
+    """The steps of a run set up by :func:`train`, its checkpoints, evaluations and samples, and the saved model."""
+    from genloom.checkpoint import rank_rng_state
+
     checkpoint_path = out / CHECKPOINT_FILE
-    checkpoint = load_checkpoint(checkpoint_path) if resume else None
-    if checkpoint is None and (checkpoint_path.exists() or (out / MANIFEST_FILE).exists()):
-        raise ArtifactError(
-            f"'{out}' already holds a training run; pass --resume to continue it, or choose a new --out"
-        )
-    if checkpoint is not None:
-        _check_resumable(checkpoint, generator_cls, data, out)
-    values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
-    config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
+    precision = generator.precision
+    assert precision is not None
 
-    generator = generator_cls(config)
-    data, validation = data.split(config.validation_fraction)
-    if checkpoint is None:
-        generator.fit_data(data)
-    else:
-        generator.restore(checkpoint.facts, checkpoint.files)
-    torch.manual_seed(config.seed)
-    generator.modules = generator.build()
-    optimizers = generator.configure_optimizers()
-    rng = np.random.default_rng(config.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for directory in (out, out / SAMPLES_DIR):
-        remove_stale_temp_files(directory)  # left by a run killed while it saved
-    metrics = MetricsLog(out / METRICS_FILE)
-    step, seconds, resumed, saved_step = 0, 0.0, 0, None
-    if checkpoint is not None:
-        checkpoint.restore(generator, optimizers, rng, checkpoint_path)
-        step, seconds, resumed, saved_step = (
-            checkpoint.step,
-            checkpoint.seconds,
-            checkpoint.resumed + 1,
-            checkpoint.step,
-        )
-        metrics.truncate_after(step)
-
-    def stop_if_diverged(at_step: int, figures: Mapping[str, float], kind: str) -> None:
+    def stop_if_diverged(at_step: int, figures: Mapping[str, float], what: str) -> None:
         bad = next((name for name, value in figures.items() if not math.isfinite(value)), None)
         if bad is not None:
-            raise _diverged(generator, at_step, f"{kind} '{bad}' is {figures[bad]}", out, saved_step)
+            raise _diverged(generator, at_step, f"{what} '{bad}' is {figures[bad]}", out, state.saved_step)
 
     def freeze(at_step: int, elapsed: float) -> None:
         """Checkpoint the run, unless its weights are no longer finite (the last good checkpoint stays)."""
-        nonlocal saved_step
-        bad = _non_finite_weight(generator)
-        if bad is not None:
-            raise _diverged(generator, at_step, f"weight '{bad}' holds NaN or infinite values", out, saved_step)
-        save_checkpoint(
-            checkpoint_path,
-            generator,
-            optimizers,
-            rng,
-            step=at_step,
-            data=data.source,
-            seconds=elapsed,
-            resumed=resumed,
-        )
-        saved_step = at_step
+        world.average_buffers(generator.modules)
+        ranks = world.gather_json(rank_rng_state(rng))
+
+        def write() -> None:
+            bad = _non_finite_weight(generator.modules)
+            if bad is not None:
+                what = f"weight '{bad}' holds NaN or infinite values"
+                raise _diverged(generator, at_step, what, out, state.saved_step)
+            save_checkpoint(
+                checkpoint_path, generator, optimizers, rng,
+                step=at_step, data=data.source, seconds=elapsed, resumed=state.resumed, ranks=ranks,
+            )  # fmt: skip
+
+        world.on_main(write)
+        state.saved_step = at_step
 
     def evaluate(at_step: int) -> dict[str, float]:
-        figures = _evaluate(generator, validation)
-        stop_if_diverged(at_step, figures, "evaluation figure")
-        if figures:
-            metrics.append(at_step, figures)
-        return figures
+        def run() -> dict[str, float]:
+            with _on_cpu(generator):
+                figures = _evaluate(generator, validation)
+            stop_if_diverged(at_step, figures, "evaluation figure")
+            if figures:
+                metrics.append(at_step, figures)
+            return figures
+
+        return dict(world.share_json(world.on_main(run)))
 
     from tqdm.auto import tqdm
 
-    started = time.perf_counter() - seconds
+    started = time.perf_counter() - state.seconds
+    run_started = time.perf_counter()
     last: dict[str, float] = {}
     evaluated_at = sampled_at = -1
+    step = state.step
     bar = tqdm(
         total=config.steps,
         initial=step,
-        desc=f"train {generator.name}",
-        disable=None if progress else True,
+        desc=f"train {generator.name}" + (f" ({world.size} processes)" if world.size > 1 else ""),
+        disable=None if progress and world.is_main else True,
         dynamic_ncols=True,
     )
     with bar, _deferred_interrupt() as interrupt:
         while step < config.steps:
-            for module in generator.modules.values():
-                module.train()
-            losses = generator.train_step(generator.get_batch(data, rng), optimizers, step)
+            losses, skipped = _train_step(generator, wrapped, data, rng, optimizers, step)
+            losses, stop = world.mean(losses, interrupt.requested)
             step += 1
             bar.update(1)
-            stop_if_diverged(step, losses, "loss")
+            if not skipped:  # an fp16 step skipped for overflowing gradients is loss scaling at work, not divergence
+                stop_if_diverged(step, losses, "loss")
             if step % config.log_every == 0 or step == config.steps:
                 last.update(losses)
-                metrics.append(step, losses)
+                if world.is_main:
+                    metrics.append(step, losses)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             if config.eval_every and step % config.eval_every == 0:
                 last.update(evaluate(step))
                 evaluated_at = step
-                if _stalled(generator, config.early_stopping_patience, metrics):
+                stalled = functools.partial(_stalled, generator, config.early_stopping_patience, metrics)
+                if world.share_json(world.on_main(stalled)):
                     bar.write(
                         f"early stop at step {step}: eval/{generator.monitor} has not improved for "
                         f"{config.early_stopping_patience} evaluations"
                     )
                     break
             if config.sample_every and step % config.sample_every == 0:
-                _write_samples(generator, kind, out, step)
+                world.on_main(functools.partial(_write_samples, generator, kind, out, step))
                 sampled_at = step
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 freeze(step, time.perf_counter() - started)
-            if interrupt.requested:  # Ctrl-C: checkpoint between two steps, so resuming is exact
-                if saved_step != step:
+            if stop:  # Ctrl-C on any rank: checkpoint between two steps, so resuming is exact
+                if state.saved_step != step:
                     freeze(step, time.perf_counter() - started)
                 raise TrainingInterrupted(step, checkpoint_path)
 
+    this_run = time.perf_counter() - run_started
     if evaluated_at != step:
         last.update(evaluate(step))
     if sampled_at != step:
-        _write_samples(generator, kind, out, step)
+        world.on_main(functools.partial(_write_samples, generator, kind, out, step))
     seconds = time.perf_counter() - started
     freeze(step, seconds)
-    metrics.plot(out / PLOT_FILE)
-    summary = TrainingSummary(
-        data=data.source, steps=step, seconds=round(seconds, 3), final_metrics=last, resumed=resumed
+    samples = (step - state.first_step) * config.batch_size * world.size
+
+    def save() -> Manifest:
+        metrics.plot(out / PLOT_FILE)
+        summary = TrainingSummary(
+            data=data.source,
+            steps=step,
+            seconds=round(seconds, 3),
+            final_metrics=last,
+            resumed=state.resumed,
+            world_size=world.size,
+            device=world.device.type if world.device is not None else "cpu",
+            precision=config.precision,
+            samples_per_second=round(samples / this_run, 3) if this_run > 0 and samples else None,
+        )
+        with _on_cpu(generator):
+            return save_generator(generator, out, plugin, plugin_version, summary)
+
+    manifest = world.on_main(save)
+    saved = world.share_json(manifest.model_dump(mode="json") if manifest is not None else None)
+    return manifest if manifest is not None else Manifest.model_validate(saved)
+
+
+@contextlib.contextmanager
+def _on_cpu(generator: AnyGenerator) -> Iterator[None]:
+    """The generator's modules on the CPU while the block runs (evaluation, samples, saving); a copy of them when
+    training runs on another device."""
+    if generator.device == "cpu":
+        yield
+        return
+    import copy
+
+    trained = generator.modules
+    generator.modules = {name: copy.deepcopy(module).cpu() for name, module in trained.items()}
+    try:
+        yield
+    finally:
+        generator.modules = trained
+
+
+def _train_step(
+    generator: AnyGenerator,
+    wrapped: dict[str, Any],
+    data: Any,
+    rng: np.random.Generator,
+    optimizers: dict[str, Any],
+    step: int,
+) -> tuple[dict[str, float], bool]:
+    """One training step on the training device, with the modules as the world wraps them (DDP, or as they are).
+
+    Returns the losses and whether fp16 loss scaling skipped an optimizer step.
+    """
+    from genloom.precision import unscaled_backward_error
+
+    precision = generator.precision
+    assert precision is not None
+    plain = generator.modules
+    for module in plain.values():
+        module.train()
+    batch = _to_device(generator.get_batch(data, rng), generator.device)
+    generator.modules = wrapped  # the plugin calls its modules as it always does; DDP averages the gradients
+    try:
+        with precision.autocast():
+            losses = generator.train_step(batch, optimizers, step)
+    finally:
+        generator.modules = plain
+    if precision.scaler is not None and not precision.backward_calls:
+        raise unscaled_backward_error(f"'{generator.name}'")
+    return losses, precision.skipped_steps > 0
+
+
+def _to_device(batch: Any, device: str) -> Any:
+    """The batch with every tensor in it (in tuples, lists and dicts too) on ``device``."""
+    if device == "cpu":
+        return batch
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(_to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    return batch
+
+
+def _read_checkpoint(world: World, out: Path, resume: bool) -> Checkpoint | None:
+    """The checkpoint to resume from (read by rank 0, its bytes sent to the others), or None for a new run.
+
+    A new run into a directory that holds one is an ArtifactError on every rank.
+    """
+
+    def read() -> bytes | None:
+        checked = check_output_directory(out, "--out", empty=False)
+        path = checked / CHECKPOINT_FILE
+        if resume:
+            return load_checkpoint_bytes(path)
+        if path.exists() or (checked / MANIFEST_FILE).exists():
+            raise ArtifactError(
+                f"'{checked}' already holds a training run; pass --resume to continue it, or choose a new --out"
+            )
+        return None
+
+    data = world.on_main(read)
+    if not resume:
+        return None
+    return parse_checkpoint(world.share_bytes(data), out / CHECKPOINT_FILE)
+
+
+def _share_fitted(world: World, generator: AnyGenerator) -> None:
+    """What rank 0's ``fit_data`` learned (facts, extra files such as a tokenizer), restored on every other rank."""
+    if world.size == 1:
+        return
+    import base64
+
+    fitted = world.share_json(
+        {
+            "facts": generator.facts,
+            "files": {k: base64.b64encode(v).decode("ascii") for k, v in generator.extra_files().items()},
+        }
+        if world.is_main
+        else None
     )
-    return save_generator(generator, out, plugin, plugin_version, summary)
+    if not world.is_main:
+        generator.restore(fitted["facts"], {k: base64.b64decode(v) for k, v in fitted["files"].items()})
 
 
 def _check_kind(generator_cls: type[AnyGenerator], data: Any, kind: DataKind) -> None:
@@ -211,8 +401,16 @@ def _check_kind(generator_cls: type[AnyGenerator], data: Any, kind: DataKind) ->
         )
 
 
-def _check_resumable(checkpoint: Checkpoint, generator_cls: type[AnyGenerator], data: Any, out: Path) -> None:
-    """The checkpoint must be a run of this generator on this data."""
+def _check_resumable(
+    checkpoint: Checkpoint, generator_cls: type[AnyGenerator], data: Any, out: Path, world_size: int
+) -> None:
+    """The checkpoint must be a run of this generator on this data, in as many processes."""
+    if checkpoint.world_size != world_size:
+        how = f"--nproc {checkpoint.world_size}" if checkpoint.world_size > 1 else "one process (no --nproc)"
+        raise ArtifactError(
+            f"the checkpoint in '{out}' was written by a run in {checkpoint.world_size} process(es), and this one has "
+            f"{world_size}; resume it with {how}, so every process gets its own batches back"
+        )
     if checkpoint.generator != generator_cls.name:
         raise ArtifactError(
             f"the checkpoint in '{out}' is a '{checkpoint.generator}' run, not '{generator_cls.name}'; resume it with "
@@ -237,11 +435,11 @@ def _diverged(generator: AnyGenerator, step: int, what: str, out: Path, saved_st
     )
 
 
-def _non_finite_weight(generator: AnyGenerator) -> str | None:
+def _non_finite_weight(modules: Mapping[str, Any]) -> str | None:
     """The name of the first floating-point weight or buffer holding NaN or infinity, or None."""
     import torch
 
-    for name, tensor in weights.module_tensors(generator.modules).items():
+    for name, tensor in weights.module_tensors(modules).items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return name
     return None
@@ -301,6 +499,11 @@ def _stalled(generator: AnyGenerator, patience: int, metrics: MetricsLog) -> boo
 
 def _write_samples(generator: AnyGenerator, kind: DataKind, out: Path, step: int) -> None:
     """Write what the model makes now, with the kind's writer, as ``samples/samples-STEP.SUFFIX``."""
+    with _on_cpu(generator):
+        _write_samples_on_cpu(generator, kind, out, step)
+
+
+def _write_samples_on_cpu(generator: AnyGenerator, kind: DataKind, out: Path, step: int) -> None:
     (out / SAMPLES_DIR).mkdir(exist_ok=True)
     values = generator.training_samples()
     values = {**kind.training_samples, "seed": generator.config.seed} if values is None else values
