@@ -290,3 +290,19 @@ def test_every_built_in_trains_on_cuda(name: str, precision: str, tmp_path: Path
         genloom.train(name, data, tmp_path / name, device="cuda", progress=False, steps=3, **config)
     manifest = json.loads((tmp_path / name / "manifest.json").read_text())
     assert manifest["training"]["device"] == "cuda" and manifest["training"]["precision"] == precision
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_prints_one_process_ddp_and_the_machine_limit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "distributed_training.py"
+    command = [sys.executable, str(script), "--generators", "vae", "--steps", "3", "--out", str(tmp_path / "runs")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line.split() for line in finished.stdout.splitlines() if line.startswith("vae ")]
+    assert [row[2:4] for row in rows] == [["1", "process"], ["DDP,", "2"], ["2", "apart"]], finished.stdout
+    assert [row[-4] for row in rows] == ["1", "2", "2"]  # the world size of each run
+    assert rows[0][-1] == "1.00x" and all(float(row[-2].replace(",", "")) > 0 for row in rows)
+    assert json.loads((tmp_path / "runs" / "vae-ddp" / "manifest.json").read_text())["training"]["world_size"] == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import math
 import signal
 import threading
@@ -83,6 +84,7 @@ def train(
 
     _check_kind(generator_cls, data, kind)
     world = join(resolve_device(device))
+    wrapped: dict[str, Any] = {}
     try:
         checkpoint = _read_checkpoint(world, Path(out_dir), resume)
         out = Path(out_dir)
@@ -124,13 +126,15 @@ def train(
             )
             if world.is_main:
                 metrics.truncate_after(step)
-        wrapped = world.wrap(generator.modules)
+        wrapped.update(world.wrap(generator.modules))
         return _run(
             generator, data, validation, out, config, optimizers, rng, world, wrapped, metrics,
             _RunState(step, seconds, resumed, saved_step, step),
             kind=kind, plugin=plugin, plugin_version=plugin_version, progress=progress,
         )  # fmt: skip
     finally:
+        wrapped.clear()  # the DDP wrappers go before their process group does
+        gc.collect()
         world.leave()
 
 
