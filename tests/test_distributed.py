@@ -160,6 +160,10 @@ def test_a_killed_rank_ends_the_run_and_resume_gives_the_uninterrupted_weights(t
         "the 2-process run stopped: rank 1 was killed by SIGKILL, so the others were stopped too; the last "
         f"checkpoint (step 4) is in '{tmp_path / 'killed'}': continue with the same command and --resume"
     ), killed.output[-3000:]
+    assert (
+        "rank 0 was stopped (SIGTERM), most likely because another rank failed; the last checkpoint (step 4) is in "
+        in killed.output
+    ), killed.output[-3000:]  # what the surviving rank says
     assert not (tmp_path / "killed" / "manifest.json").exists()
 
     resumed = _succeeded(train_in_processes(vae, "digits", tmp_path / "killed", config, resume=True))
@@ -306,3 +310,28 @@ def test_the_training_benchmark_prints_one_process_ddp_and_the_machine_limit(tmp
     assert [row[-4] for row in rows] == ["1", "2", "2"]  # the world size of each run
     assert rows[0][-1] == "1.00x" and all(float(row[-2].replace(",", "")) > 0 for row in rows)
     assert json.loads((tmp_path / "runs" / "vae-ddp" / "manifest.json").read_text())["training"]["world_size"] == 2
+
+
+def test_a_checkpoint_carries_the_fp16_loss_scale(tmp_path: Path) -> None:
+    from genloom.checkpoint import load_checkpoint, save_checkpoint
+
+    vae = _generator_class("vae")
+    generator = vae(vae.Config(width=8))
+    generator.facts = {"channels": 1, "height": 8, "width": 8, "num_classes": 0}
+    generator.modules = generator.build()
+    generator.precision = Precision("fp16", "cpu")
+    optimizers = generator.configure_optimizers()
+    assert generator.precision.scaler is not None
+    generator.precision.scaler.scale(torch.ones(1))  # the scaler starts on its first use
+    generator.precision.scaler.update(new_scale=1024.0)
+    rng = np.random.default_rng(0)
+    save_checkpoint(tmp_path / "c.safetensors", generator, optimizers, rng, step=1, data="x", seconds=0.0, resumed=0)
+
+    resumed = vae(vae.Config(width=8))
+    resumed.facts = generator.facts
+    resumed.modules = resumed.build()
+    resumed.precision = Precision("fp16", "cpu")
+    checkpoint = load_checkpoint(tmp_path / "c.safetensors")
+    checkpoint.restore(resumed, resumed.configure_optimizers(), np.random.default_rng(1), tmp_path)
+    assert resumed.precision.scaler is not None and resumed.precision.scaler.get_scale() == 1024.0
+    assert checkpoint.world_size == 1 and len(checkpoint.ranks) == 1

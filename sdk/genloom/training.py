@@ -33,7 +33,7 @@ from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, Manifest, TrainingSum
 from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint_bytes, parse_checkpoint, save_checkpoint
 from genloom.config import validate_model
 from genloom.distributed import World
-from genloom.errors import ArtifactError, DataError, TrainingDiverged
+from genloom.errors import ArtifactError, DataError, GenloomError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
 from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
@@ -223,7 +223,7 @@ def _run(
         disable=None if progress and world.is_main else True,
         dynamic_ncols=True,
     )
-    with bar, _deferred_interrupt() as interrupt:
+    with bar, _deferred_interrupt() as interrupt, _stopped_by_torchrun(world, out, state):
         while step < config.steps:
             losses, skipped = _train_step(generator, wrapped, data, rng, optimizers, step)
             losses, stop = world.mean(losses, interrupt.requested)
@@ -478,6 +478,34 @@ def _deferred_interrupt() -> Iterator[_StopRequest]:
         yield request
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+class RankStopped(GenloomError):
+    """torchrun stopped this rank (SIGTERM), which it does to every rank when one of them fails."""
+
+
+@contextlib.contextmanager
+def _stopped_by_torchrun(world: World, out: Path, state: _RunState) -> Iterator[None]:
+    """In a run of several processes, SIGTERM (torchrun's way of ending the others when a rank dies) becomes a
+    :class:`RankStopped` that says so and names the checkpoint to resume from, rather than a silent exit."""
+    if world.size == 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        kept = (
+            f"the last checkpoint (step {state.saved_step}) is in '{out}': resume with --resume and "
+            f"{world.size} processes"
+            if state.saved_step is not None
+            else "no checkpoint was written yet"
+        )
+        raise RankStopped(f"rank {world.rank} was stopped (SIGTERM), most likely because another rank failed; {kept}")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _evaluate(generator: AnyGenerator, validation: Any) -> dict[str, float]:
