@@ -256,14 +256,20 @@ def test_fp16_loss_scaling_skips_an_overflowing_step_and_applies_the_next() -> N
     assert state is not None and json.loads(json.dumps(state)) == state
 
 
+def _fp16_vae_on_the_cpu() -> Any:
+    """A tiny built VAE for 8x8 images with fp16 loss scaling (whose mechanics torch has on the CPU too)."""
+    vae = _generator_class("vae")
+    generator = vae(vae.Config(width=8))
+    generator.facts = {"channels": 1, "height": 8, "width": 8, "num_classes": 0}
+    generator.modules = generator.build()
+    generator.precision = Precision("fp16", "cpu")
+    return generator
+
+
 def test_fp16_refuses_a_train_step_that_calls_backward_itself(tmp_path: Path) -> None:
     from genloom.training import _train_step
 
-    vae = _generator_class("vae")
-    generator = vae(vae.Config(width=8))
-    generator.facts = {"channels": 1, "height": 8, "width": 8, "num_classes": 10}
-    generator.modules = generator.build()
-    generator.precision = Precision("fp16", "cpu")
+    generator = _fp16_vae_on_the_cpu()
     generator.backward = lambda loss: loss.backward()  # type: ignore[method-assign]  # as a plugin written for fp32
     generator.step = lambda optimizer: optimizer.step()  # type: ignore[method-assign]
 
@@ -315,11 +321,7 @@ def test_the_training_benchmark_prints_one_process_ddp_and_the_machine_limit(tmp
 def test_a_checkpoint_carries_the_fp16_loss_scale(tmp_path: Path) -> None:
     from genloom.checkpoint import load_checkpoint, save_checkpoint
 
-    vae = _generator_class("vae")
-    generator = vae(vae.Config(width=8))
-    generator.facts = {"channels": 1, "height": 8, "width": 8, "num_classes": 0}
-    generator.modules = generator.build()
-    generator.precision = Precision("fp16", "cpu")
+    generator = _fp16_vae_on_the_cpu()
     optimizers = generator.configure_optimizers()
     assert generator.precision.scaler is not None
     generator.precision.scaler.scale(torch.ones(1))  # the scaler starts on its first use
@@ -327,10 +329,7 @@ def test_a_checkpoint_carries_the_fp16_loss_scale(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     save_checkpoint(tmp_path / "c.safetensors", generator, optimizers, rng, step=1, data="x", seconds=0.0, resumed=0)
 
-    resumed = vae(vae.Config(width=8))
-    resumed.facts = generator.facts
-    resumed.modules = resumed.build()
-    resumed.precision = Precision("fp16", "cpu")
+    resumed = _fp16_vae_on_the_cpu()
     checkpoint = load_checkpoint(tmp_path / "c.safetensors")
     checkpoint.restore(resumed, resumed.configure_optimizers(), np.random.default_rng(1), tmp_path)
     assert resumed.precision.scaler is not None and resumed.precision.scaler.get_scale() == 1024.0
