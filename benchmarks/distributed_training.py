@@ -10,7 +10,8 @@ times the examples per step; samples/s is what the manifest records: examples ov
 seconds of the training loop (start-up and the data set's loading are not in it). The ratio is N processes
 against 1, measured in the same run; N is the ideal. Beside them, the machine's own limit: N one-process runs
 at the same time, with no communication at all (their samples/s added up), which is what N cores give these
-models without DDP's gradient all-reduce. The default steps make each run's training loop last a few seconds
+models without DDP's gradient all-reduce; and one process with N x ``--threads`` threads, the other way to use
+the same cores. The default steps make each run's training loop last a few seconds
 here. It prints the device and world size it ran with, so the same script reports a GPU machine's figures
 (``--device cuda``: one GPU per process, nccl).
 """
@@ -92,6 +93,7 @@ def main() -> None:
             steps, n = args.steps or STEPS[name], args.nproc
             (single,) = train([command(name, 1, args.device, steps, root / f"{name}-1")], args.threads)
             (ddp,) = train([command(name, n, args.device, steps, root / f"{name}-ddp")], args.threads)
+            (threaded,) = train([command(name, 1, args.device, steps, root / f"{name}-threads")], args.threads * n)
             apart = train(
                 [command(name, 1, args.device, steps, root / f"{name}-apart-{i}") for i in range(n)], args.threads
             )
@@ -99,6 +101,12 @@ def main() -> None:
             one = float(str(single["samples_per_second"]))
             rows = [
                 ("1 process", single["device"], 1, one),
+                (
+                    f"1 process, {args.threads * n} threads",
+                    threaded["device"],
+                    1,
+                    float(str(threaded["samples_per_second"])),
+                ),
                 (f"DDP, {n} processes", ddp["device"], ddp["world_size"], float(str(ddp["samples_per_second"]))),
                 (
                     f"{n} apart (machine limit)",

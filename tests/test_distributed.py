@@ -160,10 +160,6 @@ def test_a_killed_rank_ends_the_run_and_resume_gives_the_uninterrupted_weights(t
         "the 2-process run stopped: rank 1 was killed by SIGKILL, so the others were stopped too; the last "
         f"checkpoint (step 4) is in '{tmp_path / 'killed'}': continue with the same command and --resume"
     ), killed.output[-3000:]
-    assert (
-        "rank 0 was stopped (SIGTERM), most likely because another rank failed; the last checkpoint (step 4) is in "
-        in killed.output
-    ), killed.output[-3000:]  # what the surviving rank says
     assert not (tmp_path / "killed" / "manifest.json").exists()
 
     resumed = _succeeded(train_in_processes(vae, "digits", tmp_path / "killed", config, resume=True))
@@ -303,7 +299,7 @@ def test_every_built_in_trains_on_cuda(name: str, precision: str, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_the_training_benchmark_prints_one_process_ddp_and_the_machine_limit(tmp_path: Path) -> None:
+def test_the_training_benchmark_prints_one_process_two_threads_ddp_and_the_machine_limit(tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -312,8 +308,10 @@ def test_the_training_benchmark_prints_one_process_ddp_and_the_machine_limit(tmp
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     rows = [line.split() for line in finished.stdout.splitlines() if line.startswith("vae ")]
-    assert [row[2:4] for row in rows] == [["1", "process"], ["DDP,", "2"], ["2", "apart"]], finished.stdout
-    assert [row[-4] for row in rows] == ["1", "2", "2"]  # the world size of each run
+    assert [row[2:4] for row in rows] == [["1", "process"], ["1", "process,"], ["DDP,", "2"], ["2", "apart"]], (
+        finished.stdout
+    )
+    assert [row[-4] for row in rows] == ["1", "1", "2", "2"]  # the world size of each run
     assert rows[0][-1] == "1.00x" and all(float(row[-2].replace(",", "")) > 0 for row in rows)
     assert json.loads((tmp_path / "runs" / "vae-ddp" / "manifest.json").read_text())["training"]["world_size"] == 2
 
