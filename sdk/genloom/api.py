@@ -98,7 +98,7 @@ def train(
     Training steps run on ``device``: ``"auto"`` (CUDA where torch sees a GPU), ``"cpu"`` or ``"cuda"``.
     Run under ``torchrun``, every process calls this and they train one model together.
     """
-    registration = check_training(generator, data, out, resume=resume, device=device, **config)
+    registration = _check_names(generator, data, out)  # the loop checks the config, once it has the checkpoint
     generator_cls = registration.value
     from genloom.training import train as run_training
 
@@ -121,13 +121,31 @@ def train(
 def check_training(
     generator: str, data: str, out: str | Path, *, resume: bool = False, device: str = "auto", **config: Any
 ) -> Registration[type[AnyGenerator]]:
-    """What :func:`train` checks before any data is read: the generator and data source exist and match, ``out``
-    can take the run, the device exists and the config is valid (on top of the checkpoint's, with ``resume``).
-    Returns the generator's registration."""
+    """Everything a run can be refused for before it starts (what ``genloom train --nproc`` checks before it
+    starts processes): the generator and data source exist and match, ``out`` can take the run, the device
+    exists and the config is valid (on top of the checkpoint's, with ``resume``). Returns the registration."""
+    registration = _check_names(generator, data, out)
+    generator_cls = registration.value
+    reads_out = _reads_out()
+    from genloom.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from genloom.config import validate_model
+    from genloom.precision import check_precision, resolve_device
+
+    checkpoint = load_checkpoint(Path(out) / CHECKPOINT_FILE) if resume and reads_out else None
+    # another generator's checkpoint: the training loop says so, rather than its config's fields
+    saved = checkpoint.config if checkpoint is not None and checkpoint.generator == generator_cls.name else {}
+    checked = validate_model(generator_cls.Config, {**saved, **config}, what=f"config of '{generator}'")
+    check_precision(checked.precision, resolve_device(device))
+    return registration
+
+
+def _check_names(generator: str, data: str, out: str | Path) -> Registration[type[AnyGenerator]]:
+    """The generator and the data source exist and are of one kind, ``out`` can take a run (on the rank that
+    writes it), and torch is installed; the generator's registration."""
     from genloom.fileio import check_output_directory
 
-    reads_out = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reads and writes --out
-    directory = check_output_directory(Path(out), "--out", empty=False) if reads_out else Path(out)
+    if _reads_out():
+        check_output_directory(Path(out), "--out", empty=False)  # before a data source is read
     registry = get_registry()
     registration = registry.generator(generator)
     generator_cls = registration.value
@@ -138,13 +156,9 @@ def check_training(
             f"'{source.name}' holds {source.modality}; pick a {generator_cls.modality} source (see `genloom plugins`)"
         )
     require_training_install(f"genloom train {generator}")
-    from genloom.checkpoint import CHECKPOINT_FILE, load_checkpoint
-    from genloom.config import validate_model
-    from genloom.precision import check_precision, resolve_device
-
-    checkpoint = load_checkpoint(directory / CHECKPOINT_FILE) if resume and reads_out else None
-    # another generator's checkpoint: the training loop says so, rather than its config's fields
-    saved = checkpoint.config if checkpoint is not None and checkpoint.generator == generator_cls.name else {}
-    checked = validate_model(generator_cls.Config, {**saved, **config}, what=f"config of '{generator}'")
-    check_precision(checked.precision, resolve_device(device))
     return registration
+
+
+def _reads_out() -> bool:
+    """Whether this process reads and writes ``--out``: always, except on the other ranks under torchrun."""
+    return os.environ.get("RANK", "0") == "0"

@@ -50,11 +50,11 @@ def rank_seed(seed: int, rank: int) -> int:
 class World:
     """The processes training one model together: ``size`` of them, this one being ``rank``."""
 
+    device: torch.device
+    """Where this rank trains; collectives' tensors live there too (nccl needs CUDA tensors)."""
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-    device: torch.device | None = None
-    """Where this rank trains; collectives' tensors live there too (nccl needs CUDA tensors)."""
     _group: bool = field(default=False, repr=False)
 
     @property
@@ -75,7 +75,7 @@ class World:
 
         from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [self.device] if self.device is not None and self.device.type == "cuda" else None
+        device_ids = [self.device] if self.device.type == "cuda" else None
         # torch 2.13 renamed broadcast_buffers; older releases know only the old name
         renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
         no_buffer_sync: dict[str, Any] = {"forward_sync_buffers": False} if renamed else {"broadcast_buffers": False}
@@ -123,6 +123,10 @@ class World:
             error.from_rank_0 = True
             raise error
         return result
+
+    def from_main(self, action: Callable[[], Any]) -> Any:
+        """Run ``action`` on rank 0 alone (as :meth:`on_main`) and give every rank its JSON-able result."""
+        return self.share_json(self.on_main(action))
 
     def share_bytes(self, data: bytes | None) -> bytes:
         """Rank 0's ``data`` on every rank (the others pass None)."""
@@ -202,7 +206,7 @@ class World:
 
     @property
     def _comm_device(self) -> torch.device | str:
-        return self.device if self.device is not None and self.device.type == "cuda" else "cpu"
+        return self.device if self.device.type == "cuda" else "cpu"
 
 
 def launched_by_torchrun() -> bool:
@@ -229,7 +233,7 @@ def join(device: torch.device) -> World:
     dist.init_process_group(
         backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=collective_timeout())
     )
-    return World(rank=rank, size=size, local_rank=local_rank, device=device, _group=True)
+    return World(device, rank=rank, size=size, local_rank=local_rank, _group=True)
 
 
 def collective_timeout() -> float:

@@ -92,7 +92,6 @@ def train(
             world.on_main(lambda: _check_resumable(checkpoint, generator_cls, data, out, world.size))
         values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
         config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
-        assert world.device is not None
         check_precision(config.precision, world.device)
 
         generator = generator_cls(config)
@@ -172,8 +171,6 @@ def _run(
     from genloom.checkpoint import rank_rng_state
 
     checkpoint_path = out / CHECKPOINT_FILE
-    precision = generator.precision
-    assert precision is not None
 
     def stop_if_diverged(at_step: int, figures: Mapping[str, float], what: str) -> None:
         bad = next((name for name, value in figures.items() if not math.isfinite(value)), None)
@@ -207,7 +204,7 @@ def _run(
                 metrics.append(at_step, figures)
             return figures
 
-        return dict(world.share_json(world.on_main(run)))
+        return dict(world.from_main(run))
 
     from tqdm.auto import tqdm
 
@@ -240,7 +237,7 @@ def _run(
                 last.update(evaluate(step))
                 evaluated_at = step
                 stalled = functools.partial(_stalled, generator, config.early_stopping_patience, metrics)
-                if world.share_json(world.on_main(stalled)):
+                if world.from_main(stalled):
                     bar.write(
                         f"early stop at step {step}: eval/{generator.monitor} has not improved for "
                         f"{config.early_stopping_patience} evaluations"
@@ -274,7 +271,7 @@ def _run(
             final_metrics=last,
             resumed=state.resumed,
             world_size=world.size,
-            device=world.device.type if world.device is not None else "cpu",
+            device=world.device.type,
             precision=config.precision,
             samples_per_second=round(samples / this_run, 3) if this_run > 0 and samples else None,
         )
