@@ -60,6 +60,27 @@ def test_eval_reports_model_and_real_reference_and_caches_the_classifier(cgan_mo
 
     table = run_cli("eval", str(cgan_model), "--data", "digits", "-n", "200", env=env).stdout
     assert "real vs real" in table and "label accuracy" in table and "frechet distance" in table
+    assert "seeds 0, 1, 2" in table and " ± " in table
+
+
+def test_eval_figures_are_means_over_the_seeds_with_their_spread(cgan_model: Path, tmp_path: Path) -> None:
+    env = {"GENLOOM_CACHE_DIR": str(tmp_path / "cache")}
+
+    def report(*extra: str) -> dict:
+        result = run_cli("eval", str(cgan_model), "--data", "digits", "-n", "200", "--json", *extra, env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    pooled = report("--seed", "4", "--seeds", "3")
+    singles = [report("--seed", str(seed), "--seeds", "1") for seed in (4, 5, 6)]
+    assert pooled["seeds"] == [4, 5, 6] and all(single["spread"] == {} for single in singles)
+    for figure in ("frechet_distance", "precision", "recall", "label_accuracy"):
+        values = [single["generated"][figure] for single in singles]
+        assert pooled["generated"][figure] == pytest.approx(np.mean(values))
+        assert pooled["spread"][f"generated.{figure}"] == pytest.approx(np.std(values, ddof=1))
+    assert len({single["generated"]["frechet_distance"] for single in singles}) == 3  # the seed moves it
+    refused = run_cli("eval", str(cgan_model), "--data", "digits", "--seeds", "0", env=env)
+    assert refused.returncode == 2 and "--seeds" in refused.stderr
 
 
 def test_unlabelled_data_gets_a_rotation_classifier_and_vae_held_out_figures(

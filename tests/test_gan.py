@@ -77,3 +77,30 @@ def test_the_conditional_gan_conforms_and_follows_labels(tmp_path: Path) -> None
     assert not np.array_equal(threes, sevens)
     with pytest.raises(ConfigError, match="labels: 10 is not a trained class; use 0..9"):
         model.generate(n=2, labels=[10])
+
+
+def test_the_discriminator_remedies_train_log_and_normalise(tmp_path: Path) -> None:
+    import torch
+
+    settings = {**TINY, "refine_discriminator": 1, "spectral_norm": True, "minibatch_std": True, "r1_weight": 1.0}
+    manifest = genloom.train("gan", "digits", tmp_path, progress=False, steps=20, log_every=5, **settings)
+    assert {"d_loss", "g_loss", "r1_penalty"} <= set(manifest.training.final_metrics)
+    model = genloom.load(tmp_path)
+    discriminator = model.generator.modules["discriminator"]
+    layers = [m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(layers) == 4  # a strided and a refining convolution, the minibatch-std one, the realness head
+    with torch.no_grad():
+        norms = [torch.linalg.matrix_norm(layer.weight.flatten(1), ord=2).item() for layer in layers]
+    assert all(0.8 < norm < 1.25 for norm in norms), norms  # spectral normalisation: each layer's gain about 1
+    assert model.generate(n=3, seed=0).array.shape == (3, 8, 8, 1)
+
+
+def test_the_minibatch_spread_channel_is_zero_for_a_batch_of_copies() -> None:
+    import torch
+
+    from genloom_gan.nets import MinibatchStd
+
+    copies = torch.randn(1, 4, 2, 2).repeat(5, 1, 1, 1)
+    assert MinibatchStd()(copies)[:, -1].abs().max().item() == 0.0
+    varied = MinibatchStd()(torch.randn(5, 4, 2, 2))
+    assert varied.shape == (5, 5, 2, 2) and varied[:, -1].min().item() > 0.1

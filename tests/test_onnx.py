@@ -51,8 +51,8 @@ def test_an_export_is_self_describing_with_measured_parity(exported: dict[str, P
 
     manifest = json.loads((exported["cvae"] / "manifest.json").read_text())
     assert manifest["kind"] == "export" and manifest["export"]["driver"] == "image-from-latent"
-    assert [g["name"] for g in manifest["export"]["graphs"]] == ["decoder", "encoder"]
-    assert set(manifest["files"]) == {"decoder.onnx", "encoder.onnx"}
+    assert [g["name"] for g in manifest["export"]["graphs"]] == ["sampler", "decoder", "encoder"]
+    assert set(manifest["files"]) == {"sampler.onnx", "decoder.onnx", "encoder.onnx"}
     assert all(0 <= d <= 1e-4 for d in manifest["export"]["parity_max_abs_diff"].values())
     metadata = {p.key: p.value for p in onnx.load(str(exported["cvae"] / "decoder.onnx")).metadata_props}
     assert metadata["genloom.generator"] == "cvae" and metadata["genloom.driver"] == "image-from-latent"

@@ -98,3 +98,42 @@ def test_the_conditional_vae_decodes_each_class_and_needs_labels_to_encode(tmp_p
     assert model.encode(image, labels=[4]).shape == (1, 4)
     with pytest.raises(ConfigError, match="labels: 12 is not a trained class; use 0..9"):
         model.generate(n=2, labels=[12])
+
+
+def test_the_mixture_prior_maps_noise_to_each_component_with_its_weight_mean_and_scale() -> None:
+    import torch
+
+    from genloom_vae.nets import MixturePrior
+
+    prior = MixturePrior(latent_dim=2, components=3)  # built for 3, fitted with 2: the third is never picked
+    means = torch.tensor([[-10.0, 0.0], [10.0, 1.0]])  # far apart, so the sign of x tells the component
+    covariances = torch.stack([torch.eye(2) * 0.25, torch.tensor([[4.0, 1.0], [1.0, 1.0]])])
+    prior.fit(0, torch.tensor([0.25, 0.75]), means, covariances)
+    latents = prior(torch.from_numpy(np.random.default_rng(0).standard_normal((40000, 3), dtype=np.float32)))
+    first = latents[:, 0] < 0
+    assert first.float().mean().item() == pytest.approx(0.25, abs=0.01)
+    for picked, mean, covariance in ((first, means[0], covariances[0]), (~first, means[1], covariances[1])):
+        np.testing.assert_allclose(latents[picked].mean(0), mean, atol=0.05)
+        np.testing.assert_allclose(torch.cov(latents[picked].T), covariance, rtol=0.05, atol=0.05)
+
+
+def test_after_training_samples_start_from_a_mixture_fitted_to_the_training_codes(tmp_path: Path) -> None:
+    genloom.train("vae", "digits", tmp_path / "mixture", progress=False, steps=30, prior_components=4, **TINY)
+    genloom.train("vae", "digits", tmp_path / "normal", progress=False, steps=30, prior_components=0, **TINY)
+    mixture, normal = genloom.load(tmp_path / "mixture"), genloom.load(tmp_path / "normal")
+    assert "prior" not in normal.generator.modules
+    prior = mixture.generator.modules["prior"]
+    train, _ = genloom.plugins.get_registry().open_data("digits").split(0.1)
+    codes = mixture.encode(train.images.transpose(0, 2, 3, 1))
+    weights = np.diff(prior.upper[0].numpy(), prepend=0.0)
+    weights[-1] = 1 - weights[:-1].sum()  # the last component's upper bound is the end marker 2.0
+    np.testing.assert_allclose((weights[:, None] * prior.means[0].numpy()).sum(0), codes.mean(0), atol=1e-3)
+    # Same seed and steps: the networks are identical, so the samples differ by the prior alone.
+    mixed, plain = mixture.generate(n=4, seed=0).array, normal.generate(n=4, seed=0).array
+    assert mixed.shape == plain.shape and not np.allclose(mixed, plain, atol=1e-3)
+
+
+def test_the_bernoulli_likelihood_stays_available(tmp_path: Path) -> None:
+    manifest = genloom.train("vae", "digits", tmp_path, progress=False, steps=10, likelihood="bernoulli", **TINY)
+    assert "likelihood" not in genloom.load(tmp_path).generator.modules
+    assert manifest.training.final_metrics["recon"] > 0  # cross-entropy of pixels in [0, 1] is positive

@@ -1,7 +1,10 @@
 """DCGAN generators: unconditional (``gan``) and class-conditional (``cgan``).
 
-Losses: non-saturating BCE, hinge, or WGAN-GP with its gradient penalty. Samples
-come from an exponential moving average of the generator's weights.
+Losses: non-saturating BCE, hinge, or WGAN-GP with its gradient penalty, and an
+optional R1 penalty. By default the discriminator is spectrally normalised and sees
+a minibatch standard-deviation channel, and both networks refine each size with
+3x3 convolutions (docs/image-generators.md has the measurements behind these
+defaults). Samples come from an exponential moving average of the generator's weights.
 """
 
 from __future__ import annotations
@@ -25,13 +28,34 @@ if TYPE_CHECKING:
 class DCGANConfig(genloom.GeneratorConfig):
     """Knobs of the DCGAN generators."""
 
-    steps: int = Field(2000, ge=1, description="Generator updates (each after `d_steps` discriminator updates).")
+    steps: int = Field(3000, ge=1, description="Generator updates (each after `d_steps` discriminator updates).")
     sample_every: int = Field(500, ge=0, description="Write a sample grid every N steps (0: only at the end).")
     latent_dim: int = Field(32, ge=1, le=1024, description="Size of the noise vector the generator starts from.")
     width: int = Field(
         64, ge=8, le=1024, description="Channels of the first discriminator convolution; the generator mirrors it."
     )
+    refine_generator: int = Field(
+        2,
+        ge=0,
+        le=4,
+        description=(
+            "Size-keeping 3x3 convolutions after each size step of the generator (each costs sampling speed; "
+            "cgan's default is 0: its labels do what they do for gan)."
+        ),
+    )
+    refine_discriminator: int = Field(
+        2, ge=0, le=4, description="Size-keeping 3x3 convolutions after each size step of the discriminator."
+    )
+    spectral_norm: bool = Field(True, description="Spectral normalisation on every discriminator layer.")
+    minibatch_std: bool = Field(
+        True, description="Give the discriminator a minibatch standard-deviation channel, so it sees low variety."
+    )
     loss: Literal["non-saturating", "hinge", "wgan-gp"] = Field("non-saturating", description="Adversarial loss.")
+    r1_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight gamma of the R1 penalty gamma/2 |grad D(real)|^2 on the discriminator (0: none).",
+    )
     gp_weight: float = Field(10.0, ge=0, description="Weight of the gradient penalty (loss wgan-gp only).")
     d_steps: int = Field(
         1, ge=1, le=10, description="Discriminator updates per generator update (5 is usual with wgan-gp)."
@@ -58,7 +82,7 @@ class DCGAN(genloom.ImageGenerator):
     name = "gan"
     Config = DCGANConfig
     capabilities = genloom.Capabilities(exportable=True)
-    description = "DCGAN: convolutional generator + discriminator; non-saturating, hinge or WGAN-GP loss"
+    description = "DCGAN: spectrally normalised discriminator, minibatch spread; non-saturating, hinge or WGAN-GP"
     config: DCGANConfig
 
     def fit_data(self, data: Any) -> None:
@@ -69,11 +93,18 @@ class DCGAN(genloom.ImageGenerator):
         from genloom_gan.nets import ConvDiscriminator, ConvGenerator
 
         channels, levels, classes = self.facts["channels"], square_image_levels(self.facts, self.name), self.num_classes
-        generator = ConvGenerator(self.config.latent_dim, channels, levels, self.config.width, classes)
-        modules = {
-            "generator": generator,
-            "discriminator": ConvDiscriminator(channels, levels, self.config.width, classes),
-        }
+        config = self.config
+        generator = ConvGenerator(config.latent_dim, channels, levels, config.width, classes, config.refine_generator)
+        discriminator = ConvDiscriminator(
+            channels,
+            levels,
+            config.width,
+            classes,
+            config.refine_discriminator,
+            config.spectral_norm,
+            config.minibatch_std,
+        )
+        modules = {"generator": generator, "discriminator": discriminator}
         if self.config.ema_decay:
             modules["generator_ema"] = copy.deepcopy(generator).requires_grad_(False)
         return modules
@@ -98,7 +129,7 @@ class DCGAN(genloom.ImageGenerator):
     def train_step(self, batch: Any, optimizers: dict[str, torch.optim.Optimizer], step: int) -> dict[str, float]:
         import torch
 
-        from genloom_gan.losses import discriminator_loss, generator_loss, gradient_penalty
+        from genloom_gan.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 
         generator, discriminator, kind = self.modules["generator"], self.modules["discriminator"], self.config.loss
         figures: dict[str, float] = {}
@@ -112,6 +143,10 @@ class DCGAN(genloom.ImageGenerator):
                 penalty = gradient_penalty(functools.partial(discriminator, labels=labels), real, fake)
                 figures["gradient_penalty"] = penalty.item()
                 d_loss = d_loss + self.config.gp_weight * penalty
+            if self.config.r1_weight:
+                r1 = r1_penalty(functools.partial(discriminator, labels=labels), real)
+                figures["r1_penalty"] = r1.item()
+                d_loss = d_loss + self.config.r1_weight / 2 * r1
             optimizers["discriminator"].zero_grad(set_to_none=True)
             self.backward(d_loss)
             self.step(optimizers["discriminator"])
@@ -177,9 +212,22 @@ class DCGAN(genloom.ImageGenerator):
                 smooth_buffer.copy_(live_buffer)
 
 
+class ConditionalDCGANConfig(DCGANConfig):
+    """Knobs of ``cgan``: those of ``gan``, with a generator that keeps its sampling speed (the labels give it what
+    the unconditional one needs 3x3 refinements for)."""
+
+    refine_generator: int = Field(
+        0,
+        ge=0,
+        le=4,
+        description="Size-keeping 3x3 convolutions after each size step of the generator (each costs sampling speed).",
+    )
+
+
 class ConditionalDCGAN(DCGAN):
     """DCGAN conditioned on class labels from the data source (class sub-folders, npz labels, digits)."""
 
     name = "cgan"
+    Config = ConditionalDCGANConfig
     capabilities = genloom.Capabilities(conditional=True, exportable=True)
     description = "class-conditional DCGAN (projection discriminator); sample with labels"

@@ -32,3 +32,10 @@ def gradient_penalty(
     mixed = (mix * real + (1 - mix) * fake).requires_grad_(True)
     (gradients,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return ((gradients.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018): the squared gradient norm of the discriminator on real images, per image."""
+    real = real.detach().requires_grad_(True)
+    (gradients,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return gradients.flatten(1).square().sum(dim=1).mean()

@@ -1,13 +1,17 @@
 """Convolutional VAEs: unconditional (``vae``) and class-conditional (``cvae``).
 
-The loss per image is reconstruction (Bernoulli cross-entropy, summed over
+The loss per image is reconstruction (the negative log-likelihood of the pixels
+under a Gaussian with a learned scale, or Bernoulli cross-entropy, summed over
 pixels) plus ``beta`` times the KL divergence of q(z | x) from N(0, I); ``beta``
 can ramp up from 0 over the first steps (KL warm-up). Both terms are logged.
+After the last step, a Gaussian mixture is fitted to the posterior means of the
+training images (per class for ``cvae``): samples start from it rather than from
+N(0, I), whose empty regions decode to blurred mixtures of digits.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -46,6 +50,22 @@ class VAEConfig(genloom.GeneratorConfig):
         500, ge=0, description="Steps over which the KL weight ramps linearly from 0 to beta (0: no warm-up)."
     )
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    likelihood: Literal["gaussian", "bernoulli"] = Field(
+        "gaussian",
+        description=(
+            "Pixel likelihood: 'gaussian' with one learned scale (sharp reconstructions), or 'bernoulli' "
+            "cross-entropy on pixel intensities."
+        ),
+    )
+    prior_components: int = Field(
+        20,
+        ge=0,
+        le=256,
+        description=(
+            "Components of the Gaussian mixture fitted after training to the posterior means (per class when "
+            "conditional); samples start from it. 0: sample from N(0, I)."
+        ),
+    )
 
 
 class ConvVAE(genloom.ImageGenerator):
@@ -53,7 +73,7 @@ class ConvVAE(genloom.ImageGenerator):
 
     name = "vae"
     Config = VAEConfig
-    description = "convolutional VAE (beta, KL warm-up); encode, decode, reconstruct, interpolate"
+    description = "convolutional VAE (Gaussian pixels, fitted mixture prior); encode, decode, reconstruct, interpolate"
     operations = {"encode": "array", "decode": "result", "reconstruct": "result", "interpolate": "result"}
     capabilities = genloom.Capabilities(exportable=True)
     config: VAEConfig
@@ -63,18 +83,23 @@ class ConvVAE(genloom.ImageGenerator):
         square_image_levels(self.facts, self.name)
 
     def build(self) -> dict[str, torch.nn.Module]:
-        from genloom_vae.nets import ConvDecoder, ConvEncoder
+        from genloom_vae.nets import ConvDecoder, ConvEncoder, GaussianLikelihood, MixturePrior
 
         channels, levels, config = self.facts["channels"], square_image_levels(self.facts, self.name), self.config
-        return {
+        modules: dict[str, torch.nn.Module] = {
             "encoder": ConvEncoder(channels, levels, config.width, config.latent_dim, self.num_classes),
             "decoder": ConvDecoder(config.latent_dim, channels, levels, config.width, self.num_classes),
         }
+        if config.likelihood == "gaussian":
+            modules["likelihood"] = GaussianLikelihood()
+        if config.prior_components:
+            modules["prior"] = MixturePrior(config.latent_dim, config.prior_components, self.num_classes)
+        return modules
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         import torch
 
-        parameters = [*self.modules["encoder"].parameters(), *self.modules["decoder"].parameters()]
+        parameters = [parameter for module in self.modules.values() for parameter in module.parameters()]
         return {"vae": torch.optim.Adam(parameters, lr=self.config.learning_rate)}
 
     def beta_at(self, step: int) -> float:
@@ -92,6 +117,32 @@ class ConvVAE(genloom.ImageGenerator):
         self.step(optimizers["vae"])
         return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
 
+    def finish_training(self, data: Any) -> None:
+        """Fit the latent prior: a Gaussian mixture (scikit-learn's, full covariances) to the posterior means of the
+        training images, one per class for a conditional model."""
+        import torch
+        from sklearn.mixture import GaussianMixture
+
+        from genloom_vae.nets import MixturePrior
+
+        if "prior" not in self.modules:
+            return
+        prior = self._built("prior", MixturePrior)
+        codes = self._encode(data.images, None if data.labels is None else data.labels.astype(np.int64), self.device)
+        groups = data.labels if self.num_classes else np.zeros(len(codes), dtype=np.int64)
+        for group in range(max(self.num_classes, 1)):
+            members = codes[groups == group].astype(np.float64)
+            if len(members) < 2:
+                continue  # a class this small keeps N(0, I)
+            mixture = GaussianMixture(
+                min(self.config.prior_components, len(members) // 2),
+                covariance_type="full",
+                reg_covar=1e-4,
+                random_state=self.config.seed,
+            ).fit(members)
+            fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
+            prior.fit(group, *(torch.from_numpy(array).float() for array in fitted))
+
     def evaluate(self, data: Any) -> dict[str, float]:
         """Held-out figures per image, in nats: ``recon`` and ``kl``; ``elbo`` = -(recon + kl); ``recon_mse`` per
         pixel."""
@@ -103,11 +154,17 @@ class ConvVAE(genloom.ImageGenerator):
         recon, kl = self._loss_terms(images, labels, noise=noise)
         mean, _ = self.modules["encoder"](images, labels)
         mse = (torch.sigmoid(self.modules["decoder"](mean, labels)) - images).square().mean()
+        # With the Gaussian likelihood, recon and elbo are densities of continuous pixels, not comparable with
+        # Bernoulli's figures; recon_mse is.
         return {"recon": recon.item(), "kl": kl.item(), "elbo": -(recon + kl).item(), "recon_mse": mse.item()}
 
     def sample(self, settings: genloom.ImageSampling) -> np.ndarray:
-        latents = settings.rng().standard_normal((settings.n, self.config.latent_dim), dtype=np.float32)
-        return self._decode(latents, self.resolve_labels(settings.labels, settings.n))
+        import torch
+
+        noise = settings.rng().standard_normal((settings.n, self._noise_dim()), dtype=np.float32)
+        labels = self.resolve_labels(settings.labels, settings.n)
+        sampler = self._sampler()
+        return sampler(torch.from_numpy(noise), None if labels is None else torch.from_numpy(labels)).numpy()
 
     # -- the extra operations a loaded model offers (see `operations`) ------------
 
@@ -154,7 +211,8 @@ class ConvVAE(genloom.ImageGenerator):
     def _loss_terms(
         self, images: torch.Tensor, labels: torch.Tensor | None, noise: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction (Bernoulli cross-entropy) and KL, each summed per image and averaged over the batch."""
+        """Reconstruction (the pixels' negative log-likelihood) and KL, each summed per image and averaged over the
+        batch."""
         import torch
         import torch.nn.functional as F
 
@@ -162,12 +220,16 @@ class ConvVAE(genloom.ImageGenerator):
         epsilon = torch.randn(mean.shape, generator=noise).to(mean.device)
         latents = mean + torch.exp(0.5 * log_variance) * epsilon
         logits = self.modules["decoder"](latents, labels)
-        recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
+        if "likelihood" in self.modules:
+            recon = self.modules["likelihood"](logits, images)
+        else:
+            recon = F.binary_cross_entropy_with_logits(logits, images, reduction="sum") / len(images)
         kl = -0.5 * (1 + log_variance - mean.square() - log_variance.exp()).sum() / len(images)
         return recon, kl
 
     def export_spec(self) -> genloom.ExportSpec:
-        """Two graphs: ``decoder`` (``latents`` and ``labels`` to ``images``) and ``encoder`` (``images`` to
+        """Three graphs: ``sampler`` (the noise ``latents``, 1 + latent_dim standard normals with a mixture prior,
+        and ``labels``, to ``images``), ``decoder`` (latent codes to ``images``) and ``encoder`` (``images`` to
         ``latents``)."""
         import torch
 
@@ -188,6 +250,7 @@ class ConvVAE(genloom.ImageGenerator):
         return genloom.ExportSpec(
             "image-from-latent",
             [
+                graph("sampler", self._sampler(), torch.zeros(2, self._noise_dim()), "latents", "images"),
                 graph(
                     "decoder",
                     DecodedImages(self._decoder()),
@@ -205,13 +268,24 @@ class ConvVAE(genloom.ImageGenerator):
             ],
         )
 
-    def _encode(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    def _encode(self, images: np.ndarray, labels: np.ndarray | None, device: str = "cpu") -> np.ndarray:
         import torch
 
         from genloom_vae.nets import PosteriorMean
 
         encoder = PosteriorMean(self._encoder())
-        return encoder(torch.from_numpy(images), None if labels is None else torch.from_numpy(labels)).numpy()
+        classes = None if labels is None else torch.from_numpy(labels).to(device)
+        return encoder(torch.from_numpy(images).to(device), classes).cpu().numpy()
+
+    def _noise_dim(self) -> int:
+        """Standard normals per sample: the latents, and one more that picks the prior's mixture component."""
+        return self.config.latent_dim + (1 if "prior" in self.modules else 0)
+
+    def _sampler(self) -> torch.nn.Module:
+        from genloom_vae.nets import MixturePrior, SampledImages
+
+        prior = self._built("prior", MixturePrior) if "prior" in self.modules else None
+        return SampledImages(self._decoder(), prior)
 
     def _decode(self, latents: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         import torch

@@ -387,22 +387,31 @@ def info(model_dir: Path, as_json: bool) -> None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Seed of the samples and of the real halves.",
+    help="Seed of the samples and of the real halves (the first one, with --seeds).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Evaluate at this many seeds from --seed on; print each figure's mean ± standard deviation.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool) -> None:
+def evaluate(model_dir: Path, data: str, samples: int, seed: int, seeds: int, as_json: bool) -> None:
     """Measure how good MODEL_DIR's samples are, next to real data against itself.
 
     Distances are taken in the features of a small classifier that genloom trains
     on the data source and caches: a domain-specific Frechet distance, not Inception FID.
+    Figures are means over --seeds seeds of the samples and real halves, with their spread.
     """
     from genloom.evaluation import evaluate_model
 
-    report = evaluate_model(model_dir, data, samples=samples, seed=seed)
+    report = evaluate_model(model_dir, data, samples=samples, seed=seed, seeds=seeds)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
-    sets = f" ({report.samples} images per set, seed {report.seed})" if report.samples else ""
+    seeds_used = ", ".join(str(s) for s in report.seeds)
+    sets = f" ({report.samples} images per set, seeds {seeds_used})" if report.samples else ""
     click.echo(f"{report.generator} model in {report.model}, evaluated on '{report.data}'{sets}")
     if report.generated and report.real:
         cached = "cached" if report.classifier_cached else "trained now, cached"
@@ -410,18 +419,25 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, as_json: bool)
             f"features: a classifier of {report.classifier_task} on '{report.data}' ({cached}, held-out accuracy "
             f"{report.classifier_accuracy:.3f}); k={report.neighbours} for precision/recall"
         )
-        click.echo(f"  {'':<26}{'model':>10}{'real vs real':>14}")
+        click.echo(f"  {'':<26}{'model':>18}{'real vs real':>18}")
         for field in ("frechet_distance", "precision", "recall", "label_accuracy"):
             model_value, real_value = getattr(report.generated, field), getattr(report.real, field)
             if model_value is not None:
-                click.echo(f"  {field.replace('_', ' '):<26}{model_value:>10.4g}{real_value:>14.4g}")
-        click.echo(f"  {f'images/s ({report.backend})':<26}{report.images_per_second:>10.4g}")
+                model_cell = _with_spread(model_value, report.spread.get(f"generated.{field}"))
+                real_cell = _with_spread(real_value, report.spread.get(f"real.{field}"))
+                click.echo(f"  {field.replace('_', ' '):<26}{model_cell:>18}{real_cell:>18}")
+        click.echo(f"  {f'images/s ({report.backend})':<26}{report.images_per_second:>18.4g}")
     for name, value in report.held_out.items():
         click.echo(f"  {'held-out ' + name:<36}{value:>10.4g}")
     for name, value in report.baselines.items():
-        click.echo(f"  {'baseline ' + name:<36}{value:>10.4g}")
+        click.echo(f"  {'baseline ' + name:<36}{_with_spread(value, report.spread.get(f'baselines.{name}')):>10}")
     for name, value in report.figures.items():
-        click.echo(f"  {name:<36}{value:>10.4g}")
+        click.echo(f"  {name:<36}{_with_spread(value, report.spread.get(f'figures.{name}')):>10}")
+
+
+def _with_spread(mean: float, spread: float | None) -> str:
+    """``mean`` to 4 significant digits, with `` ± spread`` where it was measured over several seeds."""
+    return f"{mean:.4g}" if spread is None else f"{mean:.4g} ± {spread:.2g}"
 
 
 @cli.command()

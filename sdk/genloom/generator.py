@@ -202,6 +202,16 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
         if self.precision is not None:
             self.precision.unscale_gradients(optimizer)
 
+    def finish_training(self, data: DataT) -> None:
+        """Fit what is estimated from the trained networks rather than by gradient steps (e.g. a prior over a
+        VAE's latents), once the last step has run; nothing by default.
+
+        ``data`` is the training split. It runs on every process of a multi-process
+        run (with the same weights and data there), in eval mode without gradients,
+        before the final evaluation, samples, checkpoint and save; so it must be
+        deterministic, and anything it fits belongs in module buffers, which are saved.
+        """
+
     def evaluate(self, data: DataT) -> dict[str, float]:
         """Figures on held-out ``data`` (the validation split): validation loss, ...; none by default.
 

@@ -253,6 +253,8 @@ def _run(
                     freeze(step, time.perf_counter() - started)
                 raise TrainingInterrupted(step, checkpoint_path)
 
+    with inference(generator):
+        generator.finish_training(data)
     this_run = time.perf_counter() - run_started
     if evaluated_at != step:
         last.update(evaluate(step))

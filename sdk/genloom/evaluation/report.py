@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genloom.errors import DataError, NotAvailableError
+from genloom.errors import ConfigError, DataError, NotAvailableError
 from genloom.evaluation.distances import NEIGHBOURS
 from genloom.evaluation.images import MAX_SAMPLES, SetComparison
 
@@ -25,7 +27,7 @@ class EvalReport(BaseModel):
     backend: str = Field(description="What generated the samples: 'torch' or 'onnxruntime'.")
     data: str
     samples: int = Field(0, description="Images in each compared set (0: the kind compares no sets).")
-    seed: int
+    seeds: list[int] = Field(description="The seeds of the samples (and real halves) the figures are averaged over.")
     classifier_task: str = Field(
         "none", description="What the feature classifier learned: 'labels', 'rotation' or 'none'."
     )
@@ -44,16 +46,29 @@ class EvalReport(BaseModel):
         default_factory=dict, description="Reference models on the same split (text: a character bigram)."
     )
     figures: dict[str, float] = Field(default_factory=dict, description="A plugin kind's own figures, by name.")
+    spread: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Standard deviation over the seeds of each number the kind's evaluation reports, keyed like "
+            "'generated.recall' or 'figures.NAME' (empty with one seed)."
+        ),
+    )
 
 
-def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_SAMPLES, seed: int = 0) -> EvalReport:
+def evaluate_model(
+    model_dir: str | Path, data_spec: str, *, samples: int = MAX_SAMPLES, seed: int = 0, seeds: int = 1
+) -> EvalReport:
     """Evaluate the model or export in ``model_dir`` against the ``data_spec`` source.
 
     Held-out figures come from the model itself (the generator's ``evaluate`` for a
     trained model, the runtime's for an export); the rest from the kind's
     ``evaluate``, which generates through the model's own backend (PyTorch for a
-    trained model, ONNX Runtime for an export).
+    trained model, ONNX Runtime for an export). The kind's evaluation runs at
+    ``seeds`` seeds from ``seed`` on; its figures are their means, and ``spread``
+    holds their standard deviations, so that a change is not judged on noise.
     """
+    if seeds < 1:
+        raise ConfigError(f"seeds: evaluate at one seed or more, got {seeds}")
     import genloom
     from genloom.plugins import get_registry
 
@@ -81,9 +96,36 @@ def evaluate_model(model_dir: str | Path, data_spec: str, *, samples: int = MAX_
         "generator": manifest.generator,
         "backend": model.backend,
         "data": data.source,
-        "seed": seed,
+        "seeds": list(range(seed, seed + seeds)),
         "held_out": held_out,
     }
     if kind.evaluate is not None:
-        report.update(kind.evaluate(model, data, train, validation, samples=samples, seed=seed))
+        runs = [kind.evaluate(model, data, train, validation, samples=samples, seed=s) for s in report["seeds"]]
+        report.update(_mean_over_seeds(runs))
     return EvalReport(**report)
+
+
+def _mean_over_seeds(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One kind evaluation from several seeds' evaluations: each figure of the compared sets and each of the
+    kind's ``figures`` and ``baselines`` becomes its mean, with its standard deviation in ``spread``; other
+    numbers (images/s) are averaged; the rest (sample counts, the classifier's task) is the same in every run."""
+    combined: dict[str, Any] = dict(runs[0])
+    spread: dict[str, float] = {}
+    for key, first in runs[0].items():
+        if isinstance(first, SetComparison | dict):
+            values = [run[key].model_dump() if isinstance(run[key], SetComparison) else run[key] for run in runs]
+            means = {}
+            for name, value in values[0].items():
+                means[name] = value if value is None else _mean(f"{key}.{name}", [v[name] for v in values], spread)
+            combined[key] = SetComparison(**means) if isinstance(first, SetComparison) else means
+        elif isinstance(first, float):  # a speed or the classifier's accuracy: no figure of the model's quality
+            combined[key] = statistics.fmean(run[key] for run in runs)
+    return {**combined, "spread": spread}
+
+
+def _mean(name: str, values: list[float], spread: dict[str, float]) -> float:
+    """The mean of ``values``; their sample standard deviation goes into ``spread[name]`` where there are two or
+    more."""
+    if len(values) > 1:
+        spread[name] = statistics.stdev(values)
+    return statistics.fmean(values)
