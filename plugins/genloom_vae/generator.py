@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from genloom_vae.nets import ConvDecoder, ConvEncoder
 
 ModuleT = TypeVar("ModuleT", bound="torch.nn.Module")
+ENCODE_BATCH = 1024
+"""Images encoded at once when fitting the prior or answering :meth:`ConvVAE.encode`."""
 EVAL_SEED = 0
 """Seed of the posterior samples in :meth:`ConvVAE.evaluate`, so its figures repeat."""
 
@@ -128,7 +130,8 @@ class ConvVAE(genloom.ImageGenerator):
         if "prior" not in self.modules:
             return
         prior = self._built("prior", MixturePrior)
-        codes = self._encode(data.images, None if data.labels is None else data.labels.astype(np.int64), self.device)
+        labels = data.labels.astype(np.int64) if self.num_classes else None
+        codes = self._encode(data.images, labels, self.device)
         groups = data.labels if self.num_classes else np.zeros(len(codes), dtype=np.int64)
         for group in range(max(self.num_classes, 1)):
             members = codes[groups == group].astype(np.float64)
@@ -274,8 +277,12 @@ class ConvVAE(genloom.ImageGenerator):
         from genloom_vae.nets import PosteriorMean
 
         encoder = PosteriorMean(self._encoder())
-        classes = None if labels is None else torch.from_numpy(labels).to(device)
-        return encoder(torch.from_numpy(images).to(device), classes).cpu().numpy()
+        codes = []
+        for start in range(0, len(images), ENCODE_BATCH):  # in pieces, so a large training set fits in memory
+            chunk = slice(start, start + ENCODE_BATCH)
+            classes = None if labels is None else torch.from_numpy(labels[chunk]).to(device)
+            codes.append(encoder(torch.from_numpy(images[chunk]).to(device), classes).cpu().numpy())
+        return np.concatenate(codes) if codes else np.zeros((0, self.config.latent_dim), np.float32)
 
     def _noise_dim(self) -> int:
         """Standard normals per sample: the latents, and one more that picks the prior's mixture component."""
