@@ -245,6 +245,13 @@ def _train_in_processes(nproc: int, name: str) -> None:
 @click.option("--repetition-penalty", type=float, help="Text: penalty for repeated tokens (1.0: off).")
 @click.option("--stop", "stop", multiple=True, help="Text: stop at this string (repeatable).")
 @click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="Tables: only rows with this value of a categorical column, e.g. species=Adelie (repeatable).",
+)
+@click.option(
     "--set",
     "settings",
     multiple=True,
@@ -259,6 +266,7 @@ def generate(
     out: Path | None,
     npy: Path | None,
     prompts: tuple[str, ...],
+    conditions: tuple[str, ...],
     settings: tuple[str, ...],
     stream: bool,
     **options: Any,
@@ -276,6 +284,8 @@ def generate(
         given["--prompt"] = ("prompt", list(prompts) if len(prompts) > 1 else prompts[0])
     if labels:
         given["--labels"] = ("labels", _parse_labels(labels))
+    if conditions:
+        given["--condition"] = ("conditions", _parse_conditions(conditions))
     if n:
         given["-n"] = (kind.count_field or "", n)
     fields = kind.sampling.model_fields
@@ -316,6 +326,8 @@ def _checked_out(kind: Any, out: Path | None) -> Path | None:
     target = out or (Path(kind.default_out) if kind.default_out else None)
     if target is None:
         return None
+    if kind.check_out is not None:
+        kind.check_out(target)
     return (
         check_output_directory(target, "--out", empty=True)
         if kind.out_is_directory
@@ -380,7 +392,7 @@ def info(model_dir: Path, as_json: bool) -> None:
     type=click.IntRange(min=8),
     default=2000,
     show_default=True,
-    help="Images per compared set, at most.",
+    help="Samples per compared set, at most (images; rows of a table).",
 )
 @click.option(
     "--seed",
@@ -396,8 +408,16 @@ def info(model_dir: Path, as_json: bool) -> None:
     show_default=True,
     help="Evaluate at this many seeds from --seed on; print each figure's mean ± standard deviation.",
 )
+@click.option(
+    "--report",
+    "report_png",
+    type=click.Path(path_type=Path),
+    help="Also draw the samples beside the real data in this PNG (tables: each column, and the correlations).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def evaluate(model_dir: Path, data: str, samples: int, seed: int, seeds: int, as_json: bool) -> None:
+def evaluate(
+    model_dir: Path, data: str, samples: int, seed: int, seeds: int, report_png: Path | None, as_json: bool
+) -> None:
     """Measure how good MODEL_DIR's samples are, next to real data against itself.
 
     Distances are taken in the features of a small classifier that genloom trains
@@ -406,7 +426,7 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, seeds: int, as
     """
     from genloom.evaluation import evaluate_model
 
-    report = evaluate_model(model_dir, data, samples=samples, seed=seed, seeds=seeds)
+    report = evaluate_model(model_dir, data, samples=samples, seed=seed, seeds=seeds, report_png=report_png)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
@@ -431,8 +451,25 @@ def evaluate(model_dir: Path, data: str, samples: int, seed: int, seeds: int, as
         click.echo(f"  {'held-out ' + name:<36}{value:>10.4g}")
     for name, value in report.baselines.items():
         click.echo(f"  {'baseline ' + name:<36}{_with_spread(value, report.spread.get(f'baselines.{name}')):>10}")
-    for name, value in report.figures.items():
-        click.echo(f"  {name:<36}{_with_spread(value, report.spread.get(f'figures.{name}')):>10}")
+    _echo_figures(report.figures, report.spread)
+    if report_png is not None:
+        click.echo(f"wrote the report to {report_png}")
+
+
+def _echo_figures(figures: dict[str, float], spread: dict[str, float]) -> None:
+    """A kind's figures; a figure ``NAME`` with a ``real_NAME`` beside it (the same figure for real data) in one row,
+    under the columns 'model' and 'real'."""
+    paired = [name for name in figures if f"real_{name}" in figures]
+    if paired:
+        click.echo(f"  {'':<26}{'model':>18}{'real':>18}")
+    for name, value in figures.items():
+        if name in paired:
+            real = f"real_{name}"
+            model_cell = _with_spread(value, spread.get(f"figures.{name}"))
+            real_cell = _with_spread(figures[real], spread.get(f"figures.{real}"))
+            click.echo(f"  {name.replace('_', ' '):<26}{model_cell:>18}{real_cell:>18}")
+        elif not (name.startswith("real_") and name[len("real_") :] in paired):
+            click.echo(f"  {name:<36}{_with_spread(value, spread.get(f'figures.{name}')):>10}")
 
 
 def _with_spread(mean: float, spread: float | None) -> str:
@@ -577,6 +614,16 @@ def _parse_labels(text: str) -> list[int]:
         raise click.BadParameter(
             f"expected comma-separated integers like 0,1,2, got {text!r}", param_hint="--labels"
         ) from None
+
+
+def _parse_conditions(pairs: tuple[str, ...]) -> dict[str, str]:
+    conditions = {}
+    for pair in pairs:
+        column, equals, value = pair.partition("=")
+        if not equals or not column.strip():
+            raise click.UsageError(f"--condition {pair}: write COLUMN=VALUE, e.g. species=Adelie")
+        conditions[column.strip()] = value.strip()
+    return conditions
 
 
 def _generator_row(registration: Any) -> dict[str, Any]:

@@ -124,10 +124,10 @@ def _recording(generator_cls: type[AnyGenerator], out: Path, kill_rank: int | No
         def _record(self, name: str) -> None:
             from safetensors.torch import save_file
 
-            parameters = {
+            parameters = {  # a module without parameters (a fitted copula) is compared by its buffers
                 f"{module_name}.{name}": parameter.detach().cpu().contiguous()
                 for module_name, module in self.modules.items()
-                for name, parameter in module.named_parameters()
+                for name, parameter in (list(module.named_parameters()) or list(module.named_buffers()))
             }
             (out / RANKS_DIR).mkdir(parents=True, exist_ok=True)
             save_file(parameters, str(out / RANKS_DIR / f"{name}.safetensors"))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from genloom.errors import ConfigError, DataError, NotAvailableError
 from genloom.evaluation.distances import NEIGHBOURS
 from genloom.evaluation.images import MAX_SAMPLES, SetComparison
+from genloom.fileio import check_output_file
 
 
 class EvalReport(BaseModel):
@@ -56,7 +57,13 @@ class EvalReport(BaseModel):
 
 
 def evaluate_model(
-    model_dir: str | Path, data_spec: str, *, samples: int = MAX_SAMPLES, seed: int = 0, seeds: int = 1
+    model_dir: str | Path,
+    data_spec: str,
+    *,
+    samples: int = MAX_SAMPLES,
+    seed: int = 0,
+    seeds: int = 1,
+    report_png: Path | None = None,
 ) -> EvalReport:
     """Evaluate the model or export in ``model_dir`` against the ``data_spec`` source.
 
@@ -66,6 +73,8 @@ def evaluate_model(
     trained model, ONNX Runtime for an export). The kind's evaluation runs at
     ``seeds`` seeds from ``seed`` on; its figures are their means, and ``spread``
     holds their standard deviations, so that a change is not judged on noise.
+    With ``report_png``, the kind draws the samples of the first seed beside the
+    real data there (kinds with a ``report``).
     """
     if seeds < 1:
         raise ConfigError(f"seeds: evaluate at one seed or more, got {seeds}")
@@ -83,6 +92,10 @@ def evaluate_model(
             f"{source.modality}; "
             "evaluate on the data it trained on"
         )
+    if report_png is not None:
+        if kind.report is None:
+            raise ConfigError(f"--report: the {kind.name} kind draws no report; leave --report out")
+        check_output_file(report_png, "--report")
     data = registry.open_data(data_spec)
     train, validation = data.split(float(manifest.config.get("validation_fraction", 0.1)))
     held_out = model.evaluate(validation) if validation is not None else {}
@@ -102,6 +115,8 @@ def evaluate_model(
     if kind.evaluate is not None:
         runs = [kind.evaluate(model, data, train, validation, samples=samples, seed=s) for s in report["seeds"]]
         report.update(_mean_over_seeds(runs))
+    if report_png is not None and kind.report is not None:
+        kind.report(model, data, train, validation, report_png, seed=seed)
     return EvalReport(**report)
 
 

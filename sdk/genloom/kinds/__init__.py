@@ -74,6 +74,9 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     """``--out`` when the user gives none (``None``: the writer's own default, e.g. stdout)."""
     out_is_directory: bool = False
     """``--out`` is a folder (clips, say) rather than one file; it is checked as such before generating."""
+    check_out: Callable[[Path], None] | None = None
+    """``check_out(out)``: refuse (a ConfigError) an ``--out`` the writer cannot write, such as a suffix it does not
+    know, before generating; None: any file (or folder) will do."""
     sample_suffix: str = ".txt"
     """File suffix of the samples written during training (``.png``, ``.txt``, ``.csv`` ...)."""
     training_samples: Mapping[str, object] = field(default_factory=dict)
@@ -85,6 +88,9 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     """``evaluate(model, data, train, validation, samples=, seed=)``: the kind's own ``genloom eval`` figures (``data``
     the whole source, ``train``/``validation`` its fixed split; ``validation`` may be None), as fields of
     :class:`genloom.evaluation.EvalReport`; None when the kind offers only the generator's held-out figures."""
+    report: Callable[..., None] | None = None
+    """``report(model, data, train, validation, out, *, seed)``: draw the model's samples beside real data in a PNG at
+    ``out`` (``genloom eval --report``); None when the kind draws none."""
     variant_check_settings: Mapping[str, object] | None = None
     """Settings to compare each precision variant of an export with fp32 (what its ``agreement_with_fp32`` counts);
     None where the kind records only the variants' error figures."""
