@@ -86,10 +86,10 @@ def test_generated_rows_keep_the_tables_columns_types_ranges_and_categories(
     for column in ("species", "island", "sex"):
         assert set(frame[column].dropna()) <= set(penguins[column].dropna()), column  # no invented category
     for column in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"):
-        values = frame[column].dropna().astype(float)
-        assert penguins[column].min() <= values.min() and values.max() <= penguins[column].max(), column
+        values = frame[column].dropna().astype(float)  # a 6-step model may make a column all missing
+        assert values.empty or penguins[column].min() <= values.min() <= values.max() <= penguins[column].max()
     assert (frame["year"] % 1 == 0).all() and set(frame["year"]) <= {2007, 2008, 2009}
-    assert (frame["bill_length_mm"].dropna() * 10 % 1).abs().max() < 1e-6  # one decimal, as the table has
+    assert ((frame["bill_length_mm"].dropna() * 10 + 1e-6) % 1 < 2e-6).all()  # one decimal, as the table has
 
 
 @pytest.mark.parametrize(("name", "form"), CASES)
@@ -260,3 +260,21 @@ def test_a_table_result_writes_csv_and_parquet(models: dict[tuple[str, str], Pat
     from_csv = pd.read_csv(result.to_csv(tmp_path / "r.csv"))
     assert from_csv.shape == (30, 8)
     np.testing.assert_allclose(from_csv["bill_length_mm"], result.frame["bill_length_mm"].astype(float))
+
+
+def test_csv_and_parquet_sources_read_the_same_table(penguins: pd.DataFrame, tmp_path: Path) -> None:
+    from genloom.plugins import get_registry
+
+    penguins.to_csv(tmp_path / "p.csv", index=False)
+    penguins.to_parquet(tmp_path / "p.parquet", index=False)
+    from_csv = get_registry().open_data(f"csv:{tmp_path / 'p.csv'}")
+    from_parquet = get_registry().open_data(f"parquet:{tmp_path / 'p.parquet'}")
+    pd.testing.assert_frame_equal(from_csv.frame, penguins, check_dtype=False)
+    pd.testing.assert_frame_equal(from_parquet.frame, penguins)
+    assert from_csv.target is None  # a file suggests no target: set one with --set target=COLUMN
+    out = tmp_path / "model"
+    ok("train", "copula", "--data", f"parquet:{tmp_path / 'p.parquet'}", "--out", str(out), "--set", "target=island")
+    assert genloom.load(out).manifest.facts["schema"]["target"] == "island"
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    refused = cli_in_process("train", "copula", "--data", f"parquet:{tmp_path / 'broken.parquet'}", "--out", str(out))
+    assert_one_line_error(refused, "is not a readable Parquet file")

@@ -152,7 +152,11 @@ class ModeGenerator(TabularGenerator):
 
     def fit_codec(self, frame: pd.DataFrame, schema: TableSchema) -> ModeCodec:
         transform = fit_modes(frame, schema, max_modes=self.config.max_modes, seed=self.config.seed)
-        return ModeCodec(transform=transform, latent_dim=self.config.latent_dim, conditional=self.conditional)
+        return ModeCodec(transform=transform, noise_dim=self.noise_dim(), conditional=self.conditional)
+
+    def noise_dim(self) -> int:
+        """Standard-normal values a row is made from: the latent size (more where a prior maps noise to latents)."""
+        return self.config.latent_dim
 
     def encoded_rows(self, data: TableData) -> np.ndarray:
         """The training rows encoded (once per data set, each value's mode drawn at a fixed seed)."""

@@ -34,9 +34,12 @@ class ModeCodec(StrictModel):
 
     type: Literal["modes"] = "modes"
     transform: ModeTransform
-    latent_dim: int
+    noise_dim: int = Field(description="Standard-normal values the network makes a row from.")
     conditional: bool = Field(description="The network takes a conditional vector 'cond' (CTGAN).")
     sigmas: list[float] | None = Field(None, description="TVAE: the noise scale of each output (0: none).")
+    choice_temperature: float = Field(
+        1.0, ge=0, description="Temperature of the softmax each one-hot is sampled from (0: the likeliest choice)."
+    )
 
     @property
     def schema_(self) -> TableSchema:
@@ -49,7 +52,7 @@ class ModeCodec(StrictModel):
         return sum(coding.choice.size for _, coding in self.transform.discrete) or 1
 
     def inputs(self, n: int, rng: np.random.Generator, conditions: Mapping[str, int]) -> dict[str, np.ndarray]:
-        noise = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+        noise = rng.standard_normal((n, self.noise_dim), dtype=np.float32)
         if not self.conditional:
             return {"noise": noise}
         return {"noise": noise, "cond": self.cond_vectors(n, rng, conditions)}
@@ -78,7 +81,7 @@ class ModeCodec(StrictModel):
 
     def decode(self, rows: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
         sigmas = None if self.sigmas is None else np.asarray(self.sigmas)
-        return self.transform.decode(rows, rng, sigmas)
+        return self.transform.decode(rows, rng, sigmas, self.choice_temperature)
 
 
 class Marginal(StrictModel):

@@ -103,14 +103,16 @@ class CTGAN(ModeGenerator):
             rows = np.flatnonzero(picked_column == position)
             counts = choice_frequencies(column.frequencies, column.missing) * len(encoded.rows)
             shares = np.log(counts + 1)
-            category = rng.choice(coding.choice.size, size=len(rows), p=shares / shares.sum())
-            picked_category[rows] = category
-            cond[rows, offsets[position] + category] = 1
+            chosen = rng.choice(coding.choice.size, size=len(rows), p=shares / shares.sum())
+            picked_category[rows] = chosen
+            cond[rows, offsets[position] + chosen] = 1
         order = rng.permutation(n)
-        for row in range(n) if columns else ():
-            candidates = encoded.by_category[picked_column[order[row]]][picked_category[order[row]]]
-            if len(candidates):
-                real_index[row] = candidates[rng.integers(0, len(candidates))]
+        draws = rng.random(n)
+        for position in range(len(columns)):
+            for category, candidates in enumerate(encoded.by_category[position]):
+                rows = np.flatnonzero((picked_column[order] == position) & (picked_category[order] == category))
+                if len(rows) and len(candidates):
+                    real_index[rows] = candidates[(draws[rows] * len(candidates)).astype(np.int64)]
         span_start = np.array([coding.choice.start for _, coding in columns] or [0])[picked_column]
         return (
             torch.from_numpy(cond),

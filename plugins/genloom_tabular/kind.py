@@ -158,6 +158,7 @@ TABLE: DataKind[TableSampling, pd.DataFrame, TableResult] = DataKind(
     sample_suffix=".csv",
     training_samples={"n": 20},
     count_field="n",
+    bench_batches=(1, 64, 4096),
     evaluate=evaluate,
     report=report,
     check_out=check_out,

@@ -121,3 +121,14 @@ class GaussianCopula(nn.Module):
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         correlated = noise @ self.cholesky.T
         return 0.5 * (1 + torch.erf(correlated / math.sqrt(2)))
+
+
+class PriorDecoder(nn.Module):
+    """Noise -> latents from a fitted mixture prior -> the decoder's encoded row."""
+
+    def __init__(self, prior: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.prior, self.decoder = prior, decoder
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.prior(noise))

@@ -84,15 +84,18 @@ class ModeTransform(StrictModel):
                 encoded[rows, coding.missing.start + gone.astype(int)] = 1
         return encoded
 
-    def decode(self, rows: np.ndarray, rng: np.random.Generator, sigmas: np.ndarray | None = None) -> pd.DataFrame:
+    def decode(
+        self, rows: np.ndarray, rng: np.random.Generator, sigmas: np.ndarray | None = None, temperature: float = 1.0
+    ) -> pd.DataFrame:
         """Network output ``(N, width)`` (offsets after tanh, logits of every one-hot) -> the table.
 
-        Each one-hot is sampled (the Gumbel-max trick: the argmax of logits plus Gumbel noise); an offset gets
-        Gaussian noise of ``sigmas`` (TVAE's learned output scale) when given. The noise is drawn from ``rng`` in one
+        Each one-hot is sampled from the softmax of its logits divided by ``temperature`` (the Gumbel-max trick:
+        the argmax of those logits plus Gumbel noise; at 0, the argmax of the logits); an offset gets Gaussian
+        noise of ``sigmas`` (TVAE's learned output scale) when given. The noise is drawn from ``rng`` in one
         fixed order, so a seed gives the same rows from PyTorch and from ONNX Runtime.
         """
         rows = np.asarray(rows, dtype=np.float64)
-        noisy = rows + rng.gumbel(size=rows.shape)
+        noisy = rows / temperature + rng.gumbel(size=rows.shape) if temperature > 0 else rows
         if sigmas is not None:
             rows = rows + rng.standard_normal(rows.shape) * np.asarray(sigmas)[None, :]
         values: dict[str, np.ndarray] = {}

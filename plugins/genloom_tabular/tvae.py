@@ -19,6 +19,8 @@ from genloom_tabular.data import TableData
 if TYPE_CHECKING:
     import torch
 
+ROWS_PER_COMPONENT = 25
+"""The mixture prior has at most one component per this many training rows (11 for the penguins' 275)."""
 SIGMA_RANGE = (0.01, 1.0)
 """The learned output scales are kept in this range after every step (TVAE's)."""
 
@@ -26,7 +28,7 @@ SIGMA_RANGE = (0.01, 1.0)
 class TVAEConfig(ModeConfig):
     """Knobs of ``tvae`` (TVAE's defaults unless said)."""
 
-    steps: int = Field(1500, ge=1, description="Optimisation steps.")
+    steps: int = Field(3000, ge=1, description="Optimisation steps.")
     batch_size: int = Field(500, ge=1, description="Rows per step (at most the table's rows, drawn without repeats).")
     hidden_dims: list[int] = Field(
         [128, 128], min_length=1, description="Widths of the encoder's and decoder's layers."
@@ -34,6 +36,21 @@ class TVAEConfig(ModeConfig):
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay.")
     loss_factor: float = Field(2.0, gt=0, description="Weight of the reconstruction term against the KL term.")
+    latent_dim: int = Field(16, ge=1, le=4096, description="Size of the latent code.")
+    prior_components: int = Field(
+        40,
+        ge=0,
+        le=256,
+        description="Components of a Gaussian mixture fitted after training to the training rows' latent means, at "
+        f"most one per {ROWS_PER_COMPONENT} rows; samples start from it. 0: from N(0, I), as TVAE does.",
+    )
+    choice_temperature: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Temperature of the decoder's softmax that each category (and numeric mode) is sampled from; "
+        "0: the likeliest, as TVAE does.",
+    )
 
 
 class TVAE(ModeGenerator):
@@ -47,12 +64,39 @@ class TVAE(ModeGenerator):
 
     def build(self) -> dict[str, torch.nn.Module]:
         from genloom_tabular.nets import TableDecoder, TableEncoder
+        from genloom_vae.nets import MixturePrior
 
         width, config = self.codec.transform.width, self.config
-        return {
+        modules: dict[str, torch.nn.Module] = {
             "encoder": TableEncoder(width, config.hidden_dims, config.latent_dim),
             "decoder": TableDecoder(config.latent_dim, list(reversed(config.hidden_dims)), width),
         }
+        if config.prior_components:
+            modules["prior"] = MixturePrior(config.latent_dim, config.prior_components)
+        return modules
+
+    def noise_dim(self) -> int:
+        """With a mixture prior, one more value than the latent size: it picks the component."""
+        return self.config.latent_dim + (1 if self.config.prior_components else 0)
+
+    def finish_training(self, data: TableData) -> None:
+        """Fit the mixture prior (scikit-learn's, full covariances) to the latent means of the training rows."""
+        import torch
+        from sklearn.mixture import GaussianMixture
+
+        if "prior" not in self.modules:
+            return
+        rows = torch.from_numpy(self.encoded_rows(data)).to(self.device)
+        means = self.modules["encoder"](rows)[0].cpu().numpy().astype(np.float64)
+        mixture = GaussianMixture(
+            max(1, min(self.config.prior_components, len(means) // ROWS_PER_COMPONENT)),
+            covariance_type="full",
+            reg_covar=1e-4,
+            random_state=self.config.seed,
+        ).fit(means)
+        fitted = (mixture.weights_, mixture.means_, mixture.covariances_)
+        prior: Any = self.modules["prior"]
+        getattr(prior, "module", prior).fit(0, *(torch.from_numpy(array).float() for array in fitted))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         import torch
@@ -121,7 +165,12 @@ class TVAE(ModeGenerator):
         for span in self.codec.transform.spans:
             if span.activation == "tanh":
                 scales[span.start : span.start + span.size] = sigma[span.start : span.start + span.size]
-        return self.codec.model_copy(update={"sigmas": scales.tolist()})
+        update = {"sigmas": scales.tolist(), "choice_temperature": self.config.choice_temperature}
+        return self.codec.model_copy(update=update)
 
     def sampling_network(self) -> torch.nn.Module:
-        return self.activated(self._decoder().body)
+        from genloom_tabular.nets import PriorDecoder
+
+        body = self._decoder().body
+        prior = self.modules.get("prior")
+        return self.activated(body if prior is None else PriorDecoder(getattr(prior, "module", prior), body))

@@ -38,7 +38,7 @@ def bench_outputs(context: BenchContext, kind: Any) -> list[OutputRow]:
             f"{context.name}: peer unavailable: an export holds no torch model; bench the trained model's directory"
         )
     rows: list[OutputRow] = []
-    for batch in context.batches or (OUTPUT_BATCHES if count_field else (1,)):
+    for batch in context.batches or (kind.bench_batches or OUTPUT_BATCHES if count_field else (1,)):
         settings = {count_field: batch} if count_field else {}
         reference = None
         for label, model in paths:

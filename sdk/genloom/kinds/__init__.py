@@ -97,6 +97,8 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     bench_variants: tuple[str, ...] = ()
     """Precision variants ``genloom bench`` exports and times besides fp32 on the CPU (``int8``); fp16 is added on
     CUDA."""
+    bench_batches: tuple[int, ...] = ()
+    """Counts (``count_field``) the generic ``genloom bench`` rows time; empty: 1 and 64."""
     bench: Callable[[BenchContext], Mapping[str, object]] | None = None
     """``bench(context)``: the kind's own rows for ``genloom bench`` (see :mod:`genloom.bench.run`); None: the
     generic outputs/s rows."""
