@@ -90,14 +90,17 @@ class ModeTransform(StrictModel):
         """Network output ``(N, width)`` (offsets after tanh, logits of every one-hot) -> the table.
 
         Each one-hot is sampled from the softmax of its logits divided by ``temperature`` (the Gumbel-max trick:
-        the argmax of those logits plus Gumbel noise; at 0, the argmax of the logits); an offset gets Gaussian
+        the argmax of those logits plus Gumbel noise, drawn as -log of exponential draws; at 0, the argmax of the
+        logits); an offset gets Gaussian
         noise of ``sigmas`` (TVAE's learned output scale) when given. The noise is drawn from ``rng`` in one
         fixed order, so a seed gives the same rows from PyTorch and from ONNX Runtime.
         """
         rows = np.asarray(rows, dtype=np.float64)
-        noisy = rows / temperature + rng.gumbel(size=rows.shape) if temperature > 0 else rows
-        if sigmas is not None:
-            rows = rows + rng.standard_normal(rows.shape) * np.asarray(sigmas)[None, :]
+        noisy = rows / temperature - np.log(rng.standard_exponential(rows.shape)) if temperature > 0 else rows
+        if sigmas is not None:  # offsets only: one column per numeric column
+            offsets = [span.start for span in self.spans if span.activation == "tanh"]
+            rows = rows.copy()
+            rows[:, offsets] += rng.standard_normal((len(rows), len(offsets))) * np.asarray(sigmas)[offsets]
         values: dict[str, np.ndarray] = {}
         missing: dict[str, np.ndarray] = {}
         for column, coding in zip(self.schema_.columns, self.columns, strict=True):
