@@ -278,3 +278,10 @@ def test_csv_and_parquet_sources_read_the_same_table(penguins: pd.DataFrame, tmp
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     refused = cli_in_process("train", "copula", "--data", f"parquet:{tmp_path / 'broken.parquet'}", "--out", str(out))
     assert_one_line_error(refused, "is not a readable Parquet file")
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_schema_lists_each_tabular_generators_knobs(name: str) -> None:
+    properties = json.loads(ok("schema", name))["properties"]
+    assert {"target", "column_types", "column_ranges", "validation_fraction"} <= properties.keys()
+    assert all(field.get("description") for field in properties.values())

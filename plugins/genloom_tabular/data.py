@@ -47,7 +47,7 @@ class TableData:
         return len(self.frame)
 
     def facts(self) -> dict[str, Any]:
-        return {"rows": len(self.frame), "columns": list(self.frame.columns), "source_target": self.target}
+        return {"rows": len(self.frame), "columns": list(self.frame.columns)}
 
     def split(self, fraction: float) -> tuple[Self, Self | None]:
         """The same rows held out every time: a fixed shuffle, then ``round(fraction * rows)`` of them."""
