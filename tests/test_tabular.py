@@ -285,3 +285,51 @@ def test_schema_lists_each_tabular_generators_knobs(name: str) -> None:
     properties = json.loads(ok("schema", name))["properties"]
     assert {"target", "column_types", "column_ranges", "validation_fraction"} <= properties.keys()
     assert all(field.get("description") for field in properties.values())
+
+
+MORE_BAD_TABLES = {
+    "repeated-column": (b"a,a,b\n1,2,x\n3,4,y\n", (), ("column 'a' appears twice", "name columns uniquely")),
+    "infinite": (b"x,y\n1,inf\n2,3\n4,5\n6,7\n8,9\n", (), ("column 'y' holds infinite values", "replace them")),
+    "boolean-override": (
+        b"c,y\na,1\nb,2\nc,3\na,4\nb,5\n",
+        ("--set", 'column_types={"c": "boolean"}'),
+        ("column 'c' holds values such as", "not only true and false; set it categorical"),
+    ),
+    "range-on-category": (
+        b"c,y\na,1\nb,2\nc,3\na,4\nb,5\n",
+        ("--set", 'column_ranges={"c": [0, 1]}'),
+        ("column 'c' is categorical; a range applies to numeric columns only",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_BAD_TABLES))
+def test_more_bad_tables_are_one_line_and_nothing_is_written(tmp_path: Path, case: str) -> None:
+    data, settings, fragments = MORE_BAD_TABLES[case]
+    source = write_bytes(tmp_path / "bad.csv", data)
+    refused = cli_in_process("train", "copula", "--data", source, "--out", str(tmp_path / "model"), *settings)
+    assert_one_line_error(refused, *fragments)
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_column_of_one_value_and_held_out_categories_unseen_in_training_train_and_evaluate(tmp_path: Path) -> None:
+    """Held-out rows may hold a category (or a missing value) the training rows lack; a column may hold one value."""
+    from genloom_tabular.data import TableData
+
+    rows = [f"{['a', 'b'][i % 2]},{i % 7},5" for i in range(60)]
+    source = write_bytes(tmp_path / "t.csv", ("c,y,one\n" + "\n".join(rows) + "\n").encode())
+    out = tmp_path / "model"
+    ok("train", "tvae", "--data", source, "--out", str(out), "--steps", "3", "--quiet", *settings_of("tvae"))
+    model = genloom.load(out)
+    held_out = pd.DataFrame({"c": ["a", "zz", None, "b"], "y": [1, 2, 3, 4], "one": [5, 5, 5, 5]})
+    assert np.isfinite(model.evaluate(TableData(held_out, "held-out"))["val_loss"])  # over the rows 'a' and 'b'
+    frame = model.generate(n=50, seed=0).frame
+    assert (frame["one"] == 5).all() and set(frame["c"]) <= {"a", "b"}
+
+
+def test_a_report_that_is_not_a_png_is_refused_before_work(models: dict[tuple[str, str], Path], tmp_path: Path) -> None:
+    refused = cli_in_process(
+        "eval", str(models[("copula", "trained")]), "--data", "penguins", "--report", str(tmp_path / "r.txt")
+    )
+    assert_one_line_error(refused, "the report is a PNG picture; end the name in .png")
+    assert not (tmp_path / "r.txt").exists()

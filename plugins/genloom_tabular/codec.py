@@ -160,8 +160,9 @@ def generate_rows(
     conditions: Mapping[str, object] | None,
 ) -> pd.DataFrame:
     """``n`` rows from the network, in pieces of :data:`CHUNK_ROWS`. Under ``conditions``, rows that do not meet
-    them are dropped and more are drawn, up to :data:`MAX_DRAWS` times ``n`` (then a ConfigError: the condition is
-    too rare for the model)."""
+    them are dropped and more are drawn, up to :data:`MAX_DRAWS` times ``n``; a ConfigError (the condition is too
+    rare for the model) once that is spent, or as soon as a piece's worth of draws shows fewer than one row in
+    :data:`MAX_DRAWS` meets them."""
     schema = codec.schema_
     wanted = schema.conditions(conditions)
     kept: list[pd.DataFrame] = []
@@ -177,7 +178,7 @@ def generate_rows(
             frame = frame[match]
         kept.append(frame)
         have += len(frame)
-        if have < n and drawn >= MAX_DRAWS * n:
+        if have < n and (drawn >= MAX_DRAWS * n or (drawn >= CHUNK_ROWS and have * MAX_DRAWS < drawn)):
             raise ConfigError(
                 f"conditions {dict(conditions or {})}: only {have} of {drawn} generated rows met them; the model "
                 "rarely makes such rows (train longer, or ask for fewer conditions)"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +43,13 @@ class TableData:
         if repeated:
             raise DataError(f"data source '{self.source}': column '{repeated[0]}' appears twice; name columns uniquely")
         self.frame = self.frame.set_axis(names, axis=1).reset_index(drop=True)
+        for name in names:
+            values = self.frame[name]
+            if pd.api.types.is_float_dtype(values) and np.isinf(values.to_numpy(dtype=float)).any():
+                raise DataError(
+                    f"data source '{self.source}': column '{name}' holds infinite values; replace them (or leave "
+                    "them empty)"
+                )
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -64,6 +72,11 @@ def load_csv(argument: str | None) -> TableData:
     """``csv:PATH``: a UTF-8 CSV file with a header row."""
     path = _existing(argument, "csv")
     try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])  # pandas would rename a repeated name ('a', 'a.1')
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataError(f"data source 'csv:{path}': column '{repeated[0]}' appears twice; name columns uniquely")
         frame = pd.read_csv(path, encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DataError(

@@ -69,7 +69,7 @@ def make_result(frame: pd.DataFrame, provenance: Provenance) -> TableResult:
 def write(result: TableResult, out: Path | None) -> str:
     """CSV or Parquet by ``out``'s suffix (checked before generating)."""
     target = Path(out or DEFAULT_OUT)
-    if target.suffix == ".parquet":
+    if target.suffix.lower() == ".parquet":
         result.to_parquet(target)
     else:
         result.to_csv(target)
@@ -107,7 +107,7 @@ def _plain(value: Any) -> Any:
 
 def check_out(out: Path) -> None:
     """``--out`` must end in .csv or .parquet."""
-    if out.suffix not in SUFFIXES:
+    if out.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"--out {out}: a table is written as .csv or .parquet; end the name in one of them")
 
 

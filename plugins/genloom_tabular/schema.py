@@ -135,15 +135,21 @@ def _column(
         )
     kind = forced or _inferred_type(present)
     numeric = pd.api.types.is_numeric_dtype(present) and not pd.api.types.is_bool_dtype(present)
+    example = _plain(present.iloc[0])
     if kind in ("continuous", "integer") and not numeric:
         raise ConfigError(
-            f"column_types: column '{name}' holds {present.dtype} values such as {present.iloc[0]!r}, not numbers; "
+            f"column_types: column '{name}' holds {present.dtype} values such as {example!r}, not numbers; "
             "set it categorical"
         )
     if kind == "integer" and not np.all(np.mod(present.to_numpy(dtype=float), 1) == 0):
+        raise ConfigError(f"column_types: column '{name}' holds fractions such as {example!r}; set it continuous")
+    if kind == "boolean" and not set(present.unique().tolist()) <= {True, False}:
         raise ConfigError(
-            f"column_types: column '{name}' holds fractions such as {present.iloc[0]!r}; set it continuous"
+            f"column_types: column '{name}' holds values such as {example!r}, not only true and false; "
+            "set it categorical"
         )
+    if bounds is not None and kind not in ("continuous", "integer"):
+        raise ConfigError(f"column_ranges: column '{name}' is {kind}; a range applies to numeric columns only")
     base = {"name": name, "type": kind, "dtype": str(values.dtype), "missing": float(values.isna().mean())}
     if kind in ("categorical", "boolean"):
         counts = present.value_counts()
@@ -207,7 +213,10 @@ def build_frame(
             elif column.dtype in ("str", "string"):  # pandas' string dtypes (read_csv's default from pandas 3)
                 series = series.astype(column.dtype)
         else:
-            numbers = np.round(np.clip(raw.astype(np.float64), column.minimum, column.maximum), column.decimals)
+            assert column.minimum is not None and column.maximum is not None
+            scale = 10.0**column.decimals  # the range's ends rounded inwards, so rounding cannot leave it
+            low, high = np.ceil(column.minimum * scale) / scale, np.floor(column.maximum * scale) / scale
+            numbers = np.clip(np.round(raw.astype(np.float64), column.decimals), low, max(low, high))
             if column.type == "integer":
                 series = pd.Series(numbers.astype(np.int64))
                 if gone is not None:

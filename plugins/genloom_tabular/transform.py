@@ -61,6 +61,14 @@ class ModeTransform(StrictModel):
         pairs = zip(self.schema_.columns, self.columns, strict=True)
         return [(column, coding) for column, coding in pairs if column.discrete]
 
+    def known(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows hold only categories (and missing values) that the training rows had: the rows that
+        :meth:`encode` can encode (held-out rows may hold others)."""
+        rows = np.ones(len(frame), dtype=bool)
+        for column, _ in self.discrete:
+            rows &= category_indices(column, frame[column.name]) >= 0
+        return rows
+
     def encode(self, frame: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
         """Rows -> float32 ``(N, width)``; each value's mode is drawn from its posterior, as CTGAN draws it."""
         encoded = np.zeros((len(frame), self.width), dtype=np.float32)
@@ -135,14 +143,17 @@ def fit_modes(frame: pd.DataFrame, schema: TableSchema, *, max_modes: int, seed:
             continue
         numbers = values.dropna().to_numpy(dtype=float).reshape(-1, 1)
         distinct = len(np.unique(numbers))
-        with warnings.catch_warnings():  # 100 iterations that did not converge still give usable modes
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            mixture = _mixture(max(1, min(max_modes, distinct)), seed).fit(numbers)
-        keep = mixture.weights_ > MIN_MODE_WEIGHT
-        means = mixture.means_[:, 0][keep]
-        stds = np.sqrt(mixture.covariances_.reshape(-1))[keep]
-        weights = mixture.weights_[keep] / mixture.weights_[keep].sum()
-        stds = np.maximum(stds, 1e-3 * max(float(numbers.std()), 1e-6))  # a constant column's mode has no width
+        if distinct < 2:  # one value: one mode, nothing to fit
+            means, stds, weights = numbers[:1, 0], np.zeros(1), np.ones(1)
+        else:
+            with warnings.catch_warnings():  # 100 iterations that did not converge still give usable modes
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                mixture = _mixture(min(max_modes, distinct), seed).fit(numbers)
+            keep = mixture.weights_ > MIN_MODE_WEIGHT
+            means = mixture.means_[:, 0][keep]
+            stds = np.sqrt(mixture.covariances_.reshape(-1))[keep]
+            weights = mixture.weights_[keep] / mixture.weights_[keep].sum()
+        stds = np.maximum(stds, 1e-3 * max(float(numbers.std()), float(np.abs(numbers).max()) * 1e-3, 1e-6))
         value = Span(start=start, size=1, activation="tanh")
         choice = Span(start=start + 1, size=len(means), activation="softmax")
         start += 1 + len(means)
@@ -179,9 +190,11 @@ def _mixture(components: int, seed: int) -> Any:
 
 
 def category_indices(column: Column, values: pd.Series) -> np.ndarray:
-    """Each value's index among ``column``'s categories; missing values get the index after the last."""
+    """Each value's index among ``column``'s categories; missing values get the index after the last, and a
+    value the training rows never had (held-out rows may) -1."""
     lookup = {category: index for index, category in enumerate(column.categories)}
-    return np.array([len(column.categories) if pd.isna(v) else lookup[_key(v)] for v in values], dtype=np.int64)
+    gone = len(column.categories) if column.missing > 0 else -1
+    return np.array([gone if pd.isna(v) else lookup.get(_key(v), -1) for v in values], dtype=np.int64)
 
 
 def _key(value: object) -> Any:

@@ -1,8 +1,10 @@
 """``tvae``: the variational autoencoder counterpart of CTGAN (TVAE, Xu et al., 2019), over the same encoded rows.
 
 The loss is the negative log-likelihood of the encoded row (a Gaussian with a learned scale per offset, a
-categorical per one-hot), times ``loss_factor``, plus the KL divergence of q(z | row) from N(0, I). Rows are
-generated from N(0, I) codes; offsets get noise of the learned scale, one-hots are sampled (Gumbel-max).
+categorical per one-hot), times ``loss_factor``, plus the KL divergence of q(z | row) from N(0, I). After
+training, a Gaussian mixture is fitted to the training rows' latent means (``prior_components``); rows are
+generated from its codes (N(0, I) without one); offsets get noise of the learned scale, one-hots are sampled
+from the decoder's softmax at ``choice_temperature`` (Gumbel-max; 0: the argmax, as TVAE does).
 """
 
 from __future__ import annotations
@@ -150,10 +152,14 @@ class TVAE(ModeGenerator):
         return getattr(decoder, "module", decoder)  # under DDP, the wrapped module holds sigma
 
     def evaluate(self, data: TableData) -> dict[str, float]:
-        """The held-out rows' loss (reconstruction times loss_factor, plus KL), at a fixed seed."""
+        """The held-out rows' loss (reconstruction times loss_factor, plus KL), at a fixed seed, over the rows whose
+        categories the training rows had."""
         import torch
 
-        rows = torch.from_numpy(self.codec.transform.encode(data.frame, np.random.default_rng(ENCODING_SEED)))
+        frame = data.frame[self.codec.transform.known(data.frame)]  # a category unseen in training has no one-hot
+        if frame.empty:
+            return {}
+        rows = torch.from_numpy(self.codec.transform.encode(frame, np.random.default_rng(ENCODING_SEED)))
         generator = torch.Generator().manual_seed(0)
         reconstruction, kl = self._loss_terms(rows, lambda like: torch.randn(like.shape, generator=generator))
         return {"val_loss": float(self.config.loss_factor * reconstruction + kl)}

@@ -95,6 +95,8 @@ def evaluate_model(
     if report_png is not None:
         if kind.report is None:
             raise ConfigError(f"--report: the {kind.name} kind draws no report; leave --report out")
+        if report_png.suffix.lower() != ".png":
+            raise ConfigError(f"--report {report_png}: the report is a PNG picture; end the name in .png")
         check_output_file(report_png, "--report")
     data = registry.open_data(data_spec)
     train, validation = data.split(float(manifest.config.get("validation_fraction", 0.1)))
