@@ -101,10 +101,9 @@ class TabularGenerator(genloom.Generator[TableSampling, pd.DataFrame, TableData]
 
         codec = self.sampling_codec()
         network = self.sampling_network()
-        names = list(codec.inputs(1, np.random.default_rng(0), {}))
 
         def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
-            output: torch.Tensor = network(*[torch.from_numpy(inputs[name]) for name in names])
+            output: torch.Tensor = network(*[torch.from_numpy(inputs[name]) for name in codec.input_names])
             return output.numpy()
 
         return generate_rows(codec, run, settings.n, settings.rng(), settings.conditions)

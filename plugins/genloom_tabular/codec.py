@@ -9,7 +9,7 @@ in, in its export's.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,11 @@ class ModeCodec(StrictModel):
         """Width of the conditional vector: one slot per category (missing included) of every discrete column; 1
         (always 0) for a table without one."""
         return sum(coding.choice.size for _, coding in self.transform.discrete) or 1
+
+    @property
+    def input_names(self) -> list[str]:
+        """The network's inputs, in order: what :meth:`inputs` draws."""
+        return ["noise", "cond"] if self.conditional else ["noise"]
 
     def inputs(self, n: int, rng: np.random.Generator, conditions: Mapping[str, int]) -> dict[str, np.ndarray]:
         noise = rng.standard_normal((n, self.noise_dim), dtype=np.float32)
@@ -99,6 +104,9 @@ class CopulaCodec(StrictModel):
     schema_: TableSchema = Field(alias="schema")
     marginals: list[Marginal]
     cholesky: list[list[float]] = Field(description="The Cholesky factor of the normal scores' correlation.")
+
+    input_names: ClassVar[list[str]] = ["noise"]
+    """The network's input: what :meth:`inputs` draws."""
 
     def inputs(self, n: int, rng: np.random.Generator, conditions: Mapping[str, int]) -> dict[str, np.ndarray]:
         return {"noise": rng.standard_normal((n, len(self.marginals)), dtype=np.float32)}

@@ -17,7 +17,7 @@ from genloom.fileio import atomic_path
 from genloom.kinds import DataKind
 from genloom.results import Provenance
 from genloom_tabular.data import TableData
-from genloom_tabular.schema import Category
+from genloom_tabular.schema import Category, TableSchema
 
 DEFAULT_OUT = "generated.csv"
 SUFFIXES = (".csv", ".parquet")
@@ -118,7 +118,6 @@ def evaluate(
     ``samples``), each beside the held-out real rows' own figure against the training rows."""
     from genloom.install import require_training_install
     from genloom_tabular.evaluation import table_figures
-    from genloom_tabular.schema import TableSchema
 
     require_training_install("evaluating tables (scikit-learn classifiers)")
     if validation is None:
@@ -126,9 +125,8 @@ def evaluate(
             f"'{data.source}' has too few rows to hold any out; evaluate on a table with more rows (or train with a "
             "larger validation_fraction)"
         )
-    schema = TableSchema.model_validate(model.manifest.facts["schema"])
     synthetic = model.generate(n=min(samples, len(train)), seed=seed).frame
-    return {"figures": table_figures(schema, train.frame, validation.frame, synthetic, seed=seed)}
+    return {"figures": table_figures(_schema(model), train.frame, validation.frame, synthetic, seed=seed)}
 
 
 def report(
@@ -137,10 +135,13 @@ def report(
     """Each column of as many generated rows as the training split has, beside the training rows, and the two
     correlation matrices, in a PNG at ``out``."""
     from genloom_tabular.report import plot_report
-    from genloom_tabular.schema import TableSchema
 
-    schema = TableSchema.model_validate(model.manifest.facts["schema"])
-    plot_report(schema, train.frame, model.generate(n=len(train), seed=seed).frame, out)
+    plot_report(_schema(model), train.frame, model.generate(n=len(train), seed=seed).frame, out)
+
+
+def _schema(model: Any) -> TableSchema:
+    """The schema a loaded model (trained or exported) keeps in its manifest's facts."""
+    return TableSchema.model_validate(model.manifest.facts["schema"])
 
 
 TABLE: DataKind[TableSampling, pd.DataFrame, TableResult] = DataKind(

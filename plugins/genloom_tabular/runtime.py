@@ -42,8 +42,7 @@ class OnnxTableModel(OnnxModel):
         self.onnx = self.open_graph(graph, providers, session_options, precision)
         codec_file = self.listed_file("codec")
         self.codec = SavedCodec.read(codec_file.read_bytes(), codec_file.name)
-        needed = list(self.codec.inputs(1, np.random.default_rng(0), {}))
-        self.require_io(self.onnx, graph, needed, list(TableFromNoise.outputs))
+        self.require_io(self.onnx, graph, self.codec.input_names, list(TableFromNoise.outputs))
 
     def generate(self, **settings: Any) -> TableResult:
         request = validate_model(TableSampling, settings, what="sampling settings")
