@@ -23,7 +23,7 @@ LENGTH = 32
 """Steps of each series of the example's ``sines`` source."""
 WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from genloom.cli import main; main(sys.argv[1:])"
 """``python -c`` program: the genloom CLI in a process where any import of torch fails."""
-BUILT_IN_PLUGINS = ("genloom_gan", "genloom_vae", "genloom_text", "genloom_tabular")
+BUILT_IN_PLUGINS = ("genloom_gan", "genloom_vae", "genloom_text", "genloom_tabular", "genloom_audio")
 
 # The CLI with no entry-point plugin at all: the example and the ONNX exporter registered in process. It runs the
 # commands in argv[1] (JSON) one after the other and prints, last, their exit codes and the built-in plugins' modules

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genloom.data.folders import labelled_files
 from genloom.data.types import ImageData
 from genloom.errors import DataError
 
@@ -64,22 +65,9 @@ def load_image_folder(argument: str | None) -> ImageData:
     channel, anything else RGB.
     """
     root = Path(argument or "")
-    if not root.is_dir():
-        raise DataError(f"image-folder: '{root}' is not a folder; give a folder of PNG/JPEG files")
-    loose = _image_files(root)
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and _image_files(d))
-    if loose and class_dirs:
-        raise DataError(
-            f"image-folder: '{root}' has images both at its top and in sub-folders; "
-            "put every image in a class sub-folder, or none"
-        )
-    if not loose and not class_dirs:
-        raise DataError(f"image-folder: no .png/.jpg/.jpeg files in '{root}' or its sub-folders")
-    files = loose or [f for d in class_dirs for f in _image_files(d)]
-    labels = None if loose else np.array([i for i, d in enumerate(class_dirs) for _ in _image_files(d)], np.int64)
-    images = _read_images(files)
-    class_names = [d.name for d in class_dirs] or None
-    return ImageData(images, source=f"image-folder:{root}", labels=labels, class_names=class_names)
+    found = labelled_files(root, IMAGE_SUFFIXES, source="image-folder", what="PNG/JPEG files")
+    images = _read_images(found.files)
+    return ImageData(images, source=f"image-folder:{root}", labels=found.labels, class_names=found.class_names)
 
 
 def load_npz(argument: str | None) -> ImageData:
@@ -106,10 +94,6 @@ def load_npz(argument: str | None) -> ImageData:
     except (OSError, ValueError) as exc:  # not a zip, a damaged member, an object array (pickle)
         raise DataError(f"npz: cannot read '{path}' ({exc}); save it with numpy.savez") from None
     return ImageData(images, source=f"npz:{path}", labels=labels)
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _read_images(files: list[Path]) -> np.ndarray:
