@@ -38,7 +38,7 @@ import genloom
 from genloom_audio.kind import AudioSampling
 from genloom_audio.mulaw import SILENCE, draw
 from genloom_audio.nets import NaiveStepRunner, TorchStepRunner
-from genloom_audio.sampler import StepRunner, generate_clips
+from genloom_audio.sampler import ClipFormat, StepRunner, generate_clips
 
 FLOOR_PATH = "onnxruntime, a graph of the same inputs and outputs that computes nothing"
 REAL_TIME_RATE = 16_000
@@ -70,15 +70,7 @@ def same_clips(runners: dict[str, StepRunner], model: Any, seconds: float) -> di
     facts = model.manifest.facts
     settings = AudioSampling(n=1, seed=0, seconds=seconds, labels=labels_of(model, 1))
     made = {
-        name: generate_clips(
-            runner,
-            settings,
-            sample_rate=int(facts["sample_rate"]),
-            clip_seconds=float(facts["clip_seconds"]),
-            receptive_field=int(facts["receptive_field"]),
-            num_classes=int(facts.get("num_classes", 0)),
-            generator=model.manifest.generator,
-        ).array
+        name: generate_clips(runner, settings, ClipFormat.of(facts), generator=model.manifest.generator).array
         for name, runner in runners.items()
     }
     first = next(iter(made.values()))

@@ -171,14 +171,14 @@ def test_the_naive_sampler_makes_the_cached_samplers_clips() -> None:
     from genloom_audio.kind import AudioSampling
     from genloom_audio.nets import NaiveStepRunner, TorchStepRunner
     from genloom_audio.nets import WaveNet as Net
-    from genloom_audio.sampler import generate_clips
+    from genloom_audio.sampler import ClipFormat, generate_clips
 
     torch.manual_seed(1)
     net = Net(residual=8, gate=8, skip=8, dilations=[1, 2, 4, 8], num_classes=2).eval()
     settings = AudioSampling(n=2, seed=3, seconds=0.01, labels=[1, 0])
-    shared = {"sample_rate": 16_000, "clip_seconds": 0.01, "receptive_field": 16, "num_classes": 2, "generator": "t"}
-    naive = generate_clips(NaiveStepRunner(net), settings, **shared)
-    cached = generate_clips(TorchStepRunner(net), settings, **shared)
+    clip_format = ClipFormat(sample_rate=16_000, clip_seconds=0.01, receptive_field=16, num_classes=2)
+    naive = generate_clips(NaiveStepRunner(net), settings, clip_format, generator="t")
+    cached = generate_clips(TorchStepRunner(net), settings, clip_format, generator="t")
     assert np.array_equal(naive.array, cached.array) and naive.array.shape == (2, 160)
     assert len(np.unique(naive.array)) > 10  # it did sample, not sit on one level
 

@@ -75,9 +75,10 @@ class AudioData:
         if held_out == 0 or held_out >= len(self):
             return self, None
         order = np.random.default_rng(SPLIT_SEED).permutation(len(self))
-        return self._subset(order[held_out:], "train"), self._subset(order[:held_out], "validation")
+        return self.subset(order[held_out:], "train"), self.subset(order[:held_out], "validation")
 
-    def _subset(self, rows: np.ndarray, part: str) -> Self:
+    def subset(self, rows: np.ndarray, part: str) -> Self:
+        """The clips at ``rows`` (with their labels and names), as the given ``part``."""
         return type(self)(
             [self.clips[i] for i in rows],
             self.sample_rate,
@@ -122,22 +123,19 @@ def load_wav_folder(argument: str | None) -> AudioData:
     clips = []
     for file, (clip, clip_rate, channels) in zip(files, read, strict=True):
         if channels > 1 or clip_rate != rate:
-            log.warning(
-                "wav-folder: %s is %s at %d Hz; %s",
-                file,
-                "stereo" if channels == 2 else f"{channels} channels" if channels > 1 else "mono",
-                clip_rate,
-                ", ".join(
-                    part for part in ("mixed down to mono" if channels > 1 else "", _resampled(clip_rate, rate)) if part
-                ),
-            )
+            log.warning("wav-folder: %s %s", file, _conversion(channels, clip_rate, rate))
         clips.append(resample(clip, clip_rate, rate))
     names = [str(file) for file in files]
     return AudioData(clips, rate, f"wav-folder:{root}", found.labels, found.class_names, names)
 
 
-def _resampled(rate: int, target: int) -> str:
-    return f"resampled to {target} Hz (the folder's most common rate)" if rate != target else ""
+def _conversion(channels: int, rate: int, target: int) -> str:
+    """What happened to a file of ``channels`` at ``rate`` Hz in a folder of ``target`` Hz, for its note."""
+    layout = "stereo" if channels == 2 else f"{channels} channels" if channels > 1 else "mono"
+    done = ["mixed down to mono"] if channels > 1 else []
+    if rate != target:
+        done.append(f"resampled to {target} Hz (the folder's most common rate)")
+    return f"is {layout} at {rate} Hz; {', '.join(done)}"
 
 
 def _read_wav(file: Path) -> tuple[np.ndarray, int, int]:

@@ -76,7 +76,7 @@ def audio_figures(
 def _like(data: AudioData, labels: np.ndarray | None, count: int) -> AudioData:
     """``count`` clips of ``data`` with the given labels in turn (the first ones of each class), or the first ones."""
     if labels is None or data.labels is None:
-        return data._subset(np.arange(min(count, len(data))), data.part)
+        return data.subset(np.arange(min(count, len(data))), data.part)
     taken: dict[int, int] = {}
     rows = []
     for label in labels:
@@ -84,7 +84,7 @@ def _like(data: AudioData, labels: np.ndarray | None, count: int) -> AudioData:
         if len(candidates):
             rows.append(int(candidates[taken.get(int(label), 0) % len(candidates)]))
             taken[int(label)] = taken.get(int(label), 0) + 1
-    return data._subset(np.array(rows, dtype=np.int64), data.part)
+    return data.subset(np.array(rows, dtype=np.int64), data.part)
 
 
 def average_spectrum(clip: np.ndarray, n_fft: int) -> np.ndarray:

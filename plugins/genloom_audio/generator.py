@@ -14,7 +14,7 @@ from genloom.errors import DataError
 from genloom_audio.data import AudioData
 from genloom_audio.kind import AudioSampling, Clips
 from genloom_audio.mulaw import SILENCE, encode
-from genloom_audio.sampler import generate_clips, labels_for
+from genloom_audio.sampler import ClipFormat, generate_clips, labels_for
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,7 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
 
     def __init__(self, config: genloom.GeneratorConfig) -> None:
         super().__init__(config)
-        self._windows: tuple[int, list[np.ndarray], np.ndarray | None] | None = None
+        self._windows: dict[tuple[str, str, int], tuple[list[np.ndarray], np.ndarray | None]] = {}
 
     # -- data ------------------------------------------------------------------------------------------------
 
@@ -113,15 +113,16 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
 
     def _padded(self, data: AudioData) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Each clip's levels after ``receptive_field`` silence (and silence after it up to one segment), cached."""
-        if self._windows is None or self._windows[0] != id(data):
+        key = (data.source, data.part, len(data))
+        if key not in self._windows:  # the training split and the held-out one, each encoded once
             field, segment = self.config.receptive_field, self.config.segment
             padded = []
             for clip in data.at_rate(self.sample_rate).clips:
                 levels = encode(clip)
                 tail = max(0, segment + 1 - len(levels))
                 padded.append(np.concatenate([np.full(field, SILENCE), levels, np.full(tail, SILENCE)]))
-            self._windows = (id(data), padded, data.labels if self.num_classes else None)
-        return self._windows[1], self._windows[2]
+            self._windows[key] = (padded, data.labels if self.num_classes else None)
+        return self._windows[key]
 
     def get_batch(self, data: AudioData, rng: np.random.Generator) -> Any:
         """``(levels (B, receptive_field + segment) int64, labels (B,) or None)``: random windows of random clips."""
@@ -209,15 +210,7 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
     def sample(self, settings: AudioSampling) -> Clips:
         from genloom_audio.nets import TorchStepRunner
 
-        return generate_clips(
-            TorchStepRunner(self.net),
-            settings,
-            sample_rate=self.sample_rate,
-            clip_seconds=float(self.facts["clip_seconds"]),
-            receptive_field=int(self.facts["receptive_field"]),
-            num_classes=self.num_classes,
-            generator=self.name,
-        )
+        return generate_clips(TorchStepRunner(self.net), settings, ClipFormat.of(self.facts), generator=self.name)
 
     def export_spec(self) -> genloom.ExportSpec:
         import torch

@@ -66,9 +66,10 @@ class AudioResult:
     def to_wav(self, path: str | Path, index: int | None = None) -> Path:
         """Write clip ``index`` as a 16-bit mono WAV file, or (``None``) every clip one after another with 0.1 s of
         silence between them; atomically; return the path."""
-        return write_wav(Path(path), self._joined() if index is None else self.array[index], self.sample_rate)
+        return write_wav(Path(path), self.joined() if index is None else self.array[index], self.sample_rate)
 
-    def _joined(self) -> np.ndarray:
+    def joined(self) -> np.ndarray:
+        """Every clip one after another, 0.1 s of silence between them."""
         gap = np.zeros((len(self.array), int(GAP_SECONDS * self.sample_rate)), dtype=np.float32)
         return np.concatenate([self.array, gap], axis=1).reshape(-1)[: -gap.shape[1] or None]
 
@@ -84,7 +85,7 @@ def write(result: AudioResult, out: Path | None) -> str:
     target = Path(out or DEFAULT_OUT)
     if target.suffix.lower() == ".wav":
         result.to_wav(target)
-        write_spectrogram(target.with_suffix(".png"), result._joined())
+        write_spectrogram(target.with_suffix(".png"), result.joined())
         return f"wrote {len(result.array)} clips to {target} and their spectrogram to {target.with_suffix('.png')}"
     target.mkdir(parents=True, exist_ok=True)
     for index in range(len(result.array)):

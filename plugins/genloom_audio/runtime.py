@@ -13,7 +13,7 @@ from genloom.config import validate_model
 from genloom.errors import ArtifactError
 from genloom.runtime import OnnxModel
 from genloom_audio.kind import AudioResult, AudioSampling
-from genloom_audio.sampler import generate_clips
+from genloom_audio.sampler import ClipFormat, generate_clips
 
 
 class WaveNetStepDriver:
@@ -83,9 +83,12 @@ class OnnxAudioModel(OnnxModel):
         self.require_io(self.onnx, graph, list(WaveNetStepDriver.inputs), list(WaveNetStepDriver.outputs))
         self.runner = OnnxStepRunner(self.onnx)
         options = self.export.driver_options
-        self.sample_rate = int(options["sample_rate"])
-        self.clip_seconds = float(options["clip_seconds"])
-        self.receptive_field = int(options["receptive_field"])
+        self.clip_format = ClipFormat(
+            int(options["sample_rate"]),
+            float(options["clip_seconds"]),
+            int(options["receptive_field"]),
+            int(self.manifest.facts.get("num_classes", 0)) if self.runner.conditional else 0,
+        )
 
     @property
     def conditional(self) -> bool:
@@ -93,15 +96,7 @@ class OnnxAudioModel(OnnxModel):
 
     def generate(self, **settings: Any) -> AudioResult:
         request = validate_model(AudioSampling, settings, what="sampling settings")
-        clips = generate_clips(
-            self.runner,
-            request,
-            sample_rate=self.sample_rate,
-            clip_seconds=self.clip_seconds,
-            receptive_field=self.receptive_field,
-            num_classes=int(self.manifest.facts.get("num_classes", 0)) if self.conditional else 0,
-            generator=self.manifest.generator,
-        )
+        clips = generate_clips(self.runner, request, self.clip_format, generator=self.manifest.generator)
         return AudioResult(
             clips.array, clips.sample_rate, clips.labels, self.provenance(request.seed, request.model_dump())
         )

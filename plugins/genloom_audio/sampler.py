@@ -4,7 +4,9 @@ the step itself differs (PyTorch or ONNX Runtime), so a seed gives the same clip
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,6 +27,27 @@ class StepRunner(Protocol):
 
     def advance(self, levels: np.ndarray) -> np.ndarray:
         """Feed each stream's current level (B,) int64; return the logits (B, 256) of its next one."""
+
+
+@dataclass(frozen=True)
+class ClipFormat:
+    """What every clip a model makes shares: its rate, its default length, the silence that primes the queues (the
+    receptive field) and the classes it takes (0: unconditional)."""
+
+    sample_rate: int
+    clip_seconds: float
+    receptive_field: int
+    num_classes: int
+
+    @classmethod
+    def of(cls, facts: Mapping[str, Any]) -> ClipFormat:
+        """The format a trained model's facts (``fit_data``'s) record."""
+        return cls(
+            int(facts["sample_rate"]),
+            float(facts["clip_seconds"]),
+            int(facts["receptive_field"]),
+            int(facts.get("num_classes", 0)),
+        )
 
 
 def clip_length(settings: AudioSampling, sample_rate: int, clip_seconds: float) -> int:
@@ -48,24 +71,21 @@ def labels_for(settings: AudioSampling, num_classes: int, generator: str) -> np.
 def generate_clips(
     runner: StepRunner,
     settings: AudioSampling,
+    clip_format: ClipFormat,
     *,
-    sample_rate: int,
-    clip_seconds: float,
-    receptive_field: int,
-    num_classes: int,
     generator: str,
 ) -> Clips:
     """``settings.n`` clips: ``receptive_field - 1`` steps of silence fill the queues (as training pads each clip),
     then each step draws the next level from ``settings.rng()`` at ``settings.temperature``."""
-    labels = labels_for(settings, num_classes, generator)
-    length = clip_length(settings, sample_rate, clip_seconds)
+    labels = labels_for(settings, clip_format.num_classes, generator)
+    length = clip_length(settings, clip_format.sample_rate, clip_format.clip_seconds)
     rng = settings.rng()
     runner.reset(labels, settings.n)
     levels = np.full(settings.n, SILENCE, dtype=np.int64)
-    for _ in range(receptive_field - 1):
+    for _ in range(clip_format.receptive_field - 1):
         runner.advance(levels)
     made = np.empty((settings.n, length), dtype=np.int64)
     for t in range(length):
         levels = draw(runner.advance(levels), settings.temperature, rng.random(settings.n))
         made[:, t] = levels
-    return Clips(decode(made), sample_rate, labels)
+    return Clips(decode(made), clip_format.sample_rate, labels)
