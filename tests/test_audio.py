@@ -143,27 +143,32 @@ def test_the_onnx_step_matches_the_torch_cached_step_over_1000_steps(models: dic
     assert flips <= close, (flips, close)
 
 
-def test_the_cached_step_computes_what_the_full_network_computes() -> None:
+@pytest.mark.parametrize("num_classes", [3, 0])
+def test_the_cached_step_computes_what_the_full_network_computes(num_classes: int) -> None:
     """Fast WaveNet: one step per layer with each layer's queue gives, at every position, the logits of the full
-    causal network over the whole sequence (which the naive sampler re-runs for every sample)."""
+    causal network over the whole sequence (which the naive sampler re-runs for every sample); conditional or not."""
     import torch
 
     from genloom_audio.nets import TorchStepRunner
     from genloom_audio.nets import WaveNet as Net
 
     torch.manual_seed(0)
-    net = Net(residual=8, gate=8, skip=8, dilations=[1, 2, 4, 8, 1, 2, 4, 8], num_classes=3).eval()
+    net = Net(residual=8, gate=8, skip=8, dilations=[1, 2, 4, 8, 1, 2, 4, 8], num_classes=num_classes).eval()
+    with torch.no_grad():  # biases a fresh network has near zero, made large enough that a wrong one shows
+        for layer in net.residual_layers:
+            layer.conv.bias.normal_(0, 1)
     levels = torch.randint(0, 256, (2, 200))
-    labels = torch.tensor([0, 2])
+    labels = torch.tensor([0, 2]) if num_classes else None
     with torch.no_grad():
         full = net(levels, labels).permute(0, 2, 1).numpy()
         runner = TorchStepRunner(net)
-        runner.reset(labels.numpy(), 2)
+        runner.reset(None if labels is None else labels.numpy(), 2)
         stepped = np.stack([runner.advance(levels[:, t].numpy()) for t in range(200)], axis=1)
     assert np.abs(full - stepped).max() < 1e-5
 
 
-def test_the_naive_sampler_makes_the_cached_samplers_clips() -> None:
+@pytest.mark.parametrize("num_classes", [2, 0])
+def test_the_naive_sampler_makes_the_cached_samplers_clips(num_classes: int) -> None:
     """The naive reference (the whole receptive field re-run for every sample) and the cached step draw the same
     levels from the same seed: the benchmark times two ways of computing one thing."""
     import torch
@@ -174,9 +179,9 @@ def test_the_naive_sampler_makes_the_cached_samplers_clips() -> None:
     from genloom_audio.sampler import ClipFormat, generate_clips
 
     torch.manual_seed(1)
-    net = Net(residual=8, gate=8, skip=8, dilations=[1, 2, 4, 8], num_classes=2).eval()
-    settings = AudioSampling(n=2, seed=3, seconds=0.01, labels=[1, 0])
-    clip_format = ClipFormat(sample_rate=16_000, clip_seconds=0.01, receptive_field=16, num_classes=2)
+    net = Net(residual=8, gate=8, skip=8, dilations=[1, 2, 4, 8], num_classes=num_classes).eval()
+    settings = AudioSampling(n=2, seed=3, seconds=0.01, labels=[1, 0] if num_classes else None)
+    clip_format = ClipFormat(sample_rate=16_000, clip_seconds=0.01, receptive_field=16, num_classes=num_classes)
     naive = generate_clips(NaiveStepRunner(net), settings, clip_format, generator="t")
     cached = generate_clips(TorchStepRunner(net), settings, clip_format, generator="t")
     assert np.array_equal(naive.array, cached.array) and naive.array.shape == (2, 160)
@@ -285,3 +290,63 @@ def test_a_label_the_model_was_not_trained_on_is_one_line(models: dict[str, Path
     refused = run_cli("generate", str(models["trained"]), "-n", "2", "--labels", "8", "--out", str(tmp_path / "c"))
     assert_one_line_error(refused, "labels: 8 is not a trained class", "use 0..7")
     assert not (tmp_path / "c").exists()
+
+
+def test_generate_to_a_wav_file_writes_every_clip_in_it_and_the_spectrogram_beside_it(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "take.wav"
+    out.write_bytes(b"an earlier take")  # a file named by --out is replaced
+    printed = ok("generate", str(models["export"]), "-n", "2", "--set", "seconds=0.05", "--out", str(out))
+    assert f"wrote 2 clips to {out} and their spectrogram to {out.with_suffix('.png')}" in printed
+    samples, _ = read_wav(out)
+    assert len(samples) == 2 * 800 + 1600 and out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "busy.png").mkdir()
+    refused = cli_in_process("generate", str(models["trained"]), "-n", "1", "--out", str(tmp_path / "busy.wav"))
+    assert_one_line_error(refused, "--out (its spectrogram)", "busy.png' is a directory")
+    assert not (tmp_path / "busy.wav").exists()
+
+
+def test_an_fp16_export_generates_with_float16_queues(models: dict[str, Path], tmp_path: Path) -> None:
+    exported = tmp_path / "fp16"
+    ok("export", str(models["trained"]), "--out", str(exported), "--fp16")
+    model = genloom.load(exported, precision="fp16")
+    assert model.runner.dtypes[0] == np.float16
+    clips = model.generate(n=2, seed=1, labels=[0, 1], seconds=0.02).array
+    assert clips.shape == (2, 320) and np.isfinite(clips).all()
+
+
+def test_sampling_and_shape_settings_out_of_range_are_one_line(models: dict[str, Path], tmp_path: Path) -> None:
+    for temperature, fragment in (("1e-320", "at least 0.001"), ("NaN", "finite number")):
+        refused = cli_in_process("generate", str(models["trained"]), "--set", f"temperature={temperature}")
+        assert_one_line_error(refused, "temperature", fragment)
+    one_layer = cli_in_process(
+        "train", "wavenet", "--data", "notes", "--out", str(tmp_path / "m"), *tiny_settings(layers_per_cycle=1)
+    )
+    assert_one_line_error(one_layer, "layers_per_cycle x cycles is 1", "at least 2 layers")
+    assert not (tmp_path / "m").exists()
+
+
+def test_resume_refuses_a_change_to_what_the_model_was_trained_as(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    ok("train", "wavenet", "--data", "notes", "--out", str(out), "--steps", "1", "--quiet", *tiny_settings())
+    for field, value in (("sample_rate", "8000"), ("conditional", "false"), ("cycles", "2")):
+        refused = cli_in_process(
+            "train", "wavenet", "--data", "notes", "--out", str(out), "--resume", "--set", f"{field}={value}"
+        )
+        assert_one_line_error(refused, f"{field}: the run in", "cannot change when the run resumes")
+
+
+def test_eval_on_data_of_other_classes_is_one_line(models: dict[str, Path], tmp_path: Path) -> None:
+    for name in ("low", "high"):
+        (tmp_path / "other" / name).mkdir(parents=True)
+        for index in range(4):
+            write_wav(tmp_path / "other" / name / f"{index}.wav", np.zeros(2000), 16_000)
+    for index in range(8):
+        write_wav(tmp_path / f"loose-{index}.wav", np.zeros(2000), 16_000)
+        (tmp_path / "unlabelled").mkdir(exist_ok=True)
+        (tmp_path / f"loose-{index}.wav").rename(tmp_path / "unlabelled" / f"{index}.wav")
+    cases = {"other": "holds ['high', 'low']", "unlabelled": "has no labels"}
+    for folder, fragment in cases.items():
+        refused = cli_in_process("eval", str(models["trained"]), "--data", f"wav-folder:{tmp_path / folder}", "--seeds", "1")
+        assert_one_line_error(refused, "classes ['C4'", fragment)

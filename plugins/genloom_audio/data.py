@@ -97,6 +97,24 @@ class AudioData:
         return type(self)(clips, sample_rate, self.source, self.labels, self.class_names, self.names, self.part)
 
 
+def check_classes(trained: list[str], data: AudioData, generator: str) -> None:
+    """A model conditional on the classes ``trained`` is evaluated on labelled data of those classes, in that order;
+    a DataError otherwise (an unconditional model, ``trained`` empty, takes any data)."""
+    if not trained:
+        return
+    held = list(data.class_names or []) if data.labels is not None else []
+    if not held:
+        raise DataError(
+            f"'{generator}' is conditional on the classes {trained}, but '{data.source}' has no labels; evaluate on "
+            "labelled data of those classes (one sub-folder per class)"
+        )
+    if held != trained:
+        raise DataError(
+            f"'{generator}' was trained on the classes {trained}, but '{data.source}' holds {held}; evaluate on "
+            "data of the same classes (the same sub-folder names)"
+        )
+
+
 def resample(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
     """``clip`` at ``rate`` Hz -> at ``target`` Hz (polyphase filtering)."""
     from scipy.signal import resample_poly
@@ -142,6 +160,8 @@ def _read_wav(file: Path) -> tuple[np.ndarray, int, int]:
     """``(mono float32 samples in [-1, 1], rate, channels)`` of a PCM (8 to 32 bits) or float WAV file."""
     from scipy.io import wavfile
 
+    if file.stat().st_size == 0:
+        raise DataError(f"wav-folder: '{file}' is an empty file (0 bytes); remove it")
     try:
         with warnings.catch_warnings():  # a chunk scipy skips (metadata) is no problem; a damaged file raises
             warnings.simplefilter("ignore", wavfile.WavFileWarning)
@@ -160,6 +180,10 @@ def _read_wav(file: Path) -> tuple[np.ndarray, int, int]:
     mono = scaled if scaled.ndim == 1 else scaled.mean(axis=1)
     if not np.isfinite(mono).all():
         raise DataError(f"wav-folder: '{file}' holds samples that are not finite; remove it or re-save it")
+    if np.abs(mono).max() > 1:
+        log.warning(
+            "wav-folder: %s has float samples beyond [-1, 1] (peak %.3g); clipped to [-1, 1]", file, np.abs(mono).max()
+        )
     return np.clip(mono, -1, 1).astype(np.float32), int(rate), channels
 
 

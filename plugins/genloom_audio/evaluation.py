@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from genloom_audio.data import AudioData
+from genloom_audio.data import AudioData, check_classes
 
 RESOLUTIONS = (256, 512, 1024)
 CLASSIFIER_FFT = 1024
@@ -43,10 +43,11 @@ def audio_figures(
             f"'{train.source}' has too few clips to hold any out; evaluate on more clips (or train with a larger "
             "validation_fraction)"
         )
+    check_classes(list(model.manifest.facts.get("class_names") or []), train, model.manifest.generator)
     rate = int(model.manifest.facts["sample_rate"])
     held_out, reference = validation.at_rate(rate), train.at_rate(rate)
     count = min(samples, len(held_out))
-    conditional = int(model.manifest.facts.get("num_classes", 0)) > 0 and held_out.labels is not None
+    conditional = int(model.manifest.facts.get("num_classes", 0)) > 0
     labels = held_out.labels[:count] if conditional and held_out.labels is not None else None
     started = time.perf_counter()
     made = model.generate(n=count, seed=seed, **({"labels": labels.tolist()} if labels is not None else {}))
@@ -58,9 +59,11 @@ def audio_figures(
         "realtime_factor": elapsed / (made.array.size / rate),
     }
     if labels is not None and reference.labels is not None:
-        classifier = fit_classifier(reference)
-        figures["label_accuracy"] = float((classifier.predict(features(list(made.array))) == labels).mean())
-        figures["real_label_accuracy"] = float((classifier.predict(features(held_out.clips[:count])) == labels).mean())
+        if len(np.unique(reference.labels)) > 1:  # a classifier needs two classes to tell apart
+            classifier = fit_classifier(reference)
+            figures["label_accuracy"] = float((classifier.predict(features(list(made.array))) == labels).mean())
+            real_predicted = classifier.predict(features(held_out.clips[:count]))
+            figures["real_label_accuracy"] = float((real_predicted == labels).mean())
         notes = [note_frequency(name) for name in (train.class_names or [])]
         if notes and all(frequency is not None for frequency in notes):
             targets = np.array(notes, dtype=np.float64)[labels]

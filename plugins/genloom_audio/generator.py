@@ -7,11 +7,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
+from typing_extensions import Self
 
 import genloom
 from genloom.errors import DataError
-from genloom_audio.data import AudioData
+from genloom_audio.data import AudioData, check_classes
 from genloom_audio.kind import AudioSampling, Clips
 from genloom_audio.mulaw import SILENCE, encode
 from genloom_audio.sampler import ClipFormat, generate_clips, labels_for
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
     import torch
 
     from genloom_audio.nets import WaveNet as WaveNetNet
+
+
+MIN_RATE = 1000
+"""The lowest sample rate (Hz) a model takes."""
 
 
 class WaveNetConfig(genloom.GeneratorConfig):
@@ -32,7 +37,10 @@ class WaveNetConfig(genloom.GeneratorConfig):
         0.125, ge=0, lt=1, description="Share of clips held out for evaluation (the same clips every run)."
     )
     sample_rate: int | None = Field(
-        None, ge=1000, le=96_000, description="Sample rate of the model in Hz (None: the data's); data is resampled."
+        None,
+        ge=MIN_RATE,
+        le=96_000,
+        description="Sample rate of the model in Hz (None: the data's); data is resampled.",
     )
     clip_seconds: float | None = Field(
         None, gt=0, le=600, description="Default length of a generated clip (None: the median training clip)."
@@ -57,6 +65,14 @@ class WaveNetConfig(genloom.GeneratorConfig):
     warmup_steps: int = Field(50, ge=0, description="Steps of linear learning-rate warm-up.")
     grad_clip: float = Field(1.0, gt=0, description="Clip the gradients' global norm to this.")
 
+    @model_validator(mode="after")
+    def _two_layers(self) -> Self:
+        if self.layers_per_cycle * self.cycles < 2:
+            raise ValueError(
+                "layers_per_cycle x cycles is 1; a WaveNet needs at least 2 layers, set either to 2 or more"
+            )
+        return self
+
     @property
     def dilations(self) -> list[int]:
         return [2**i for i in range(self.layers_per_cycle)] * self.cycles
@@ -76,6 +92,16 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
     capabilities = genloom.Capabilities(conditional=True, exportable=True)
     description = "mu-law WaveNet: dilated causal convolutions, gated, label-conditioned; cached sampling"
     monitor = "val_loss"
+    fixed_fields = (
+        "sample_rate",
+        "clip_seconds",
+        "conditional",
+        "layers_per_cycle",
+        "cycles",
+        "residual_channels",
+        "gate_channels",
+        "skip_channels",
+    )
 
     def __init__(self, config: genloom.GeneratorConfig) -> None:
         super().__init__(config)
@@ -86,6 +112,11 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
     def fit_data(self, data: AudioData) -> None:
         """Resample to the model's rate and refuse clips shorter than the receptive field."""
         rate = self.config.sample_rate or data.sample_rate
+        if rate < MIN_RATE:
+            raise DataError(
+                f"{data.source}: the clips are at {rate} Hz, below the {MIN_RATE} Hz a WaveNet here takes; set "
+                f"sample_rate (e.g. --set sample_rate=16000) to resample them"
+            )
         clips = data.at_rate(rate)
         field = self.config.receptive_field
         for name, clip in zip(clips.names, clips.clips, strict=True):
@@ -119,7 +150,7 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
             padded = []
             for clip in data.at_rate(self.sample_rate).clips:
                 levels = encode(clip)
-                tail = max(0, segment + 1 - len(levels))
+                tail = max(0, segment - len(levels))
                 padded.append(np.concatenate([np.full(field, SILENCE), levels, np.full(tail, SILENCE)]))
             self._windows[key] = (padded, data.labels if self.num_classes else None)
         return self._windows[key]
@@ -195,6 +226,8 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
     def evaluate(self, data: AudioData) -> dict[str, float]:
         """``val_loss``: cross-entropy (nats per sample) of the first segment of every held-out clip."""
         import torch
+
+        check_classes(list(self.facts.get("class_names") or []), data, self.name)
 
         padded, labels = self._padded(data)
         width = self.config.receptive_field + self.config.segment

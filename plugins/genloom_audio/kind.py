@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genloom.config import StrictModel
+from genloom.fileio import check_output_file
 from genloom.kinds import DataKind
 from genloom.results import Provenance
 from genloom_audio.data import AudioData
 from genloom_audio.wav import write_spectrogram, write_wav
 
 DEFAULT_OUT = "clips"
+MIN_TEMPERATURE = 1e-3
+"""The smallest temperature above 0: below it the scaled logits overflow (0 itself means the likeliest level)."""
 GAP_SECONDS = 0.1
 """Silence between clips when several are written into one file."""
 
@@ -33,8 +36,19 @@ class AudioSampling(StrictModel):
         None, gt=0, le=600, description="Length of each clip (default: the model's clip_seconds)."
     )
     temperature: float = Field(
-        1.0, ge=0, le=10, description="Divide the logits by this before drawing each sample (0: the likeliest level)."
+        1.0,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="Divide the logits by this before drawing each sample (0: the likeliest level; else 0.001 to 10).",
     )
+
+    @field_validator("temperature")
+    @classmethod
+    def _not_vanishing(cls, value: float) -> float:
+        if 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"use 0 for the likeliest level, or at least {MIN_TEMPERATURE}")
+        return value
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
@@ -94,6 +108,12 @@ def write(result: AudioResult, out: Path | None) -> str:
     return f"wrote {len(result.array)} clips of {result.seconds:.2f} s at {result.sample_rate} Hz to {target}/"
 
 
+def check_out(out: Path) -> None:
+    """An ``--out`` ending in ``.wav`` also writes the spectrogram beside it: that ``.png`` must be writable too."""
+    if out.suffix.lower() == ".wav":
+        check_output_file(out.with_suffix(".png"), "--out (its spectrogram)")
+
+
 def compare(first: AudioResult, second: AudioResult) -> float:
     """The largest sample difference; infinite when shapes, rates or labels differ."""
     if first.labels is None or second.labels is None:
@@ -136,6 +156,7 @@ AUDIO: DataKind[AudioSampling, Clips, AudioResult] = DataKind(
     description="mono clips, float32 (N, T) in [-1, 1]; WAV files",
     default_out=DEFAULT_OUT,
     out_is_directory=True,
+    check_out=check_out,
     sample_suffix=".wav",
     training_samples={"n": 4, "seconds": 0.25},
     count_field="n",

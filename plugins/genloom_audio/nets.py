@@ -120,7 +120,7 @@ class WaveNetStep(nn.Module):
             if net.condition is not None:
                 biases = biases + net.condition.weight.view(net.num_classes, len(layers), -1)
             self.register_buffer("embed", net.embed.weight.clone())
-            self.register_buffer("biases", biases.clone())  # (classes or 1, layers, 2 gate)
+            self.register_buffer("biases", biases.clone())  # (classes, layers, 2 gate), or (layers, 2 gate)
             self.register_buffer("taps", torch.stack([_taps(layer.conv.weight) for layer in layers]))
             self.register_buffer(
                 "residuals", torch.stack([_matrix(layer.residual) for layer in layers if layer.residual is not None])
@@ -138,7 +138,7 @@ class WaveNetStep(nn.Module):
 
     def forward(self, token: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
         labels, queues = (rest[0], rest[1:]) if self.conditional else (None, rest)
-        biases = self.biases[labels] if labels is not None else self.biases[0][None]
+        biases = self.biases[labels] if labels is not None else self.biases[None]
         h = self.embed[token]
         gated, updated = [], []
         for i, queue in enumerate(queues):

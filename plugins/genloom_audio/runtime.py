@@ -18,8 +18,8 @@ from genloom_audio.sampler import ClipFormat, generate_clips
 
 class WaveNetStepDriver:
     """Feeds the first graph ``token`` (B,) int64, ``label`` (B,) int64 where the graph has it, and ``queue.0`` ...
-    ``queue.{L-1}`` (B, channels, dilation) float32; reads ``logits`` (B, 256) and ``next_queue.*``, which become the
-    next step's queues."""
+    ``queue.{L-1}`` (B, channels, dilation) float32 (float16 in an fp16 export); reads ``logits`` (B, 256) and
+    ``next_queue.*``, which become the next step's queues."""
 
     name = "wavenet-step"
     kind = "audio"
@@ -46,6 +46,9 @@ class OnnxStepRunner:
                 f"the step graph's queues are not queue.0 ... queue.N (it has {sorted(inputs)}); re-export"
             )
         self.shapes = [inputs[name].shape[1:] for name in self.queue_names]
+        self.dtypes = [
+            np.float16 if inputs[name].type == "tensor(float16)" else np.float32 for name in self.queue_names
+        ]
         if not all(isinstance(size, int) for shape in self.shapes for size in shape):
             raise ArtifactError("the step graph's queues must fix every axis but the batch; re-export")
         self.conditional = "label" in inputs
@@ -54,8 +57,8 @@ class OnnxStepRunner:
 
     def reset(self, labels: np.ndarray | None, batch: int) -> None:
         self.feeds = {
-            name: np.zeros((batch, *shape), dtype=np.float32)
-            for name, shape in zip(self.queue_names, self.shapes, strict=True)
+            name: np.zeros((batch, *shape), dtype=dtype)
+            for name, shape, dtype in zip(self.queue_names, self.shapes, self.dtypes, strict=True)
         }
         if self.conditional:
             self.feeds["label"] = np.asarray(labels, dtype=np.int64)

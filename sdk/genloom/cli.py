@@ -328,9 +328,10 @@ def _checked_out(kind: Any, out: Path | None) -> Path | None:
         return None
     if kind.check_out is not None:
         kind.check_out(target)
+    one_file = target.suffix.lower() == kind.sample_suffix  # the form training writes its samples in
     return (
         check_output_directory(target, "--out", empty=True)
-        if kind.out_is_directory
+        if kind.out_is_directory and not one_file
         else check_output_file(target, "--out")
     )
 

@@ -98,6 +98,9 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
     description: ClassVar[str] = ""
     monitor: ClassVar[str | None] = None
     """The :meth:`evaluate` figure (lower is better) that ``early_stopping_patience`` watches, e.g. ``"val_loss"``."""
+    fixed_fields: ClassVar[tuple[str, ...]] = ()
+    """Config fields a trained model keeps (its shape, its audio format, ...): ``--resume`` refuses a ``--set`` that
+    changes one, naming the field and the value the run trained with."""
     operations: ClassVar[dict[str, str]] = {}
     """Extra methods a loaded model offers besides ``generate``, by name, with what they return: ``"result"`` (what
     ``sample`` returns; users get the kind's result, e.g. an ``ImageResult``) or ``"array"`` (a numpy array, as

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import math
 import signal
 import threading
@@ -31,9 +32,9 @@ import numpy as np
 from genloom import weights
 from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, Manifest, TrainingSummary, save_generator
 from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint_bytes, parse_checkpoint, save_checkpoint
-from genloom.config import validate_model
+from genloom.config import GeneratorConfig, validate_model
 from genloom.distributed import World
-from genloom.errors import ArtifactError, DataError, GenloomError, TrainingDiverged
+from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
 from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
@@ -92,6 +93,8 @@ def train(
             world.on_main(lambda: _check_resumable(checkpoint, generator_cls, data, out, world.size))
         values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
         config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
+        if checkpoint is not None:
+            _check_fixed_fields(generator_cls, checkpoint.config, config, out)
         check_precision(config.precision, world.device)
 
         generator = generator_cls(config)
@@ -424,6 +427,20 @@ def _check_resumable(
             f"the checkpoint in '{out}' trained on '{checkpoint.data}', not '{data.source}'; resume with --data "
             f"{checkpoint.data}"
         )
+
+
+def _check_fixed_fields(
+    generator_cls: type[AnyGenerator], saved: Mapping[str, Any], config: GeneratorConfig, out: Path
+) -> None:
+    """A resumed run keeps the generator's ``fixed_fields`` as its checkpoint has them."""
+    trained = validate_model(generator_cls.Config, saved, what=f"the checkpoint's config in '{out}'")
+    for field in generator_cls.fixed_fields:
+        before, now = getattr(trained, field), getattr(config, field)
+        if before != now:
+            raise ConfigError(
+                f"{field}: the run in '{out}' trained with {field}={json.dumps(before)}, and it cannot change when the "
+                f"run resumes; drop --set {field}={json.dumps(now)}, or train a new model in a new --out"
+            )
 
 
 def _diverged(generator: AnyGenerator, step: int, what: str, out: Path, saved_step: int | None) -> TrainingDiverged:

@@ -73,7 +73,8 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     default_out: str | None = None
     """``--out`` when the user gives none (``None``: the writer's own default, e.g. stdout)."""
     out_is_directory: bool = False
-    """``--out`` is a folder (clips, say) rather than one file; it is checked as such before generating."""
+    """``--out`` is a folder (clips, say) rather than one file, unless it ends in ``sample_suffix`` (the one-file form
+    that training's samples take); it is checked as such before generating."""
     check_out: Callable[[Path], None] | None = None
     """``check_out(out)``: refuse (a ConfigError) an ``--out`` the writer cannot write, such as a suffix it does not
     know, before generating; None: any file (or folder) will do."""
