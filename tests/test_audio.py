@@ -348,5 +348,7 @@ def test_eval_on_data_of_other_classes_is_one_line(models: dict[str, Path], tmp_
         (tmp_path / f"loose-{index}.wav").rename(tmp_path / "unlabelled" / f"{index}.wav")
     cases = {"other": "holds ['high', 'low']", "unlabelled": "has no labels"}
     for folder, fragment in cases.items():
-        refused = cli_in_process("eval", str(models["trained"]), "--data", f"wav-folder:{tmp_path / folder}", "--seeds", "1")
+        refused = cli_in_process(
+            "eval", str(models["trained"]), "--data", f"wav-folder:{tmp_path / folder}", "--seeds", "1"
+        )
         assert_one_line_error(refused, "classes ['C4'", fragment)

@@ -111,7 +111,14 @@ class WaveNet(genloom.Generator[AudioSampling, Clips, AudioData]):
 
     def fit_data(self, data: AudioData) -> None:
         """Resample to the model's rate and refuse clips shorter than the receptive field."""
-        rate = self.config.sample_rate or data.sample_rate
+        self._fit(data, self.config.sample_rate or data.sample_rate)
+
+    def fit_data_from(self, data: AudioData, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        """Fine-tuning: the new clips are resampled to the base's rate; the classes are the new data's (the label
+        embedding's rows carry over by index)."""
+        self._fit(data, int(facts["sample_rate"]))
+
+    def _fit(self, data: AudioData, rate: int) -> None:
         if rate < MIN_RATE:
             raise DataError(
                 f"{data.source}: the clips are at {rate} Hz, below the {MIN_RATE} Hz a WaveNet here takes; set "

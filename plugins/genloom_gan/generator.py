@@ -80,6 +80,7 @@ class DCGAN(genloom.ImageGenerator):
     """Deep convolutional GAN for square images of 8, 16, 32 or 64 pixels."""
 
     name = "gan"
+    fixed_fields = ("latent_dim", "width", "refine_generator", "refine_discriminator", "spectral_norm", "minibatch_std")
     Config = DCGANConfig
     capabilities = genloom.Capabilities(exportable=True)
     description = "DCGAN: spectrally normalised discriminator, minibatch spread; non-saturating, hinge or WGAN-GP"

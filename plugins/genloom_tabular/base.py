@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 import genloom
+from genloom.errors import DataError
 from genloom_tabular.codec import CopulaCodec, ModeCodec, SavedCodec, generate_rows
 from genloom_tabular.data import TableData
 from genloom_tabular.kind import TableSampling
@@ -55,6 +56,7 @@ class TabularGenerator(genloom.Generator[TableSampling, pd.DataFrame, TableData]
 
     modality = "table"
     capabilities = genloom.Capabilities(exportable=True)
+    fixed_fields: ClassVar[tuple[str, ...]] = ("target", "column_types", "column_ranges")
     config: TableConfig
     codec: ModeCodec | CopulaCodec
 
@@ -73,6 +75,18 @@ class TabularGenerator(genloom.Generator[TableSampling, pd.DataFrame, TableData]
         )
         self.facts = {**data.facts(), "schema": schema.model_dump(mode="json")}
         self.codec = self.fit_codec(data.frame, schema)
+
+    def fit_data_from(self, data: TableData, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        """Fine-tuning keeps the base's schema and column transforms, so that the network's inputs and outputs mean
+        what they meant; the new table must have the base's columns, in order."""
+        self.restore(facts, files)
+        columns = [column.name for column in self.schema.columns]
+        if list(data.frame.columns) != columns:
+            raise DataError(
+                f"--data {data.source}: its columns {list(data.frame.columns)} are not the base's {columns}; "
+                "fine-tune on a table of the same columns"
+            )
+        self.facts = {**data.facts(), "schema": facts["schema"]}
 
     @abstractmethod
     def fit_codec(self, frame: pd.DataFrame, schema: TableSchema) -> ModeCodec | CopulaCodec:
@@ -146,6 +160,7 @@ class ModeGenerator(TabularGenerator):
 
     conditional: ClassVar[bool] = False
     """Whether the network takes CTGAN's conditional vector."""
+    fixed_fields: ClassVar[tuple[str, ...]] = (*TabularGenerator.fixed_fields, "latent_dim", "max_modes")
     config: ModeConfig
     codec: ModeCodec
 

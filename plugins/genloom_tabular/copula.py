@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from genloom.errors import ConfigError
 from genloom_tabular.base import TableConfig, TabularGenerator
 from genloom_tabular.codec import CopulaCodec, Marginal, choice_frequencies
 from genloom_tabular.data import TableData
@@ -69,6 +70,13 @@ class GaussianCopula(TabularGenerator):
             scores.append(ndtri(np.clip(u, 1e-6, 1 - 1e-6)))
         cholesky = _cholesky(np.stack(scores, axis=1))
         return CopulaCodec(schema=schema, marginals=marginals, cholesky=cholesky.tolist())
+
+    def fit_data_from(self, data: TableData, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        """A copula learns everything from the table itself, without gradient steps: nothing carries over."""
+        raise ConfigError(
+            "--init-from: the copula learns nothing by training steps, so there is nothing to fine-tune; fit it on "
+            "the new table without --init-from"
+        )
 
     def build(self) -> dict[str, torch.nn.Module]:
         import torch

@@ -60,6 +60,7 @@ class CTGAN(ModeGenerator):
     """Conditional tabular GAN: mode-specific normalisation, training-by-sampling, PacGAN, WGAN-GP."""
 
     name = "ctgan"
+    fixed_fields = (*ModeGenerator.fixed_fields, "generator_dims", "discriminator_dims", "pac")
     Config = CTGANConfig
     description = "conditional tabular GAN (CTGAN: mode-specific normalisation, training-by-sampling, PacGAN)"
     conditional = True

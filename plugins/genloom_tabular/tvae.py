@@ -59,6 +59,7 @@ class TVAE(ModeGenerator):
     """Tabular VAE over mode-specific normalised rows."""
 
     name = "tvae"
+    fixed_fields = (*ModeGenerator.fixed_fields, "hidden_dims")
     Config = TVAEConfig
     description = "tabular VAE (TVAE) over mode-specific normalised rows"
     monitor = "val_loss"

@@ -9,7 +9,7 @@ per byte on the held-out tail of the corpus, and early stopping.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -80,6 +80,7 @@ class LanguageModel(genloom.TextGenerator):
     """What the GPT and LSTM generators share: tokenizer, batches, optimisation, evaluation."""
 
     monitor = "val_loss"
+    fixed_fields: ClassVar[tuple[str, ...]] = ("tokenizer", "vocab_size", "context_length", "width", "layers")
     capabilities = genloom.Capabilities(streamable=True, exportable=True)
     operations = {}
     config: TextConfig
@@ -94,6 +95,15 @@ class LanguageModel(genloom.TextGenerator):
         super().fit_data(data)
         self.tokenizer = Tokenizer.train(data.text, self.config.tokenizer, self.config.vocab_size)
         self.facts.update(vocab_size=self.tokenizer.vocab_size, prepend_end_of_text=True)
+        self._check_length(data)
+
+    def fit_data_from(self, data: Any, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        """Fine-tuning: the new corpus is tokenized with the base's tokenizer (its vocabulary is the embedding's)."""
+        self.restore(facts, files)
+        self.facts = {**data.facts(), **{key: facts[key] for key in ("vocab_size", "prepend_end_of_text")}}
+        self._check_length(data)
+
+    def _check_length(self, data: Any) -> None:
         tokens = len(self.token_stream(data))
         if tokens <= self.config.context_length:
             raise DataError(
@@ -225,6 +235,7 @@ class GPTGenerator(LanguageModel):
     """Decoder-only transformer language model with a KV cache."""
 
     name = "gpt"
+    fixed_fields = (*LanguageModel.fixed_fields, "heads", "bias")
     Config = GPTConfig
     description = "GPT: decoder-only transformer (pre-LN, tied embeddings) with KV cache; BPE or byte tokens"
     config: GPTConfig

@@ -74,6 +74,7 @@ class ConvVAE(genloom.ImageGenerator):
     """Convolutional variational autoencoder for square images of 8, 16, 32 or 64 pixels."""
 
     name = "vae"
+    fixed_fields = ("latent_dim", "width", "likelihood", "prior_components")
     Config = VAEConfig
     description = "convolutional VAE (Gaussian pixels, fitted mixture prior); encode, decode, reconstruct, interpolate"
     operations = {"encode": "array", "decode": "result", "reconstruct": "result", "interpolate": "result"}

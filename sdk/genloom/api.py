@@ -87,6 +87,7 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    init_from: str | Path | None = None,
     progress: bool = True,
     device: str = "auto",
     **config: Any,
@@ -94,6 +95,9 @@ def train(
     """Train the generator registered as ``generator`` on the ``data`` source into ``out``.
 
     Keyword arguments are config values, e.g. ``train("gan", "digits", "out", steps=500)``.
+    ``init_from`` names a trained model of the same generator to start from (fine-tuning): its shape and weights
+    carry over, and the config's training knobs are the run's (``train("gpt", "text:mine.txt", "out",
+    init_from="runs/base", learning_rate=3e-4)``).
     A data source of another kind than the generator's is refused before any plugin code runs.
     Training steps run on ``device``: ``"auto"`` (CUDA where torch sees a GPU), ``"cpu"`` or ``"cuda"``.
     Run under ``torchrun``, every process calls this and they train one model together.
@@ -110,6 +114,7 @@ def train(
         out,
         config,
         resume=resume,
+        init_from=init_from,
         progress=progress,
         device=device,
         plugin=registration.plugin,
@@ -119,22 +124,33 @@ def train(
 
 
 def check_training(
-    generator: str, data: str, out: str | Path, *, resume: bool = False, device: str = "auto", **config: Any
+    generator: str,
+    data: str,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    device: str = "auto",
+    **config: Any,
 ) -> Registration[type[AnyGenerator]]:
     """Everything a run can be refused for before it starts (what ``genloom train --nproc`` checks before it
-    starts processes): the generator and data source exist and match, ``out`` can take the run, the device
-    exists and the config is valid (on top of the checkpoint's, with ``resume``). Returns the registration."""
+    starts processes): the generator and data source exist and match, ``out`` can take the run, the base (with
+    ``init_from``) is a sound model of that generator, the device exists and the config is valid (on top of the
+    checkpoint's, with ``resume``). Returns the registration."""
     registration = _check_names(generator, data, out)
     generator_cls = registration.value
     reads_out = _reads_out()
     from genloom.checkpoint import CHECKPOINT_FILE, load_checkpoint
     from genloom.config import validate_model
+    from genloom.finetune import base_values, open_base
     from genloom.precision import check_precision, resolve_device
 
+    base = open_base(init_from, generator_cls, resume=resume)
+    fixed = base_values(generator_cls, base, config) if base is not None else {}
     checkpoint = load_checkpoint(Path(out) / CHECKPOINT_FILE) if resume and reads_out else None
     # another generator's checkpoint: the training loop says so, rather than its config's fields
     saved = checkpoint.config if checkpoint is not None and checkpoint.generator == generator_cls.name else {}
-    checked = validate_model(generator_cls.Config, {**saved, **config}, what=f"config of '{generator}'")
+    checked = validate_model(generator_cls.Config, {**saved, **config, **fixed}, what=f"config of '{generator}'")
     check_precision(checked.precision, resolve_device(device))
     return registration
 

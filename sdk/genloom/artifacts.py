@@ -39,6 +39,16 @@ class FileRecord(StrictModel):
     size: int = Field(ge=0, description="Size in bytes.")
 
 
+class BaseRecord(StrictModel):
+    """The model a run started from, as its checkpoints and manifest record it."""
+
+    path: str = Field(description="The --init-from directory as given.")
+    generator: str = Field(description="The base's generator.")
+    artifact_sha256: str = Field(description="sha256 of the base's manifest.json, which pins every file of it.")
+    data: str | None = Field(None, description="The data source the base trained on (None: imported weights).")
+    base: BaseRecord | None = Field(None, description="The base's own base, when it was a fine-tune too.")
+
+
 class TrainingSummary(StrictModel):
     """How a model was trained, as recorded in its manifest."""
 
@@ -55,6 +65,7 @@ class TrainingSummary(StrictModel):
     samples_per_second: float | None = Field(
         None, ge=0, description="Training examples per second over all processes, in the run's last (resumed) part."
     )
+    base: BaseRecord | None = Field(None, description="The trained model the run started from (--init-from).")
 
 
 class GraphRecord(StrictModel):

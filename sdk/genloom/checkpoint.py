@@ -56,6 +56,8 @@ class Checkpoint:
     """Every rank's RNG states (:func:`rank_rng_state`), in rank order."""
     scaler: dict[str, Any] | None = None
     """The fp16 loss scaler's state, for runs in fp16."""
+    base: dict[str, Any] | None = None
+    """The model the run started from (a :class:`genloom.artifacts.BaseRecord` as JSON), for fine-tunes."""
 
     def restore(
         self,
@@ -125,6 +127,7 @@ def save_checkpoint(
     seconds: float,
     resumed: int,
     ranks: list[dict[str, Any]] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> None:
     """Freeze the run in ``path`` atomically; a crash mid-write leaves the previous checkpoint.
 
@@ -152,6 +155,7 @@ def save_checkpoint(
         "world_size": len(ranks),
         "ranks": ranks,
         "scaler": None if generator.precision is None else generator.precision.state_dict(),
+        "base": base,
     }
     state_json = json.dumps(state)
     metadata = {METADATA_KEY: state_json, DIGEST_KEY: _digest(state_json, tensors)}

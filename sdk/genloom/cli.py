@@ -144,6 +144,13 @@ def schema(name: str) -> None:
     help="Set a config field; repeatable. See `genloom schema NAME`.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option(
+    "--init-from",
+    "init_from",
+    type=click.Path(path_type=Path),
+    metavar="BASE",
+    help="Start from the trained model in BASE (fine-tuning): its shape and weights carry over.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--device",
@@ -164,6 +171,7 @@ def train(
     steps: int | None,
     settings: tuple[str, ...],
     resume: bool,
+    init_from: Path | None,
     quiet: bool,
     device: str,
     nproc: int | None,
@@ -181,9 +189,12 @@ def train(
     if steps is not None:
         overrides["steps"] = steps
     if nproc is not None and nproc > 1:
-        _train_in_processes(nproc, check_training(name, data, out, resume=resume, device=device, **overrides).name)
+        checked = check_training(name, data, out, resume=resume, init_from=init_from, device=device, **overrides)
+        _train_in_processes(nproc, checked.name)
         return
-    manifest = train_model(name, data, out, resume=resume, progress=not quiet, device=device, **overrides)
+    manifest = train_model(
+        name, data, out, resume=resume, init_from=init_from, progress=not quiet, device=device, **overrides
+    )
     if os.environ.get("RANK", "0") != "0":
         return
     summary = manifest.training
@@ -206,6 +217,8 @@ def _train_in_processes(nproc: int, name: str) -> None:
         train_args += ["--steps", str(params["steps"])]
     for pair in params["settings"]:
         train_args += ["--set", pair]
+    if params["init_from"] is not None:
+        train_args += ["--init-from", str(params["init_from"])]
     train_args += ["--resume"] * params["resume"] + ["--quiet"] * params["quiet"]
     code, message = run_torchrun(nproc, train_args, params["out"])
     if message is not None:

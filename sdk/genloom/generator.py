@@ -155,6 +155,18 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
         """
         self.facts = data.facts()
 
+    def fit_data_from(self, data: DataT, facts: dict[str, Any], files: dict[str, bytes]) -> None:
+        """Fine-tuning (``--init-from``): learn from the training split what a model that starts from a trained base
+        needs, given the base's ``facts`` and ``files`` (as :meth:`restore` gets them). The config's
+        ``fixed_fields`` are the base's already, and the SDK loads the base's weights after :meth:`build`.
+
+        The default learns as :meth:`fit_data` does (image shape and the new data's class names: the label
+        embedding's rows carry over by index), which suits a model whose shapes follow its config and its data.
+        Override to keep what the base learned instead (a text model keeps its tokenizer), or to refuse data the
+        base cannot take (a DataError).
+        """
+        self.fit_data(data)
+
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
         """Take back what :meth:`fit_data` learned, from a saved artifact or checkpoint: ``facts`` as saved, and
         ``files`` the bytes of every file :meth:`extra_files` returned, by name."""

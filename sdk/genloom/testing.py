@@ -11,7 +11,8 @@ It asserts what every generator owes its users: its config round-trips through
 JSON and has a description on every field, a CPU smoke-train runs through the
 shared loop, in one process and in two (torchrun, gloo: the ranks end with identical
 parameters, and the model they saved loads), a generator trained in memory samples exactly what it samples after
-save -> load, the same seed gives the same result, and an export description (if
+save -> load, the same seed gives the same result, a run started from the trained model (``--init-from``) keeps its
+shape and names it (or is refused in one line), and an export description (if
 any) is complete and fits its runtime driver. When the generator is exportable,
 every installed exporter that makes genloom exports exports it for real (with its
 parity gate), and the export loads and generates in a process where torch cannot
@@ -87,6 +88,9 @@ def check_generator(
     check_save_round_trip(
         generator_cls, kind, data, Path(workdir) / f"round-trip-{generator_cls.name}", request, **config
     )
+    check_fine_tune(
+        generator_cls, kind, data, out, Path(workdir) / f"fine-tune-{generator_cls.name}", request, **config
+    )
     check_export_spec(trained)
     if generator_cls.capabilities.exportable:
         check_export(
@@ -126,6 +130,44 @@ def check_save_round_trip(
     assert kind.compare(in_memory, reloaded) == 0.0, (
         "save -> load changed the output: saving drops state the generator samples with (see facts / extra_files)"
     )
+
+
+def check_fine_tune(
+    generator_cls: type[AnyGenerator],
+    kind: DataKind,
+    data: str,
+    base_dir: Path,
+    out: Path,
+    settings: Any,
+    **config: Any,
+) -> None:
+    """A one-step run that starts from the model in ``base_dir`` (``--init-from``) keeps the base's
+    ``fixed_fields``, names the base in its manifest, and samples; or the generator refuses fine-tuning with one
+    clear error that names --init-from (a model that learns nothing by training steps)."""
+    from genloom.artifacts import artifact_id, read_manifest
+    from genloom.errors import GenloomError
+
+    training_knobs = {key: value for key, value in config.items() if key not in generator_cls.fixed_fields}
+    try:
+        manifest = train(
+            generator_cls,
+            get_registry().open_data(data),
+            out,
+            {**training_knobs, "steps": 1},
+            kind=kind,
+            init_from=base_dir,
+            progress=False,
+        )
+    except GenloomError as exc:
+        assert "--init-from" in str(exc) and "\n" not in str(exc), f"fine-tuning failed: {exc}"
+        return
+    base = read_manifest(base_dir)
+    assert manifest.training is not None and manifest.training.base is not None, "the manifest names no base"
+    assert manifest.training.base.artifact_sha256 == artifact_id(base_dir), "the manifest names another base"
+    for field in generator_cls.fixed_fields:
+        assert manifest.config[field] == base.config[field], f"fixed field '{field}' did not come from the base"
+    tuned = load_generator(out, generator_cls)
+    assert isinstance(_sample(tuned, kind, settings), kind.result), "a fine-tuned model does not sample"
 
 
 def check_export(trained: AnyGenerator, kind: DataKind, model_dir: Path, directory: Path, settings: Any) -> None:

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from genloom import weights
-from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, Manifest, TrainingSummary, save_generator
+from genloom.artifacts import MANIFEST_FILE, UNREGISTERED, BaseRecord, Manifest, TrainingSummary, save_generator
 from genloom.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint_bytes, parse_checkpoint, save_checkpoint
 from genloom.config import GeneratorConfig, validate_model
 from genloom.distributed import World
 from genloom.errors import ArtifactError, ConfigError, DataError, GenloomError, TrainingDiverged
 from genloom.fileio import check_output_directory, remove_stale_temp_files
+from genloom.finetune import Base, base_values, load_base_weights, open_base
 from genloom.generator import AnyGenerator, inference
 from genloom.kinds import DataKind
 from genloom.metrics import METRICS_FILE, PLOT_FILE, MetricsLog
@@ -62,6 +63,7 @@ def train(
     plugin: str = UNREGISTERED,
     plugin_version: str = "",
     resume: bool = False,
+    init_from: str | Path | None = None,
     progress: bool = True,
     device: str = "cpu",
 ) -> Manifest:
@@ -74,6 +76,8 @@ def train(
     apply on top of the checkpoint's config (typically a larger ``steps``).
     The first Ctrl-C stops the run after the current step with a checkpoint
     (:class:`TrainingInterrupted`); a second one aborts at once.
+    With ``init_from`` (a trained model's directory), the run starts from that model (:mod:`genloom.finetune`):
+    its ``fixed_fields`` and weights, and what :meth:`~genloom.Generator.fit_data_from` keeps of it.
     Training steps run on ``device`` (``auto``, ``cpu`` or ``cuda``). Under ``torchrun``, every process runs
     this function: each trains on its own batches with gradients averaged (:mod:`genloom.distributed`), and
     rank 0 alone writes ``out_dir``.
@@ -84,6 +88,7 @@ def train(
     from genloom.precision import Precision, check_precision, resolve_device
 
     _check_kind(generator_cls, data, kind)
+    base = open_base(init_from, generator_cls, resume=resume)
     world = join(resolve_device(device))
     wrapped: dict[str, Any] = {}
     try:
@@ -91,7 +96,8 @@ def train(
         out = Path(out_dir)
         if checkpoint is not None:
             world.on_main(lambda: _check_resumable(checkpoint, generator_cls, data, out, world.size))
-        values = {**(checkpoint.config if checkpoint else {}), **(overrides or {})}
+        fixed = base_values(generator_cls, base, overrides or {}) if base is not None else {}
+        values = {**(checkpoint.config if checkpoint else {}), **(overrides or {}), **fixed}
         config = validate_model(generator_cls.Config, values, what=f"config of '{generator_cls.name}'")
         if checkpoint is not None:
             _check_fixed_fields(generator_cls, checkpoint.config, config, out)
@@ -100,12 +106,18 @@ def train(
         generator = generator_cls(config)
         data, validation = data.split(config.validation_fraction)
         if checkpoint is None:
-            world.on_main(lambda: generator.fit_data(data))
+            if base is None:
+                world.on_main(lambda: generator.fit_data(data))
+            else:
+                world.on_main(lambda: generator.fit_data_from(data, base.facts, base.files))
             _share_fitted(world, generator)
         else:
             generator.restore(checkpoint.facts, checkpoint.files)
         torch.manual_seed(config.seed)
-        generator.modules = {name: module.to(world.device) for name, module in generator.build().items()}
+        generator.modules = generator.build()
+        if base is not None:
+            load_base_weights(generator, base)
+        generator.modules = {name: module.to(world.device) for name, module in generator.modules.items()}
         if world.rank:  # every rank builds the same weights, then draws its own noise
             torch.manual_seed(rank_seed(config.seed, world.rank))
         generator.device = str(world.device)
@@ -131,7 +143,7 @@ def train(
         wrapped.update(world.wrap(generator.modules))
         return _run(
             generator, data, validation, out, config, optimizers, rng, world, wrapped, metrics,
-            _RunState(step, seconds, resumed, saved_step, step),
+            _RunState(step, seconds, resumed, saved_step, step, _base_record(base, checkpoint)),
             kind=kind, plugin=plugin, plugin_version=plugin_version, progress=progress,
         )  # fmt: skip
     finally:
@@ -150,6 +162,8 @@ class _RunState:
     saved_step: int | None
     first_step: int
     """The step this process started at (0, or the checkpoint's)."""
+    base: BaseRecord | None = None
+    """The model the run started from (--init-from), as its checkpoints keep it."""
 
 
 def _run(
@@ -193,6 +207,7 @@ def _run(
             save_checkpoint(
                 checkpoint_path, generator, optimizers, rng,
                 step=at_step, data=data.source, seconds=elapsed, resumed=state.resumed, ranks=ranks,
+                base=None if state.base is None else state.base.model_dump(mode="json"),
             )  # fmt: skip
 
         world.on_main(write)
@@ -279,6 +294,7 @@ def _run(
             device=world.device.type,
             precision=config.precision,
             samples_per_second=round(samples / this_run, 3) if this_run > 0 and samples else None,
+            base=state.base,
         )
         with _on_cpu(generator):
             return save_generator(generator, out, plugin, plugin_version, summary)
@@ -372,6 +388,14 @@ def _read_checkpoint(world: World, out: Path, resume: bool) -> Checkpoint | None
     if not resume:
         return None
     return parse_checkpoint(world.share_bytes(data), out / CHECKPOINT_FILE)
+
+
+def _base_record(base: Base | None, checkpoint: Checkpoint | None) -> BaseRecord | None:
+    """The base a run started from: the one given, or (resumed) the one its checkpoint names."""
+    if base is not None:
+        return base.record
+    saved = checkpoint.base if checkpoint is not None else None
+    return BaseRecord.model_validate(saved) if saved is not None else None
 
 
 def _share_fitted(world: World, generator: AnyGenerator) -> None:
