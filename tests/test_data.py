@@ -54,6 +54,15 @@ def test_pydoc_is_pythons_own_english_documentation() -> None:
     assert len(data.text) > 400_000 and "assert" in data.text
 
 
+def test_docstrings_are_an_installed_packages_api_reference_and_bad_names_are_one_line() -> None:
+    data = open_data("docstrings:numpy")
+    assert data.source == "docstrings:numpy" and "Parameters\n----------" in data.text
+    assert data.text == open_data("docstrings:numpy").text  # the same corpus every time
+    for argument, fragment in (("", "needs PACKAGE"), (":no_such_package_here", "no installed package")):
+        with pytest.raises(DataError, match=fragment):
+            open_data(f"docstrings{argument}")
+
+
 def write_png(path: Path, size: tuple[int, int], mode: str = "RGB", value: int = 128) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, size, value if mode == "L" else (value, 0, 255 - value)).save(path)

@@ -139,3 +139,58 @@ def test_bad_bases_are_one_line_and_nothing_is_written(
     refused = cli_in_process("train", name, "--data", data, "--out", str(out), "--init-from", str(base), *more)
     assert_one_line_error(refused, *fragments)
     assert not out.exists()
+
+
+def test_lora_trains_only_its_adapters_ships_them_alone_and_exports_merged(bases: dict[str, Path]) -> None:
+    import torch
+
+    from genloom_text.lora import apply_adapter
+
+    tuned, exported = bases["root"] / "lora", bases["root"] / "lora-onnx"
+    data = f"text:{bases['root'] / 'second.txt'}"
+    ok("train", "gpt", "--data", data, "--out", str(tuned), "--init-from", str(bases["gpt"]), "--steps", "3",
+       "--quiet", *settings({"lora_rank": 2, "learning_rate": 0.05, "eval_every": 0}))  # fmt: skip
+    base, model = genloom.load(bases["gpt"]).generator.modules["model"], genloom.load(tuned).generator.modules["model"]
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert trainable and all(".lora_" in name for name in trainable)
+    assert len(trainable) == 2 * 2 * TINY_GPT["layers"]  # A and B of c_attn and c_proj in each block
+    tuned_state = model.state_dict()
+    assert all(torch.equal(tensor, tuned_state[name]) for name, tensor in base.state_dict().items())  # W untouched
+    assert any(float(tuned_state[name].abs().max()) > 0 for name in trainable if name.endswith("lora_B"))  # it learnt
+    adapter = tuned / "adapter.safetensors"
+    assert adapter.stat().st_size < (tuned / "model.safetensors").stat().st_size / 5
+    tokens = torch.randint(0, 300, (2, 16))
+    rebuilt = genloom.load(bases["gpt"]).generator.modules["model"]
+    apply_adapter(rebuilt, adapter)  # the adapter alone on top of the base computes what the fine-tune computes
+    with torch.no_grad():
+        assert float((rebuilt(tokens)[0] - model(tokens)[0]).abs().max()) < 1e-5
+    ok("export", str(tuned), "--out", str(exported))  # the parity gate and end-to-end check on the merged graph
+    settings_ = {"prompt": "The", "max_new_tokens": 8, "seed": 3}
+    assert genloom.load(exported).generate(**settings_).texts == genloom.load(tuned).generate(**settings_).texts
+
+
+def test_freezing_keeps_the_embeddings_and_all_but_the_last_blocks(bases: dict[str, Path]) -> None:
+    import torch
+
+    tuned = bases["root"] / "frozen"
+    data = f"text:{bases['root'] / 'second.txt'}"
+    frozen = {"freeze_embeddings": True, "train_last_blocks": 0, "learning_rate": 0.05, "eval_every": 0}
+    ok("train", "gpt", "--data", data, "--out", str(tuned), "--init-from", str(bases["gpt"]), "--steps", "2",
+       "--quiet", *settings(frozen))  # fmt: skip
+    base = genloom.load(bases["gpt"]).generator.modules["model"].state_dict()
+    after = genloom.load(tuned).generator.modules["model"].state_dict()
+    changed = {name for name in base if not torch.equal(base[name], after[name])}
+    assert changed == {"ln_f.weight", "ln_f.bias"}, changed
+
+
+def test_freezed_keeps_the_discriminators_first_convolutions(bases: dict[str, Path]) -> None:
+    import torch
+
+    tuned = bases["root"] / "cgan-freezed"
+    ok("train", "cgan", "--data", f"npz:{bases['root'] / 'high.npz'}", "--out", str(tuned), "--init-from",
+       str(bases["cgan"]), "--steps", "2", "--quiet",
+       *settings({"batch_size": 16, "sample_every": 0, "freeze_discriminator_layers": 1}))  # fmt: skip
+    base = genloom.load(bases["cgan"]).generator.modules["discriminator"].state_dict()
+    after = genloom.load(tuned).generator.modules["discriminator"].state_dict()
+    changed = {name for name in base if name.endswith("original") and not torch.equal(base[name], after[name])}
+    assert changed and not any(name.startswith("features.0.") for name in changed), changed

@@ -74,6 +74,12 @@ class DCGANConfig(genloom.GeneratorConfig):
             "so early averages forget the initialisation."
         ),
     )
+    freeze_discriminator_layers: int = Field(
+        0,
+        ge=0,
+        description="FreezeD, for fine-tuning (--init-from): keep the discriminator's first N convolutions as the "
+        "base trained them (0: train them all).",
+    )
 
 
 class DCGAN(genloom.ImageGenerator):
@@ -105,6 +111,7 @@ class DCGAN(genloom.ImageGenerator):
             config.spectral_norm,
             config.minibatch_std,
         )
+        discriminator.freeze_first(config.freeze_discriminator_layers)
         modules = {"generator": generator, "discriminator": discriminator}
         if self.config.ema_decay:
             modules["generator_ema"] = copy.deepcopy(generator).requires_grad_(False)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from genloom.errors import ConfigError
+
 
 class ConvGenerator(nn.Module):
     """Latent vector (and class label) -> image in [-1, 1], through transposed convolutions that double the size."""
@@ -91,6 +93,17 @@ class ConvDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.realness = normed(nn.Linear(hidden_in * 16, 1))
         self.class_projection = normed(nn.Embedding(num_classes, hidden_in * 16)) if num_classes else None
+
+    def freeze_first(self, count: int) -> None:
+        """Stop gradients to the first ``count`` convolutions (FreezeD, Mo et al. 2020)."""
+        convolutions = [layer for layer in self.features if isinstance(layer, nn.Conv2d)]
+        if count > len(convolutions):
+            raise ConfigError(
+                f"freeze_discriminator_layers: {count} is more than the discriminator's {len(convolutions)} "
+                f"convolutions; use at most {len(convolutions)}"
+            )
+        for layer in convolutions[:count]:
+            layer.requires_grad_(False)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(images)

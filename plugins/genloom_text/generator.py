@@ -8,6 +8,7 @@ per byte on the held-out tail of the corpus, and early stopping.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -15,6 +16,7 @@ import numpy as np
 from pydantic import Field
 
 import genloom
+from genloom import weights
 from genloom.errors import DataError
 from genloom.tokenizer import Tokenizer, evenly_spaced_windows
 
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
 
 NetworkT = TypeVar("NetworkT", bound="torch.nn.Module")
 TOKENIZER_FILE = "tokenizer.json"
+ADAPTER_FILE = "adapter.safetensors"
+LoRATarget = Literal["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+"""The linear layers of a GPT block that can take a LoRA adapter."""
+DEFAULT_LORA_TARGETS: tuple[LoRATarget, ...] = ("attn.c_attn", "attn.c_proj")
 EVAL_WINDOWS = 64
 """Context windows of the validation split scored per evaluation (evenly spaced, the same every time)."""
 
@@ -67,6 +73,22 @@ class GPTConfig(TextConfig):
 
     heads: int = Field(4, ge=1, le=128, description="Attention heads (width must be a multiple).")
     bias: bool = Field(True, description="Biases in the linear layers and LayerNorms (GPT-2 has them).")
+    freeze_embeddings: bool = Field(
+        False, description="Keep the token and position embeddings (and the head tied to them) as they are."
+    )
+    train_last_blocks: int | None = Field(
+        None, ge=0, description="Train only the last N transformer blocks (and the final LayerNorm); None: all."
+    )
+    lora_rank: int = Field(
+        0, ge=0, le=1024, description="LoRA: train rank-r updates of lora_targets instead of the weights (0: off)."
+    )
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA: the updates are scaled by lora_alpha / lora_rank.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA: dropout on the adapters' input while training.")
+    lora_targets: list[LoRATarget] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        min_length=1,
+        description="LoRA: the linear layers of every block that get an adapter.",
+    )
 
 
 class LSTMConfig(TextConfig):
@@ -249,17 +271,41 @@ class GPTGenerator(LanguageModel):
                 f"field 'width': {config.width} is not a multiple of heads={config.heads}; "
                 f"pick e.g. width={config.heads * (config.width // config.heads or 1)}"
             )
-        return {
-            "model": GPT(
-                self.facts["vocab_size"],
-                config.context_length,
-                config.layers,
-                config.heads,
-                config.width,
-                config.bias,
-                config.dropout,
-            )
-        }
+        gpt = GPT(
+            self.facts["vocab_size"],
+            config.context_length,
+            config.layers,
+            config.heads,
+            config.width,
+            config.bias,
+            config.dropout,
+        )
+        if config.lora_rank:
+            from genloom_text.lora import add_adapters
+
+            add_adapters(gpt, config.lora_rank, config.lora_alpha, config.lora_dropout, list(config.lora_targets))
+        else:
+            _freeze(gpt, config.freeze_embeddings, config.train_last_blocks)
+        return {"model": gpt}
+
+    def added_tensors(self) -> set[str]:
+        """The LoRA adapters, which no base holds."""
+        from genloom_text.lora import ADAPTER_MARK
+
+        return {name for name in weights.module_tensors(self.modules) if ADAPTER_MARK in name}
+
+    def extra_files(self) -> dict[str, bytes]:
+        """The tokenizer, and with LoRA the adapters alone (``adapter.safetensors``, small: what a fine-tune
+        ships on top of its base; the weights file holds them too)."""
+        files = super().extra_files()
+        if self.config.lora_rank and self.modules:
+            from genloom_text.lora import ADAPTER_METADATA, adapter_tensors
+
+            config = self.config
+            shape = {"rank": config.lora_rank, "alpha": config.lora_alpha, "targets": list(config.lora_targets)}
+            adapters = adapter_tensors(weights.module_tensors(self.modules))
+            files[ADAPTER_FILE] = weights.to_bytes(adapters, {ADAPTER_METADATA: json.dumps(shape)})
+        return files
 
     def session(self) -> GPTSession:
         from genloom_text.sessions import GPTSession
@@ -274,12 +320,25 @@ class GPTGenerator(LanguageModel):
     def export_spec(self) -> genloom.ExportSpec:
         """One ``decoder`` graph on ONNX Runtime's fused attention with an in-place KV cache (one new token costs
         one run over one position, copying nothing that grows with the text), the ONNX Runtime GenAI package
-        files, and the portable graph of standard operators beside it (see ``genloom_text.decoder_export``)."""
+        files, and the portable graph of standard operators beside it (see ``genloom_text.decoder_export``). LoRA
+        adapters are merged into the weights first: the export of a LoRA fine-tune is an ordinary graph."""
         from genloom_text.decoder_export import fused_decoder
+        from genloom_text.lora import merged
 
         heads = self.config.heads
         options = self._driver_options(layers=self.config.layers, heads=heads, head_dim=self.config.width // heads)
-        return fused_decoder(self._gpt(), self.tokenizer, options)
+        gpt = merged(self._gpt()) if self.config.lora_rank else self._gpt()
+        return fused_decoder(gpt, self.tokenizer, options)
+
+
+def _freeze(gpt: GPT, embeddings: bool, last_blocks: int | None) -> None:
+    """Stop gradients to the embeddings (and the head tied to them) and to all but the last ``last_blocks``."""
+    if embeddings:
+        for parameter in (gpt.wte.weight, gpt.wpe.weight):
+            parameter.requires_grad_(False)
+    if last_blocks is not None:
+        for block in gpt.blocks[: max(0, len(gpt.blocks) - last_blocks)]:
+            block.requires_grad_(False)
 
 
 class LSTMGenerator(LanguageModel):

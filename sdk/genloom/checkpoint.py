@@ -177,7 +177,7 @@ def load_checkpoint_bytes(path: Path) -> bytes:
 def parse_checkpoint(data: bytes, path: Path) -> Checkpoint:
     """A checkpoint from the bytes of the file at ``path`` (read there, or sent by rank 0); checked as on load."""
     tensors = weights.from_bytes(data, str(path))
-    metadata = _safetensors_metadata(data)
+    metadata = weights.metadata_of(data)
     if METADATA_KEY not in metadata:
         raise ArtifactError(f"{path} is not a genloom checkpoint (no '{METADATA_KEY}' metadata)")
     if DIGEST_KEY not in metadata:
@@ -205,12 +205,6 @@ def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
-
-
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of safetensors bytes whose header has already been read successfully."""
-    header_size = int.from_bytes(data[:8], "little")
-    return json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
 
 
 def _split_optimizer_state(name: str, state_dict: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:

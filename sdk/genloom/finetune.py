@@ -95,12 +95,15 @@ def base_values(generator_cls: type[AnyGenerator], base: Base, overrides: Mappin
 
 
 def load_base_weights(generator: AnyGenerator, base: Base) -> None:
-    """The base's weights into ``generator``'s freshly built modules: every tensor they hold must be in the base with
-    the same shape (a one-line error naming the first that is not)."""
+    """The base's weights into ``generator``'s freshly built modules: every tensor they hold but its
+    ``added_tensors`` must be in the base with the same shape (a one-line error naming the first that is not)."""
     from genloom import weights
 
     built = weights.module_tensors(generator.modules)
+    added = generator.added_tensors()
     for name, tensor in built.items():
+        if name in added:
+            continue
         held = base.tensors.get(name)
         if held is None:
             raise ConfigError(
@@ -112,4 +115,5 @@ def load_base_weights(generator: AnyGenerator, base: Base) -> None:
                 f"--init-from {base.record.path}: '{name}' is {tuple(held.shape)} in the base, but this data makes it "
                 f"{tuple(tensor.shape)}; fine-tune on data of the base's shape (its image size, classes, columns)"
             )
-    weights.load_module_tensors(generator.modules, {k: base.tensors[k] for k in built}, str(base.record.path))
+    starting = {name: built[name] if name in added else base.tensors[name] for name in built}
+    weights.load_module_tensors(generator.modules, starting, str(base.record.path))

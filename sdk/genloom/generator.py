@@ -167,6 +167,11 @@ class Generator(ABC, Generic[SettingsT, OutputT, DataT]):
         """
         self.fit_data(data)
 
+    def added_tensors(self) -> set[str]:
+        """Names (``module.tensor``, as saved) of the tensors :meth:`build` makes that a base does not hold, such as
+        a GPT's LoRA adapters: a run that starts from a base keeps their built values. Default: none."""
+        return set()
+
     def restore(self, facts: dict[str, Any], files: dict[str, bytes]) -> None:
         """Take back what :meth:`fit_data` learned, from a saved artifact or checkpoint: ``facts`` as saved, and
         ``files`` the bytes of every file :meth:`extra_files` returned, by name."""

@@ -67,3 +67,12 @@ def from_bytes(data: bytes, where: str) -> dict[str, torch.Tensor]:
         return load(data)
     except (SafetensorError, ValueError) as exc:
         raise ArtifactError(f"{where} is not a readable safetensors file ({exc})") from None
+
+
+def metadata_of(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes whose header :func:`from_bytes` has already read successfully."""
+    import json
+
+    header_size = int.from_bytes(data[:8], "little")
+    metadata: dict[str, str] = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
+    return metadata

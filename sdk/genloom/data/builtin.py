@@ -32,3 +32,12 @@ def register_data_sources(register: Callable[[DataSource], None]) -> None:
     register(
         DataSource("pydoc", text.load_pydoc, "the English text of Python's documentation (pydoc_data)", "", "text")
     )
+    register(
+        DataSource(
+            "docstrings",
+            text.load_docstrings,
+            "the docstrings of an installed package's public names, e.g. docstrings:numpy",
+            "PACKAGE",
+            "text",
+        )
+    )

@@ -1,4 +1,5 @@
-"""Text data sources: the user's own files, and Python's documentation that ships with Python."""
+"""Text data sources: the user's own files, Python's documentation that ships with Python, and the docstrings of an
+installed package."""
 
 from __future__ import annotations
 
@@ -32,3 +33,28 @@ def load_pydoc(argument: str | None) -> TextData:
     from pydoc_data.topics import topics
 
     return TextData("\n\n".join(topics[key] for key in sorted(topics)), source="pydoc")
+
+
+def load_docstrings(argument: str | None) -> TextData:
+    """``docstrings:PACKAGE``: the docstrings of an installed package's public top-level names (``numpy``,
+    ``sklearn``, ...), in name order, each once; a corpus in the style of API reference, offline."""
+    import importlib
+    import inspect
+
+    name = argument or ""
+    try:
+        package = importlib.import_module(name)
+    except ImportError:
+        raise DataError(f"docstrings: no installed package '{name}'; install it, or name another") from None
+    documents, seen = [], set()
+    for attribute in sorted(dir(package)):
+        member = getattr(package, attribute, None) if not attribute.startswith("_") else None
+        if member is None or id(member) in seen or isinstance(member, (int, float, str, bytes)):
+            continue
+        seen.add(id(member))
+        doc = inspect.getdoc(member)
+        if doc:
+            documents.append(doc)
+    if not documents:
+        raise DataError(f"docstrings: '{name}' has no documented public names; name another package")
+    return TextData("\n\n".join(documents), source=f"docstrings:{name}")
