@@ -266,6 +266,17 @@ def test_a_hugging_face_gpt2_checkpoint_loads_and_matches_transformers(tmp_path:
         new_tokens.pop()
     assert model.generate(prompt=prompt, max_new_tokens=15).tokens[0] == new_tokens and new_tokens
 
+    corpus = tmp_path / "more.txt"  # the imported model fine-tunes like any genloom model, on its own tokenizer
+    corpus.write_text("hello tiny world, a corpus of its own. " * 40, encoding="utf-8")
+    tuned = genloom.train(
+        "gpt", f"text:{corpus}", tmp_path / "tuned", init_from=tmp_path / "genloom-gpt2", progress=False, steps=2,
+        batch_size=2, eval_every=0,
+    )  # fmt: skip
+    assert tuned.training is not None and tuned.training.base is not None and tuned.training.base.data is None
+    assert (tmp_path / "tuned" / "tokenizer.json").read_bytes() == (
+        tmp_path / "genloom-gpt2" / "tokenizer.json"
+    ).read_bytes()
+
 
 def test_the_cache_benchmark_runs_and_reports_both_ways(models: dict[str, Path]) -> None:
     script = Path(__file__).parents[1] / "benchmarks" / "text_cache.py"

@@ -120,9 +120,11 @@ class LanguageModel(genloom.TextGenerator):
         self._check_length(data)
 
     def fit_data_from(self, data: Any, facts: dict[str, Any], files: dict[str, bytes]) -> None:
-        """Fine-tuning: the new corpus is tokenized with the base's tokenizer (its vocabulary is the embedding's)."""
+        """Fine-tuning: the new corpus is tokenized with the base's tokenizer (its vocabulary is the embedding's),
+        each document after ``<|endoftext|>`` as in every genloom run, so that prompts start with it too (an
+        imported GPT-2 did not)."""
         self.restore(facts, files)
-        self.facts = {**data.facts(), **{key: facts[key] for key in ("vocab_size", "prepend_end_of_text")}}
+        self.facts = {**data.facts(), "vocab_size": facts["vocab_size"], "prepend_end_of_text": True}
         self._check_length(data)
 
     def _check_length(self, data: Any) -> None:

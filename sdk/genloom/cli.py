@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -619,6 +620,46 @@ def bench(
         click.echo(f"wrote {json_out}")
     if chart_out:
         click.echo(f"wrote {chart(report, chart_out)}")
+
+
+def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One ``--max-tokens``-style option per field of :class:`genloom.serve.ServerLimits` (but the API key), with
+    its default and description: the limits' one source of truth."""
+    from genloom.serve.limits import ServerLimits
+
+    for name, field in reversed(list(ServerLimits.model_fields.items())):
+        if name == "api_key":
+            continue
+        kind = click.IntRange(min=1) if field.annotation is int else click.FloatRange(min=0, min_open=True)
+        option = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=field.default, show_default=True,
+                              help=field.description)  # fmt: skip
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("model_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--name", "names", multiple=True, help="Served name of each MODEL_DIR in turn (default: its folder name)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--api-key", envvar="GENLOOM_API_KEY", help="Require 'Authorization: Bearer KEY' (or set GENLOOM_API_KEY)."
+)
+@_limit_options
+def serve(
+    model_dirs: tuple[Path, ...], names: tuple[str, ...], host: str, port: int, api_key: str | None, **limits: Any
+) -> None:
+    """Serve exported models over HTTP: OpenAI-compatible /v1/completions for text, /v1/generate/MODEL for every
+    kind, Open Inference Protocol health routes and Prometheus /metrics (docs/serving.md)."""
+    from genloom.install import require_serving_install
+
+    require_serving_install()
+    from genloom.serve.limits import ServerLimits
+    from genloom.serve.server import serve as run_server
+
+    run_server(list(model_dirs), names=names, host=host, port=port, limits=ServerLimits(api_key=api_key, **limits))
 
 
 def _parse_labels(text: str) -> list[int]:

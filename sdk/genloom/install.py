@@ -1,4 +1,5 @@
-"""Which install profile is here: the runtime (exports only) or the training one (``genloom[train]``)."""
+"""Which install profile is here: the runtime (exports only), the training one (``genloom[train]``), and whether
+``genloom[serve]`` is there."""
 
 from __future__ import annotations
 
@@ -17,4 +18,13 @@ def require_training_install(what: str) -> None:
         raise NotAvailableError(
             f"{what} needs PyTorch, which this install lacks (the runtime install runs exports only): "
             "pip install 'genloom[train]'"
+        )
+
+
+def require_serving_install() -> None:
+    """Raise a NotAvailableError naming the ``serve`` extra when FastAPI, uvicorn or prometheus-client is missing."""
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise NotAvailableError(
+            f"genloom serve needs {', '.join(missing)}, which this install lacks: pip install 'genloom[serve]'"
         )

@@ -1,0 +1,308 @@
+"""The FastAPI app of ``genloom serve``: loaded models behind HTTP.
+
+Routes: ``POST /v1/completions`` (OpenAI-compatible, text models, streamed as server-sent events on request),
+``GET /v1/models``, ``POST /v1/generate/{model}`` (any kind: the settings ``model.generate(...)`` takes, the
+kind's JSON result back with its provenance), the Open Inference Protocol v2 health and model-metadata routes, and
+``GET /metrics`` (Prometheus). Every bad request is a 4xx JSON error, ``{"error": {"message", "type", "param"}}``,
+in the shape the ``openai`` client reads.
+
+Each model runs one request at a time (a lock per model, generation in a worker thread); requests beyond
+``queue_size`` waiting in all get 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from genloom.config import validate_model
+from genloom.errors import GenloomError
+from genloom.model import LoadedModel
+from genloom.plugins import get_registry
+from genloom.serve.limits import ServerLimits
+from genloom.serve.metrics import ServerMetrics
+from genloom.serve.openai_api import CompletionRequest, completion, stream_events
+
+OPEN_ROUTES = ("/v2/health", "/metrics")
+"""Answered without an API key: what load balancers and scrapers call."""
+
+
+class RequestError(Exception):
+    """A request the server refuses: its status, message and the field it names."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.headers = status, message, param, headers or {}
+
+
+@dataclasses.dataclass
+class ServedModel:
+    """A loaded model under its served name, with the lock that makes it run one request at a time."""
+
+    name: str
+    model: LoadedModel
+    kind: Any
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = None) -> FastAPI:
+    """The app serving ``models`` (served name -> loaded model) within ``limits``."""
+    limits = limits or ServerLimits()
+    registry = get_registry()
+    served = {name: ServedModel(name, model, registry.kind(model.manifest.modality)) for name, model in models.items()}
+    metrics = ServerMetrics()
+    app = FastAPI(title="genloom serve", docs_url=None, redoc_url=None)
+    waiting = {"count": 0}
+
+    def error_response(error: RequestError) -> JSONResponse:
+        kind = "invalid_request_error" if error.status < 500 else "server_error"
+        body = {"error": {"message": error.message, "type": kind, "param": error.param, "code": None}}
+        return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, error: RequestError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        field = ".".join(location) or None
+        if first.get("type") == "json_invalid" or tuple(first.get("loc", ())) == ("body",):
+            return error_response(RequestError(400, "the body is not a JSON object; send one, with its fields"))
+        message = f"field '{field}': {first.get('msg')}" if field else str(first.get("msg"))
+        return error_response(RequestError(422, message, field))
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await _guarded(request, call_next, limits, error_response)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    def model_named(name: str) -> ServedModel:
+        if name not in served:
+            raise RequestError(404, f"model '{name}' is not served here; serving: {', '.join(sorted(served))}", "model")
+        return served[name]
+
+    def enter_queue() -> None:
+        if waiting["count"] >= limits.queue_size:
+            raise RequestError(503, "the server is busy; retry shortly", headers={"Retry-After": "1"})
+        waiting["count"] += 1
+        metrics.waiting.set(waiting["count"])
+
+    def leave_queue() -> None:
+        waiting["count"] -= 1
+        metrics.waiting.set(waiting["count"])
+
+    async def run(entry: ServedModel, work: Callable[[], Any]) -> Any:
+        """``work`` on ``entry``'s model in a worker thread, one at a time, within the queue and the timeout."""
+        enter_queue()
+
+        def locked() -> Any:
+            with entry.lock:
+                return work()
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(locked), limits.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"the request took longer than {limits.timeout_seconds:g} s") from None
+        except GenloomError as exc:
+            raise RequestError(400, str(exc)) from None
+        finally:
+            leave_queue()
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        data = [
+            {"id": name, "object": "model", "owned_by": "genloom", "kind": e.kind.name} for name, e in served.items()
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: CompletionRequest) -> Any:
+        entry = model_named(request.model)
+        if entry.kind.name != "text":
+            raise RequestError(
+                400, f"model '{entry.name}' makes {entry.kind.name}, not text; use /v1/generate", "model"
+            )
+        if request.max_tokens > limits.max_tokens:
+            raise RequestError(400, f"max_tokens: at most {limits.max_tokens} here", "max_tokens")
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if request.n * len(prompts) > limits.max_count:
+            raise RequestError(400, f"n x prompts: at most {limits.max_count} completions a request", "n")
+        settings = _checked(entry, request.sampling())
+        if request.stream:
+            if request.n > 1 or len(prompts) > 1:
+                raise RequestError(400, "stream: one prompt and n=1 per streamed request", "stream")
+            enter_queue()
+            events = _streamed(entry, request, settings, metrics, leave_queue)
+            return StreamingResponse(events, media_type="text/event-stream")
+        result = await run(entry, lambda: entry.model.generate(**settings))
+        tokenizer = getattr(entry.model, "tokenizer", None)
+        prompt_tokens = sum(len(tokenizer.encode(p)) for p in prompts) if tokenizer is not None else 0
+        metrics.generated.labels(entry.name, "tokens").inc(sum(len(ids) for ids in result.tokens))
+        return completion(entry.name, request, result.texts, result.tokens, prompt_tokens).model_dump()
+
+    @app.post("/v1/generate/{model}")
+    async def generate(model: str, request: Request) -> dict[str, Any]:
+        entry = model_named(model)
+        settings = await _json_object(request)
+        count_field = entry.kind.count_field
+        if count_field and int(settings.get(count_field) or 1) > limits.max_count:
+            raise RequestError(400, f"{count_field}: at most {limits.max_count} a request here", count_field)
+        if entry.kind.name == "text" and int(settings.get("max_new_tokens") or 0) > limits.max_tokens:
+            raise RequestError(400, f"max_new_tokens: at most {limits.max_tokens} here", "max_new_tokens")
+        settings = _checked(entry, settings)
+        result = await run(entry, lambda: entry.model.generate(**settings))
+        _count_outputs(metrics, entry, result)
+        return {
+            "model": entry.name,
+            "kind": entry.kind.name,
+            "result": entry.kind.to_json(result),
+            "provenance": dataclasses.asdict(result.provenance),
+        }
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    @app.get("/v2/models/{model}")
+    async def model_metadata(model: str) -> dict[str, Any]:
+        entry = model_named(model)
+        export = entry.model.manifest.export
+        graphs = export.graphs if export is not None else []
+        return {
+            "name": entry.name,
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx" if export is not None else "pytorch",
+            "kind": entry.kind.name,
+            "inputs": [{"name": name} for name in (graphs[0].inputs if graphs else [])],
+            "outputs": [{"name": name} for name in (graphs[0].outputs if graphs else [])],
+        }
+
+    @app.get("/v2/models/{model}/ready")
+    async def model_ready(model: str) -> dict[str, Any]:
+        return {"name": model_named(model).name, "ready": True}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+async def _guarded(
+    request: Request,
+    call_next: Callable[[Request], Awaitable[Response]],
+    limits: ServerLimits,
+    error_response: Callable[[RequestError], JSONResponse],
+) -> Response:
+    """The API key and the body size, checked before a route runs."""
+    path = request.url.path
+    if limits.api_key is not None and not path.startswith(OPEN_ROUTES):
+        if request.headers.get("authorization") != f"Bearer {limits.api_key}":
+            return error_response(RequestError(401, "missing or wrong API key; send 'Authorization: Bearer KEY'"))
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+        return error_response(RequestError(413, f"the body is larger than {limits.max_body_bytes} bytes"))
+    return await call_next(request)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object, or a 400 that says what it is instead."""
+    import json
+
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, "the body is not valid JSON; send a JSON object of sampling settings") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, f"the body is a JSON {type(body).__name__}, not an object of sampling settings")
+    return body
+
+
+def _checked(entry: ServedModel, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings validated by the kind's sampling model (a 422 naming the field), as JSON values."""
+    try:
+        checked: dict[str, Any] = validate_model(entry.kind.sampling, settings, what="sampling settings").model_dump(
+            exclude_unset=True
+        )
+    except GenloomError as exc:
+        raise RequestError(422, str(exc), _field_of(str(exc))) from None
+    return checked
+
+
+def _field_of(message: str) -> str | None:
+    """The field a validation message names (``field 'n': ...``)."""
+    marker = "field '"
+    start = message.find(marker)
+    return message[start + len(marker) : message.find("'", start + len(marker))] if start >= 0 else None
+
+
+async def _streamed(
+    entry: ServedModel,
+    request: CompletionRequest,
+    settings: dict[str, Any],
+    metrics: ServerMetrics,
+    done: Callable[[], None],
+) -> AsyncIterator[str]:
+    """The events of one streamed completion. A worker thread decodes while holding the model and hands each piece
+    over; when the client leaves, the worker stops at the next piece and lets the model go, and ``done`` runs."""
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Queue[str | Exception | None] = asyncio.Queue()
+    leaving = threading.Event()
+
+    def decode() -> None:
+        try:
+            with entry.lock:
+                for piece in entry.model.stream(**settings):
+                    if leaving.is_set():
+                        break
+                    metrics.generated.labels(entry.name, "tokens").inc()
+                    loop.call_soon_threadsafe(handed.put_nowait, piece)
+        except Exception as exc:  # noqa: BLE001 - handed to the response, which raises it
+            loop.call_soon_threadsafe(handed.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(handed.put_nowait, None)
+
+    async def pieces() -> AsyncIterator[str]:
+        while (item := await handed.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    worker = loop.run_in_executor(None, decode)
+    tokenizer = getattr(entry.model, "tokenizer", None)
+    try:
+        async for event in stream_events(entry.name, request, pieces(), tokenizer.encode if tokenizer else None):
+            yield event
+    finally:
+        leaving.set()
+        done()
+        del worker  # it ends by itself at its next piece
+
+
+def _count_outputs(metrics: ServerMetrics, entry: ServedModel, result: Any) -> None:
+    """Tokens for text; otherwise the kind's count (images, rows, clips)."""
+    if entry.kind.name == "text":
+        metrics.generated.labels(entry.name, "tokens").inc(sum(len(ids) for ids in result.tokens))
+    elif entry.kind.count_field:
+        count = result.provenance.settings.get(entry.kind.count_field, 1)
+        metrics.generated.labels(entry.name, entry.kind.name).inc(int(count or 1))

@@ -1,0 +1,175 @@
+"""`genloom serve` as apps meet it: a real server process on a free loopback port, the official `openai` client
+(streaming included) and httpx, the results of `model.generate(...)` exactly, bad requests as 4xx JSON naming the
+field, an API key, metrics, and a client that leaves mid-stream without holding the model."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import genloom
+from genloom.plugins import get_registry
+from tests.conftest import cli_in_process
+
+KEY = "test-key"
+TINY_GPT = {"width": 32, "layers": 1, "heads": 2, "context_length": 64, "batch_size": 4, "vocab_size": 300}
+
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serving")
+    corpus = root / "docs.txt"
+    corpus.write_text(get_registry().open_data("pydoc").text[:20_000], encoding="utf-8")
+    genloom.train("gpt", f"text:{corpus}", root / "gpt", progress=False, steps=20, eval_every=0, **TINY_GPT)
+    genloom.train("gan", "digits", root / "gan", progress=False, steps=2, width=8, latent_dim=8, sample_every=0)
+    for name in ("gpt", "gan"):
+        result = cli_in_process("export", str(root / name), "--out", str(root / f"{name}-onnx"))
+        assert result.returncode == 0, result.stderr
+    return {"gpt": root / "gpt-onnx", "gan": root / "gan-onnx"}
+
+
+@pytest.fixture(scope="module")
+def server(exports: dict[str, Path]) -> Iterator[str]:
+    """`genloom serve` in its own process on 127.0.0.1 where torch cannot be imported (the runtime install), stopped
+    (SIGTERM, then killed) after the module."""
+    port = free_port()
+    without_torch = "import sys; sys.modules['torch'] = None; from genloom.cli import main; main()"  # as installed
+    command = [sys.executable, "-c", without_torch, "serve", str(exports["gpt"]), str(exports["gan"]),
+               "--name", "gpt", "--name", "gan", "--port", str(port), "--api-key", KEY,
+               "--max-body-bytes", "20000", "--max-count", "8"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not get ready in 90 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def client(server: str) -> httpx.Client:
+    return httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+
+
+@pytest.mark.timeout(180)
+def test_the_openai_client_completes_and_streams_what_generate_makes(server: str, exports: dict[str, Path]) -> None:
+    local = genloom.load(exports["gpt"])
+    api = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0)
+    made = api.completions.create(model="gpt", prompt="The", max_tokens=12, temperature=0)
+    expected = local.generate(prompt="The", max_new_tokens=12)
+    assert made.choices[0].text == expected.texts[0] and made.object == "text_completion"
+    assert made.usage is not None and made.usage.completion_tokens == len(expected.tokens[0])
+    streamed = api.completions.create(model="gpt", prompt="The", max_tokens=12, temperature=0, stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed) == expected.texts[0]
+    batch = api.completions.create(model="gpt", prompt=["A", "The list"], max_tokens=6, temperature=0.8, n=2, seed=4)
+    settings = {"prompt": ["A", "The list"], "max_new_tokens": 6, "do_sample": True, "temperature": 0.8}
+    again = local.generate(**settings, top_k=None, num_return_sequences=2, seed=4)
+    assert [choice.text for choice in batch.choices] == again.texts and len(again.texts) == 4
+
+
+@pytest.mark.timeout(120)
+def test_generate_serves_every_kind_with_its_settings_and_provenance(server: str, exports: dict[str, Path]) -> None:
+    with client(server) as http:
+        answer = http.post("/v1/generate/gan", json={"n": 3, "seed": 5})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        expected = genloom.load(exports["gan"]).generate(n=3, seed=5).array
+        assert np.abs(np.array(body["result"]["array"]) - expected).max() < 1e-6
+        assert body["kind"] == "image" and body["provenance"]["seed"] == 5
+        text = http.post("/v1/generate/gpt", json={"prompt": "The", "max_new_tokens": 4}).json()
+        assert text["result"]["texts"] == genloom.load(exports["gpt"]).generate(prompt="The", max_new_tokens=4).texts
+        listed = http.get("/v1/models").json()["data"]
+        assert {(entry["id"], entry["kind"]) for entry in listed} == {("gpt", "text"), ("gan", "image")}
+        metadata = http.get("/v2/models/gpt").json()
+        assert metadata["inputs"][0]["name"] == "input_ids" and metadata["platform"] == "onnxruntime_onnx"
+        assert http.get("/v2/models/gan/ready").json() == {"name": "gan", "ready": True}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("route", "body", "status", "fragment", "param"),
+    [
+        ("/v1/completions", b"{not json", 400, "not a JSON object", None),
+        ("/v1/completions", {"model": "gpt", "prompt": "a", "max_tokens": "many"}, 422, "max_tokens", "max_tokens"),
+        ("/v1/completions", {"model": "nope", "prompt": "a"}, 404, "not served here", "model"),
+        ("/v1/completions", {"model": "gpt", "prompt": "a", "logit_bias": {}}, 422, "logit_bias", "logit_bias"),
+        ("/v1/completions", {"model": "gan", "prompt": "a"}, 400, "makes image, not text", "model"),
+        ("/v1/completions", {"model": "gpt", "prompt": "a", "n": 9}, 400, "at most 8", "n"),
+        ("/v1/generate/gan", {"n": 0}, 422, "field 'n'", "n"),
+        ("/v1/generate/gan", {"n": 9}, 400, "at most 8", "n"),
+        ("/v1/generate/gan", {"size": 3}, 422, "unknown field 'size'", None),
+        ("/v1/generate/gan", [1, 2], 400, "not an object", None),
+        ("/v1/generate/gan", {"labels": "x" * 30_000}, 413, "larger than 20000 bytes", None),
+    ],
+)
+def test_bad_requests_are_4xx_json_that_name_the_field(
+    server: str, route: str, body: object, status: int, fragment: str, param: str | None
+) -> None:
+    with client(server) as http:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = http.post(route, content=content, headers={"content-type": "application/json"})
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert fragment in error["message"] and (param is None or error["param"] == param), error
+
+
+@pytest.mark.timeout(120)
+def test_the_api_key_guards_the_models_but_not_health_or_metrics(server: str) -> None:
+    refused = httpx.post(f"{server}/v1/generate/gan", json={"n": 1}, timeout=30)
+    assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+    assert httpx.get(f"{server}/v2/health/live", timeout=30).json() == {"live": True}
+    with client(server) as http:
+        http.post("/v1/generate/gan", json={"n": 2, "seed": 1})
+    scraped = httpx.get(f"{server}/metrics", timeout=30).text
+    assert 'genloom_requests_total{route="/v1/generate/{model}",status="200"}' in scraped
+    assert 'genloom_generated_total{model="gan",unit="image"}' in scraped and "genloom_queue_depth" in scraped
+
+
+@pytest.mark.timeout(120)
+def test_a_client_that_leaves_mid_stream_frees_the_model(server: str) -> None:
+    with client(server) as http:
+        request = {"model": "gpt", "prompt": "The", "max_tokens": 40, "stream": True}
+        with http.stream("POST", "/v1/completions", json=request) as events:
+            first = next(events.iter_lines())
+            assert first.startswith("data: ")
+        answer = http.post("/v1/completions", json={"model": "gpt", "prompt": "The", "max_tokens": 4}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["choices"][0]["text"] is not None
+
+
+def test_bad_serve_commands_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:
+    from tests.conftest import assert_one_line_error
+
+    missing = cli_in_process("serve", str(tmp_path / "missing"))
+    assert_one_line_error(missing, "is not a genloom model")
+    twice = cli_in_process("serve", str(exports["gan"]), str(exports["gan"]))
+    assert_one_line_error(twice, "--name: 'gan-onnx' names two models", "different --name")
