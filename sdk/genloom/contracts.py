@@ -150,11 +150,12 @@ class Exporter(Protocol):
         """Names of the keyword options ``export`` takes (for ``onnx``: ``opset``, ``fp16``, ``int8``)."""
 
     @property
-    def export(self) -> Callable[..., Manifest]:
+    def export(self) -> Callable[..., Any]:
         """``export(model_dir, out_dir, **options)``, a method: export the trained model in ``model_dir`` into
-        ``out_dir`` (new or empty) and return the written :class:`genloom.artifacts.Manifest`. ``options`` are the
-        exporter's own keyword arguments (for ``onnx``: ``opset``, ``fp16``, ``int8``), so its signature is its
-        own; an unknown one is a ConfigError. Check ``out_dir`` and the options before the long work starts."""
+        ``out_dir`` (new or empty) and return the written :class:`genloom.artifacts.Manifest` (an exporter that
+        ``produces`` another target returns its own description, with the ``generator`` it exported). ``options``
+        are the exporter's own keyword arguments (for ``onnx``: ``opset``, ``fp16``, ``int8``), so its signature is
+        its own; an unknown one is a ConfigError. Check ``out_dir`` and the options before the long work starts."""
 
 
 def check_export_spec(spec: ExportSpec, driver: RuntimeDriver, generator: str, kind: str) -> None:
