@@ -1,6 +1,7 @@
 """Fine-tuning against training from scratch, with the same steps on the same data (docs/fine-tuning.md).
 
     python benchmarks/fine_tuning.py --part text,images --seeds 0,1,2 [--steps 300] [--out runs/fine-tuning]
+        [--ways fine-tune,lora,scratch] [--lora-learning-rate 0.01]
 
 - text: the demo GPT (defaults) pre-trained on ``pydoc``, then trained ``--steps`` steps on ``docstrings:numpy``
   (API reference, another style) three ways: every weight from the base, LoRA adapters on the base (rank 8 on
@@ -10,7 +11,8 @@
   its pre-training steps, from the base and from scratch. Figures: Frechet distance and label accuracy from
   ``genloom eval`` on digits 5-9.
 
-Every run trains in this process on the CPU with the training seed; a JSON line per run goes to
+A text base already in OUT (from an earlier run) is reused. Every run trains in this process on the CPU with the
+training seed; a JSON line per run goes to
 ``OUT/runs.jsonl`` and the table of means and standard deviations over the seeds is printed.
 """
 
@@ -39,13 +41,18 @@ def trained(generator: str, data: str, out: Path, seed: int, **settings: Any) ->
     return manifest.model_dump(mode="json"), time.perf_counter() - started
 
 
-def text_runs(root: Path, seed: int, steps: int) -> list[dict[str, Any]]:
+def text_runs(root: Path, seed: int, steps: int, ways: list[str], lora_lr: float | None) -> list[dict[str, Any]]:
     import genloom
 
     base = root / f"gpt-pydoc-{seed}"
-    _, base_seconds = trained("gpt", "pydoc", base, seed)
+    if (base / "manifest.json").is_file():  # pre-trained by an earlier run of this script: its time is its own
+        base_seconds = json.loads((base / "manifest.json").read_text())["training"]["seconds"]
+    else:
+        _, base_seconds = trained("gpt", "pydoc", base, seed)
+    lora = {**LORA, **({"learning_rate": lora_lr} if lora_lr is not None else {})}
+    runs = {"fine-tune": {"init_from": base}, "lora": {"init_from": base, **lora}, "scratch": {}}
     rows = []
-    for how, extra in (("fine-tune", {"init_from": base}), ("lora", {"init_from": base, **LORA}), ("scratch", {})):
+    for how, extra in ((way, runs[way]) for way in ways):
         out = root / f"gpt-numpy-{how}-{seed}"
         manifest, seconds = trained("gpt", "docstrings:numpy", out, seed, steps=steps, **extra)
         network = genloom.load(out).generator.modules["model"]
@@ -53,7 +60,7 @@ def text_runs(root: Path, seed: int, steps: int) -> list[dict[str, Any]]:
         rows.append(
             {
                 "part": "text",
-                "how": how,
+                "how": how if how != "lora" or lora_lr is None else f"lora lr={lora_lr:g}",
                 "seed": seed,
                 "steps": manifest["training"]["steps"],
                 "bits_per_byte": manifest["training"]["final_metrics"]["eval/bits_per_byte"],
@@ -109,7 +116,7 @@ def summary(rows: list[dict[str, Any]]) -> None:
         ("text", ("bits_per_byte", "trainable_parameters", "adapter_bytes", "seconds", "base_seconds")),
         ("images", ("frechet_distance", "label_accuracy", "real_frechet_distance", "seconds", "base_seconds")),
     ):
-        for how in ("fine-tune", "lora", "scratch"):
+        for how in dict.fromkeys(row["how"] for row in rows if row["part"] == part):
             chosen = [row for row in rows if row["part"] == part and row["how"] == how]
             if not chosen:
                 continue
@@ -128,12 +135,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=300, help="steps of the text runs on the second corpus")
     parser.add_argument("--out", type=Path, default=Path("runs/fine-tuning"))
+    parser.add_argument("--ways", default="fine-tune,lora,scratch", help="text: which of fine-tune, lora, scratch")
+    parser.add_argument(
+        "--lora-learning-rate", type=float, help="text: the LoRA runs' learning rate (default: the GPT's)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for part in args.part.split(","):
-            made = text_runs(args.out, seed, args.steps) if part == "text" else image_runs(args.out, seed)
+            if part == "text":
+                made = text_runs(args.out, seed, args.steps, args.ways.split(","), args.lora_learning_rate)
+            else:
+                made = image_runs(args.out, seed)
             with (args.out / "runs.jsonl").open("a", encoding="utf-8") as log:
                 for row in made:
                     log.write(json.dumps(row) + "\n")
