@@ -116,6 +116,7 @@ def corrupted_copy(base: Path, where: Path) -> Path:
         ("other generator", ("the base is a 'gpt' model, not 'lstm'",)),
         ("corrupted", ("is corrupted", "sha256")),
         ("shape", ("--set width=64", "has width=32", "fixes the model's shape")),
+        ("bad knob", ("field 'learning_rate'",)),
         ("export", ("is an ONNX export", "give the trained model it was exported from")),
         ("with resume", ("--init-from with --resume", "drop --init-from")),
     ],
@@ -131,6 +132,8 @@ def test_bad_bases_are_one_line_and_nothing_is_written(
         base = corrupted_copy(bases["gpt"], tmp_path / "damaged")
     elif case == "shape":
         more = ["--set", "width=64"]
+    elif case == "bad knob":
+        more = ["--set", "learning_rate=-1"]
     elif case == "export":
         base = bases["export"]
     else:

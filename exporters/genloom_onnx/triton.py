@@ -27,8 +27,12 @@ from genloom.runtime.graphfile import external_data_locations
 
 TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 9: "TYPE_BOOL", 3: "TYPE_INT8"}
 """ONNX tensor element types -> Triton's data types."""
-NOT_OFFERED = {"text-decoder": "the text decoder keeps its KV cache in place per row, which Triton's sequence "
-               "batching cannot hold (see this module's docstring); serve text with `genloom serve`"}  # fmt: skip
+NOT_OFFERED = {
+    "text-decoder": "the text decoder keeps its KV cache in place per row, which Triton's sequence batching cannot "
+    "hold (see this module's docstring); serve text with `genloom serve`",
+    "text-recurrent": "the LSTM's state (layers, batch, width) has its batch on the second axis, which Triton's "
+    "batching cannot split; serve text with `genloom serve`",
+}
 TRITON_REPOSITORY = "triton-repository"
 
 
@@ -81,7 +85,9 @@ class TritonExporter:
             export = read_manifest(export_dir).export
             assert export is not None, "an export's manifest has its export section"
             graphs = export.graphs
-            base = name or source.name
+            base = str(name or source.resolve().name)
+            if not base or "/" in base:
+                raise ConfigError(f"name: {base!r} cannot name a Triton model; give --option name=NAME")
             models = []
             for graph in graphs:
                 model_name = base if len(graphs) == 1 else f"{base}-{graph.name}"
@@ -116,14 +122,14 @@ def _write_model(
     import onnx
 
     model = onnx.load(str(graph_file), load_external_data=False)
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = [_tensor(value, "input") for value in model.graph.input if value.name not in initializers]
+    outputs = [_tensor(value, "output") for value in model.graph.output]  # checked before anything is written
     version = folder / "1"
     version.mkdir(parents=True)
     shutil.copyfile(graph_file, version / "model.onnx")
     for location in external_data_locations(graph_file):
         shutil.copyfile(graph_file.parent / location, version / location)
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    inputs = [_tensor(value, "input") for value in model.graph.input if value.name not in initializers]
-    outputs = [_tensor(value, "output") for value in model.graph.output]
     kind = "KIND_GPU" if instance == "gpu" else "KIND_CPU"
     text = "\n".join(
         [

@@ -123,6 +123,11 @@ class LanguageModel(genloom.TextGenerator):
         """Fine-tuning: the new corpus is tokenized with the base's tokenizer (its vocabulary is the embedding's),
         each document after ``<|endoftext|>`` as in every genloom run, so that prompts start with it too (an
         imported GPT-2 did not)."""
+        if ADAPTER_FILE in files:
+            raise genloom.ConfigError(
+                "--init-from: the base is a LoRA fine-tune, whose adapters are not in its weights; fine-tune its own "
+                "base instead, or --resume the LoRA run with more --steps"
+            )
         self.restore(facts, files)
         self.facts = {**data.facts(), "vocab_size": facts["vocab_size"], "prepend_end_of_text": True}
         self._check_length(data)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genloom.artifacts import MANIFEST_FILE, WEIGHTS_FILE, BaseRecord, artifact_id, read_manifest
+from genloom.config import validate_model
 from genloom.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
@@ -80,10 +81,12 @@ def read_base(path: str | Path, generator_cls: type[AnyGenerator]) -> Base:
 def base_values(generator_cls: type[AnyGenerator], base: Base, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The base's ``fixed_fields`` (as the base's config has them); an override that contradicts one is a
     ConfigError naming the field and the base's value."""
-    saved = generator_cls.Config.model_validate(base.config)
+    saved = validate_model(generator_cls.Config, base.config, what=f"the config of the base '{base.record.path}'")
     fixed = {field: getattr(saved, field) for field in generator_cls.fixed_fields}
     if overrides:
-        wanted = generator_cls.Config.model_validate({**base.config, **overrides})
+        wanted = validate_model(
+            generator_cls.Config, {**base.config, **overrides}, what=f"config of '{generator_cls.name}'"
+        )
         for field, value in fixed.items():
             if field in overrides and getattr(wanted, field) != value:
                 raise ConfigError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from genloom.config import validate_model
@@ -76,7 +78,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         location = [str(part) for part in first.get("loc", ()) if part != "body"]
-        field = ".".join(location) or None
+        field = location[0] if location else None
         if first.get("type") == "json_invalid" or tuple(first.get("loc", ())) == ("body",):
             return error_response(RequestError(400, "the body is not a JSON object; send one, with its fields"))
         message = f"field '{field}': {first.get('msg')}" if field else str(first.get("msg"))
@@ -148,8 +150,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
             if request.n > 1 or len(prompts) > 1:
                 raise RequestError(400, "stream: one prompt and n=1 per streamed request", "stream")
             enter_queue()
-            events = _streamed(entry, request, settings, metrics, leave_queue)
-            return StreamingResponse(events, media_type="text/event-stream")
+            return await _streamed(entry, request, settings, metrics, leave_queue)
         result = await run(entry, lambda: entry.model.generate(**settings))
         tokenizer = getattr(entry.model, "tokenizer", None)
         prompt_tokens = sum(len(tokenizer.encode(p)) for p in prompts) if tokenizer is not None else 0
@@ -159,13 +160,16 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
     @app.post("/v1/generate/{model}")
     async def generate(model: str, request: Request) -> dict[str, Any]:
         entry = model_named(model)
-        settings = await _json_object(request)
+        settings = _checked(entry, await _json_object(request))
         count_field = entry.kind.count_field
-        if count_field and int(settings.get(count_field) or 1) > limits.max_count:
-            raise RequestError(400, f"{count_field}: at most {limits.max_count} a request here", count_field)
-        if entry.kind.name == "text" and int(settings.get("max_new_tokens") or 0) > limits.max_tokens:
-            raise RequestError(400, f"max_new_tokens: at most {limits.max_tokens} here", "max_new_tokens")
-        settings = _checked(entry, settings)
+        count = int(settings.get(count_field) or 1) if count_field else 1
+        if entry.kind.name == "text":
+            prompts = settings.get("prompt", "")
+            count *= len(prompts) if isinstance(prompts, list) else 1
+            if int(settings.get("max_new_tokens") or 0) > limits.max_tokens:
+                raise RequestError(400, f"max_new_tokens: at most {limits.max_tokens} here", "max_new_tokens")
+        if count > limits.max_count:
+            raise RequestError(400, f"{count_field}: at most {limits.max_count} outputs a request here", count_field)
         result = await run(entry, lambda: entry.model.generate(**settings))
         _count_outputs(metrics, entry, result)
         return {
@@ -216,8 +220,9 @@ async def _guarded(
 ) -> Response:
     """The API key and the body size, checked before a route runs."""
     path = request.url.path
-    if limits.api_key is not None and not path.startswith(OPEN_ROUTES):
-        if request.headers.get("authorization") != f"Bearer {limits.api_key}":
+    if limits.api_key and not path.startswith(OPEN_ROUTES):
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {limits.api_key}".encode()):
             return error_response(RequestError(401, "missing or wrong API key; send 'Authorization: Bearer KEY'"))
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
@@ -262,12 +267,20 @@ async def _streamed(
     settings: dict[str, Any],
     metrics: ServerMetrics,
     done: Callable[[], None],
-) -> AsyncIterator[str]:
-    """The events of one streamed completion. A worker thread decodes while holding the model and hands each piece
-    over; when the client leaves, the worker stops at the next piece and lets the model go, and ``done`` runs."""
+) -> StreamingResponse:
+    """The streamed completion's response. A worker thread decodes while holding the model and hands each piece
+    over; a bad request (a prompt longer than the context) is a 400 before the stream starts; when the client
+    leaves, the worker stops at the next piece and lets the model go. ``done`` runs once, however it ends."""
     loop = asyncio.get_running_loop()
     handed: asyncio.Queue[str | Exception | None] = asyncio.Queue()
     leaving = threading.Event()
+    released = threading.Event()
+
+    def release() -> None:
+        leaving.set()
+        if not released.is_set():
+            released.set()
+            done()
 
     def decode() -> None:
         try:
@@ -282,21 +295,31 @@ async def _streamed(
         finally:
             loop.call_soon_threadsafe(handed.put_nowait, None)
 
+    loop.run_in_executor(None, decode)  # it ends by itself, at its last piece or the first after the client left
+    first = await handed.get()
+    if isinstance(first, Exception):
+        release()
+        if isinstance(first, GenloomError):
+            raise RequestError(400, str(first))
+        raise first
+
     async def pieces() -> AsyncIterator[str]:
-        while (item := await handed.get()) is not None:
+        item: str | Exception | None = first
+        while item is not None:
             if isinstance(item, Exception):
                 raise item
             yield item
+            item = await handed.get()
 
-    worker = loop.run_in_executor(None, decode)
-    tokenizer = getattr(entry.model, "tokenizer", None)
-    try:
-        async for event in stream_events(entry.name, request, pieces(), tokenizer.encode if tokenizer else None):
-            yield event
-    finally:
-        leaving.set()
-        done()
-        del worker  # it ends by itself at its next piece
+    async def events() -> AsyncIterator[str]:
+        tokenizer = getattr(entry.model, "tokenizer", None)
+        try:
+            async for event in stream_events(entry.name, request, pieces(), tokenizer.encode if tokenizer else None):
+                yield event
+        finally:
+            release()
+
+    return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release))
 
 
 def _count_outputs(metrics: ServerMetrics, entry: ServedModel, result: Any) -> None:

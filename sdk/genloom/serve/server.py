@@ -14,7 +14,7 @@ def served_names(directories: Sequence[Path], names: Sequence[str]) -> list[str]
     """Each directory's served name: ``names`` in order where given, else the directory's name; all different."""
     if len(names) > len(directories):
         raise ConfigError(f"--name: {len(names)} names for {len(directories)} model directories; give at most one each")
-    chosen = list(names) + [Path(directory).name for directory in directories[len(names) :]]
+    chosen = list(names) + [Path(directory).resolve().name for directory in directories[len(names) :]]
     repeated = sorted({name for name in chosen if chosen.count(name) > 1})
     if repeated:
         raise ConfigError(f"--name: '{repeated[0]}' names two models; give each a different --name")
