@@ -197,3 +197,15 @@ def test_freezed_keeps_the_discriminators_first_convolutions(bases: dict[str, Pa
     after = genloom.load(tuned).generator.modules["discriminator"].state_dict()
     changed = {name for name in base if name.endswith("original") and not torch.equal(base[name], after[name])}
     assert changed and not any(name.startswith("features.0.") for name in changed), changed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_fine_tune_trains_in_two_processes_like_any_run(bases: dict[str, Path]) -> None:
+    tuned = bases["root"] / "two-processes"
+    data = f"text:{bases['root'] / 'second.txt'}"
+    ok("train", "gpt", "--data", data, "--out", str(tuned), "--init-from", str(bases["gpt"]), "--steps", "2",
+       "--quiet", "--nproc", "2", *settings({"eval_every": 0, "batch_size": 4}))  # fmt: skip
+    training = json.loads((tuned / "manifest.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["base"]["artifact_sha256"] == artifact_id(bases["gpt"])
+    assert (tuned / "tokenizer.json").read_bytes() == (bases["gpt"] / "tokenizer.json").read_bytes()
