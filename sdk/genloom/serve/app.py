@@ -154,7 +154,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         result = await run(entry, lambda: entry.model.generate(**settings))
         tokenizer = getattr(entry.model, "tokenizer", None)
         prompt_tokens = sum(len(tokenizer.encode(p)) for p in prompts) if tokenizer is not None else 0
-        metrics.generated.labels(entry.name, "tokens").inc(sum(len(ids) for ids in result.tokens))
+        _count_outputs(metrics, entry, result)
         return completion(entry.name, request, result.texts, result.tokens, prompt_tokens).model_dump()
 
     @app.post("/v1/generate/{model}")
