@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import genloom
+from genloom import textgen
 from genloom.errors import ArtifactError, ConfigError, GenloomError
 from genloom.runtime.providers import cuda_usable
+from genloom.sampling import TextSampling
 from tests.conftest import assert_one_line_error, run_cli
 
 TINY = {"width": 8, "latent_dim": 8, "batch_size": 16, "sample_every": 0, "eval_every": 0}
@@ -598,3 +600,35 @@ def test_the_fused_fp16_graph_decodes_with_its_in_place_cache_on_cuda(
     close = top_two[:, 1] - top_two[:, 0] < FP16_FLIP_EPSILON
     assert not (differ & ~close).any(), f"{int((differ & ~close).sum())} tokens differ where fp32 is sure"
     print(f"fp16 on CUDA: {int((differ & close).sum())} flips in {len(differ)} positions")
+
+
+JOINING = [
+    TextSampling(prompt="The", max_new_tokens=20),
+    TextSampling(prompt=["A longer prompt of words", "x"], max_new_tokens=15, do_sample=True, seed=3,
+                 num_return_sequences=2),
+    TextSampling(prompt="def", max_new_tokens=25, do_sample=True, seed=9, temperature=0.7, top_p=0.9),
+    TextSampling(prompt="import os and", max_new_tokens=6, repetition_penalty=1.3, stop=["\n"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("graph", ["gpt", "portable", "lstm"])
+def test_requests_that_join_a_batch_mid_decode_get_the_tokens_they_get_alone(
+    text_exports: dict[str, Path], portable_gpt: Path, graph: str
+) -> None:
+    """Continuous batching: requests join a running batch between steps (prompts of other lengths, other settings)
+    and leave when they finish; each gets exactly its tokens alone. Rows are computed by the same kernels either
+    way (the in-place cache keeps each row's own length; the portable one pads the shorter cache on the left), so
+    the test allows no flip."""
+    model = genloom.load(portable_gpt if graph == "portable" else text_exports[graph], providers="cpu")
+    alone = [textgen.generate(model, request).tokens for request in JOINING]
+    batch = textgen.DecodingBatch(model)
+    joined = [batch.join(JOINING[0])]
+    for request, steps_before in zip(JOINING[1:], (2, 1, 4), strict=True):
+        for _ in range(steps_before):
+            batch.step()
+        joined.append(batch.join(request))
+    largest = len(batch.rows)
+    while batch.rows:
+        batch.step()
+    assert [[s.generated for s in sequences] for sequences in joined] == alone
+    assert largest >= 4 and batch.session is None  # they decoded together, and every row has left

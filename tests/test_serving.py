@@ -8,15 +8,20 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import genloom
+from genloom.errors import GenloomError
 from genloom.plugins import get_registry
+from genloom.sampling import TextSampling
+from genloom.serve.batching import TextBatcher, TextTicket
 from tests.conftest import cli_in_process
 
 KEY = "test-key"
@@ -167,6 +172,68 @@ def test_a_client_that_leaves_mid_stream_frees_the_model(server: str) -> None:
             assert first.startswith("data: ")
         answer = http.post("/v1/completions", json={"model": "gpt", "prompt": "The", "max_tokens": 4}, timeout=30)
         assert answer.status_code == 200 and answer.json()["choices"][0]["text"] is not None
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_requests_decode_together_and_each_gets_what_it_gets_alone(
+    server: str, exports: dict[str, Path]
+) -> None:
+    local = genloom.load(exports["gpt"])
+    requests = [
+        {
+            "prompt": ["The", "A list of", "x = 1"][i % 3],
+            "max_new_tokens": 8 + 3 * i,
+            "do_sample": i % 2 == 1,
+            "seed": i,
+        }
+        for i in range(12)
+    ]
+    scrape = lambda: httpx.get(f"{server}/metrics", timeout=30).text  # noqa: E731
+    steps_before = _batch_steps(scrape())
+    with client(server) as http, ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(lambda body: http.post("/v1/generate/gpt", json=body), requests))
+    assert [answer.status_code for answer in answers] == [200] * len(requests)
+    for body, answer in zip(requests, answers, strict=True):
+        assert answer.json()["result"]["texts"] == local.generate(**body).texts, body
+    single, total = (after - before for after, before in zip(_batch_steps(scrape()), steps_before, strict=True))
+    assert total > 0 and single < total  # some steps decoded several requests' sequences at once
+
+
+def _batch_steps(metrics: str) -> tuple[float, float]:
+    """Decoder steps of one sequence, and of any number, from the ``genloom_batch_size`` histogram."""
+    lines = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("genloom_batch_size_"))
+    return float(lines['genloom_batch_size_bucket{le="1.0"}']), float(lines["genloom_batch_size_count"])
+
+
+@pytest.mark.timeout(120)
+def test_the_text_batcher_keeps_its_batch_size_and_lets_a_cancelled_or_failed_request_go(
+    exports: dict[str, Path],
+) -> None:
+    model = genloom.load(exports["gpt"])
+    sizes: list[int] = []
+    batcher = TextBatcher(model, max_batch=3, on_batch=sizes.append)
+    ended: dict[int, threading.Event] = {i: threading.Event() for i in range(6)}
+    errors: dict[int, BaseException | None] = {}
+
+    def on_end(index: int) -> Callable[[BaseException | None], None]:
+        return lambda error: (errors.__setitem__(index, error), ended[index].set())
+
+    settings = [TextSampling(prompt="The", max_new_tokens=10 + i, do_sample=True, seed=i) for i in range(5)]
+    settings.append(TextSampling(prompt="word " * 80))  # longer than the context: its own error only
+    tickets = [TextTicket(s, on_end(i)) for i, s in enumerate(settings)]
+    tickets[1].on_step = lambda tokens: tickets[1].cancel() if len(tokens[0]) >= 3 else None
+    try:
+        for ticket in tickets:
+            batcher.submit(ticket)
+        assert all(event.wait(60) for event in ended.values())
+    finally:
+        batcher.close()
+    assert isinstance(errors[5], GenloomError) and "context holds 64" in str(errors[5])
+    assert [errors[i] for i in range(5)] == [None] * 5
+    for i in (0, 2, 3, 4):
+        assert tickets[i].tokens == model.generate(**settings[i].model_dump()).tokens
+    assert 3 <= len(tickets[1].tokens[0]) < 11  # it left the batch when cancelled
+    assert max(sizes) == 3 and not batcher.thread.is_alive()
 
 
 def test_bad_serve_commands_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:

@@ -243,15 +243,29 @@ class DecoderRun:
         row, or when the padded batch reaches the context), and one copy each way.
         """
         self.mask = np.ascontiguousarray(self.mask[rows, columns:])
+        self.cache = self._device_cache([np.ascontiguousarray(past[rows, :, columns:]) for past in self._host_cache()])
+
+    def _host_cache(self) -> list[np.ndarray]:
+        return self.cache if not self.on_gpu else [past.numpy() for past in self.cache]
+
+    def _device_cache(self, cache: list[np.ndarray]) -> list[Any]:
         if not self.on_gpu:
-            self.cache = [np.ascontiguousarray(past[rows, :, columns:]) for past in self.cache]
-            return
+            return cache
         from onnxruntime import OrtValue
 
-        self.cache = [
-            OrtValue.ortvalue_from_numpy(np.ascontiguousarray(past.numpy()[rows, :, columns:]), "cuda", 0)
-            for past in self.cache
+        return [OrtValue.ortvalue_from_numpy(np.ascontiguousarray(past), "cuda", 0) for past in cache]
+
+    def absorb(self, other: DecoderRun) -> None:
+        """Append ``other``'s sequences after these rows: whichever cache is shorter is left-padded (mask 0) to the
+        other's length, so every row stays right-aligned. On CUDA through the host, as ``compact`` does."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        self.mask = np.concatenate([_left_pad(self.mask, width, 1), _left_pad(other.mask, width, 1)])
+        caches = [self._host_cache(), other._host_cache()]
+        joined = [
+            np.concatenate([_left_pad(mine, width, 2), _left_pad(theirs, width, 2)])
+            for mine, theirs in zip(*caches, strict=True)
         ]
+        self.cache = self._device_cache(joined)
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
@@ -351,6 +365,19 @@ class InPlaceDecoderRun:
         self._bind()
         self._bind_step(len(rows))
 
+    def absorb(self, other: InPlaceDecoderRun) -> None:
+        """Append ``other``'s sequences after these rows (each keeps its own length); the buffers are joined on the
+        host, once per joining request."""
+        from onnxruntime import OrtValue
+
+        self.lengths = np.concatenate([self.lengths, other.lengths])
+        self.buffers = [
+            OrtValue.ortvalue_from_numpy(np.concatenate([mine.numpy(), theirs.numpy()]), self.device, 0)
+            for mine, theirs in zip(self.buffers, other.buffers, strict=True)
+        ]
+        self._bind()
+        self._bind_step(len(self.lengths))
+
     def _bind(self) -> None:
         """A binding with each buffer as both its past input and its present output; the logits bound first, so
         that they are the first of its outputs."""
@@ -409,8 +436,21 @@ class RecurrentRun:
         """Keep the sequences ``rows``; the state holds no positions, so there are no columns to drop."""
         self.state = [np.ascontiguousarray(part[:, rows]) for part in self.state]
 
+    def absorb(self, other: RecurrentRun) -> None:
+        """Append ``other``'s sequences after these rows."""
+        self.state = [
+            np.concatenate([mine, theirs], axis=1) for mine, theirs in zip(self.state, other.state, strict=True)
+        ]
+
     def _run(self, tokens: np.ndarray) -> np.ndarray:
         logits, *self.state = self.model.onnx.run(
             None, {"input_ids": tokens.astype(np.int64), "state.h": self.state[0], "state.c": self.state[1]}
         )
         return logits
+
+
+def _left_pad(array: np.ndarray, width: int, axis: int) -> np.ndarray:
+    """``array`` with zeros before its ``axis`` up to ``width`` long."""
+    padding = [(0, 0)] * array.ndim
+    padding[axis] = (width - array.shape[axis], 0)
+    return np.pad(array, padding) if padding[axis][0] else array

@@ -10,21 +10,17 @@ strings, end of text and streaming, lives here, so every backend samples the
 same tokens for the same seed.
 
 Every sequence gets its own budget, ``min(max_new_tokens, context_length -
-len(its prompt))``, as it would alone. Where the rows of a batch share one cache
-length (a cache that grows by one column per step), a short prompt padded to a
-long one would reach the context early.
-Whenever rows finish, the loop compacts the session: the finished rows go, and
-so do the leading columns that are padding for every row left, so the longest
-row left fills the cache and, within its own budget, keeps it within the
-context. Positions come from the attention mask, so dropping columns that are
-padding for every row changes no logit.
+len(its prompt))``, its own random stream and settings, as it would alone; a
+:class:`DecodingBatch` decodes sequences of any requests together (``generate``
+is one request's batch; a server's batch takes requests as they come, between
+steps, when its sessions are :class:`JoinableSession`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -45,6 +41,13 @@ class DecoderSession(Protocol):
     def compact(self, rows: np.ndarray, columns: int) -> None:
         """Keep only the sequences ``rows`` (int64 indices, in that order) and drop the first ``columns``
         cache positions, which are padding for every kept row (a recurrent state has none to drop)."""
+
+
+class JoinableSession(DecoderSession, Protocol):
+    """A session that other sessions' sequences can join between steps (continuous batching)."""
+
+    def absorb(self, other: JoinableSession) -> None:
+        """Append ``other``'s sequences (started, as many steps in as they are) after this session's rows."""
 
 
 class TextModel(Protocol):
@@ -74,35 +77,174 @@ class Decoded:
     tokens: list[list[int]]
 
 
+@dataclass
+class Sequence:
+    """One sequence being decoded: its prompt, its budget of new tokens, its random stream and settings, what it has
+    generated and the token chosen last (fed at the next step)."""
+
+    prompt: list[int]
+    budget: int
+    rng: np.random.Generator
+    settings: TextSampling
+    generated: list[int] = field(default_factory=list)
+    chosen: int = -1
+    finished: bool = False
+
+
+class DecodingBatch:
+    """The sequences being decoded together, one batched step per token. ``join`` adds a request's sequences at any
+    step (its prompts run in a session of their own, which the batch's session then absorbs); each sequence leaves
+    when it finishes, without waiting for the others, and gets the tokens it would get alone.
+
+    Where the rows share one cache length (a cache that grows by one column per step), a short prompt padded to a
+    long one would reach the context early. So whenever rows leave, the batch compacts the session: the finished
+    rows go, and so do the leading columns that are padding for every row left, so the longest row left fills the
+    cache and, within its own budget, keeps it within the context. Positions come from the attention mask, so
+    dropping columns that are padding for every row changes no logit.
+    """
+
+    def __init__(self, model: TextModel) -> None:
+        self.model = model
+        self.session: DecoderSession | None = None
+        self.rows: list[Sequence] = []  # the sequence in each of the session's rows
+        self.cache_length = 0
+
+    def join(self, settings: TextSampling) -> list[Sequence]:
+        """Start every sequence that ``settings`` asks for and choose its first token; those that go on join the
+        batch. A ConfigError (a prompt too long for the context) before anything joins."""
+        prompts = [p for p in encode_prompts(self.model, settings) for _ in range(settings.num_return_sequences)]
+        sequences = [
+            Sequence(
+                prompt, _budget(self.model, settings, prompt), settings.rng(i % settings.num_return_sequences), settings
+            )
+            for i, prompt in enumerate(prompts)
+        ]
+        tokens, mask = _left_padded(prompts)
+        session = self.model.session()
+        _choose_all(self.model, session.start(tokens, mask), sequences)
+        joined = _Joined(session, sequences, tokens.shape[1])
+        joined.keep([s for s in sequences if not s.finished])
+        if not joined.rows:
+            return sequences
+        if self.session is None:
+            self.session, self.rows, self.cache_length = joined.session, joined.rows, joined.cache_length
+        else:
+            cast(JoinableSession, self.session).absorb(cast(JoinableSession, joined.session))
+            self.rows += joined.rows
+            self.cache_length = max(self.cache_length, joined.cache_length)
+        return sequences
+
+    def step(self) -> None:
+        """Feed every row's chosen token, choose the next ones, and let the finished rows go."""
+        assert self.session is not None, "step() with no sequences"
+        logits = self.session.advance(np.array([s.chosen for s in self.rows], np.int64))
+        self.cache_length += 1
+        _choose_all(self.model, logits, self.rows)
+        self.keep([s for s in self.rows if not s.finished])
+
+    def keep(self, kept: list[Sequence]) -> None:
+        """Keep only the rows ``kept`` (in their order); the others leave the batch."""
+        if len(kept) == len(self.rows):
+            return
+        if not kept:
+            self.session, self.rows, self.cache_length = None, [], 0
+            return
+        _compact(self, kept)
+
+
+@dataclass
+class _Joined:
+    """A request's own session while it joins a batch."""
+
+    session: DecoderSession
+    rows: list[Sequence]
+    cache_length: int
+
+    def keep(self, kept: list[Sequence]) -> None:
+        if kept and len(kept) < len(self.rows):
+            _compact(self, kept)
+        self.rows = kept
+
+
+def _compact(batch: DecodingBatch | _Joined, kept: list[Sequence]) -> None:
+    """Keep the columns of the longest kept row's prompt and fed tokens (its last chosen token is not fed yet). That
+    row then fills the cache, and within its own budget it stays within the context."""
+    assert batch.session is not None
+    slots = {id(s): slot for slot, s in enumerate(batch.rows)}
+    needed = max(len(s.prompt) + len(s.generated) - 1 for s in kept)
+    batch.session.compact(np.array([slots[id(s)] for s in kept], np.int64), batch.cache_length - needed)
+    batch.rows, batch.cache_length = kept, needed
+
+
 def generate(model: TextModel, settings: TextSampling) -> Decoded:
     """Generate every sequence that ``settings`` asks for."""
     final: list[list[int]] = []
     for final in _decode(model, settings):  # noqa: B007 - each step extends the same lists; keep the last
         pass
-    return Decoded([_cut_at_stop(model.tokenizer.decode(tokens), settings.stop) for tokens in final], final)
+    return decoded(model, settings, final)
+
+
+def decoded(model: TextModel, settings: TextSampling, tokens: list[list[int]]) -> Decoded:
+    """The generated sequences' texts (cut at the first stop string) beside their tokens."""
+    return Decoded([_cut_at_stop(model.tokenizer.decode(ids), settings.stop) for ids in tokens], tokens)
 
 
 def stream(model: TextModel, settings: TextSampling) -> Iterator[str]:
     """Yield one sequence's new text piece by piece, as its tokens are decoded."""
+    check_streamable(settings)
+    yield from pieces(model, settings, _decode(model, settings))
+
+
+def check_streamable(settings: TextSampling) -> None:
+    """A stream is of one sequence: one prompt, ``num_return_sequences=1``."""
     if len(settings.prompts) * settings.num_return_sequences != 1:
         raise ConfigError("stream: give one prompt and num_return_sequences=1 (use generate for batches)")
-    hold_back = max((len(s) for s in settings.stop or []), default=1) - 1
-    emitted = ""
-    text = ""
-    for new_tokens in _decode(model, settings):
-        text = model.tokenizer.decode(new_tokens[0])
-        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-            continue
-        ready = _cut_at_stop(text, settings.stop)[: max(len(emitted), len(text) - hold_back)]
-        if len(ready) > len(emitted):
-            yield ready[len(emitted) :]
-            emitted = ready
-    final = _cut_at_stop(text, settings.stop)
-    if len(final) > len(emitted):
-        yield final[len(emitted) :]
 
 
-def _encode_prompts(model: TextModel, settings: TextSampling) -> list[list[int]]:
+def pieces(model: TextModel, settings: TextSampling, steps: Iterable[list[list[int]]]) -> Iterator[str]:
+    """One sequence's new text piece by piece, from its tokens after each step."""
+    cutter = TextPieces(model, settings)
+    for new_tokens in steps:
+        piece = cutter.feed(new_tokens[0])
+        if piece:
+            yield piece
+    last = cutter.end()
+    if last:
+        yield last
+
+
+class TextPieces:
+    """Cuts one sequence's text into the pieces that are ready as its tokens come: text that may begin a stop string
+    is held back until it does not, and so is half of a multi-byte character."""
+
+    def __init__(self, model: TextModel, settings: TextSampling) -> None:
+        self.tokenizer, self.stop = model.tokenizer, settings.stop
+        self.hold_back = max((len(s) for s in settings.stop or []), default=1) - 1
+        self.emitted = ""
+        self.text = ""
+
+    def feed(self, tokens: list[int]) -> str:
+        """The new text that is ready, given the sequence's tokens so far ("" for none)."""
+        self.text = self.tokenizer.decode(tokens)
+        if self.text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            return ""
+        ready = _cut_at_stop(self.text, self.stop)[: max(len(self.emitted), len(self.text) - self.hold_back)]
+        return self._emit(ready)
+
+    def end(self) -> str:
+        """The text held back until the sequence ended ("" for none)."""
+        return self._emit(_cut_at_stop(self.text, self.stop))
+
+    def _emit(self, ready: str) -> str:
+        if len(ready) <= len(self.emitted):
+            return ""
+        piece, self.emitted = ready[len(self.emitted) :], ready
+        return piece
+
+
+def encode_prompts(model: TextModel, settings: TextSampling) -> list[list[int]]:
+    """Each prompt's token ids (after ``<|endoftext|>`` where the model starts documents with it); a ConfigError for
+    one the context cannot hold."""
     prompts = []
     start = [model.tokenizer.end_of_text] if model.prepend_end_of_text else []
     for prompt in settings.prompts:
@@ -138,83 +280,46 @@ def _budget(model: TextModel, settings: TextSampling, prompt: list[int]) -> int:
 
 def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]]]:
     """Yield every sequence's generated tokens so far, after each step."""
-    prompts = [p for p in _encode_prompts(model, settings) for _ in range(settings.num_return_sequences)]
-    rngs = [settings.rng(i % settings.num_return_sequences) for i in range(len(prompts))]
-    budgets = [_budget(model, settings, prompt) for prompt in prompts]
-    tokens, mask = _left_padded(prompts)
-    end = model.tokenizer.end_of_text
-    session = model.session()
-    logits = session.start(tokens, mask)
-    cache_length = tokens.shape[1]
-    generated: list[list[int]] = [[] for _ in prompts]
-    active = list(range(len(prompts)))  # the sequence in each of the session's rows
-    while True:
-        chosen = _step_all(settings, logits, active, prompts, generated, rngs, end)
-        picked = chosen.tolist()
-        going = [
-            slot
-            for slot, (row, token) in enumerate(zip(active, picked, strict=True))
-            if token != end and len(generated[row]) < budgets[row]
-        ]
-        if settings.stop:
-            going = [slot for slot in going if not _made_stop(model, settings.stop, generated[active[slot]])]
+    batch = DecodingBatch(model)
+    sequences = batch.join(settings)
+    generated = [s.generated for s in sequences]
+    yield generated
+    while batch.rows:
+        batch.step()
         yield generated
-        if not going:
-            return
-        if len(going) < len(active):
-            # Keep the columns of the longest kept row's prompt and fed tokens (its last chosen token is not fed
-            # yet). That row then fills the cache, and within its own budget it stays within the context.
-            needed = max(len(prompts[active[slot]]) + len(generated[active[slot]]) - 1 for slot in going)
-            session.compact(np.array(going, np.int64), cache_length - needed)
-            cache_length, active, chosen = needed, [active[slot] for slot in going], chosen[going]
-        logits = session.advance(chosen)
-        cache_length += 1
 
 
-def _step_all(
-    settings: TextSampling,
-    logits: np.ndarray,
-    active: list[int],
-    prompts: list[list[int]],
-    generated: list[list[int]],
-    rngs: list[np.random.Generator],
-    end: int,
-) -> np.ndarray:
-    """Every active sequence's next token (``logits`` row ``slot`` is sequence ``active[slot]``'s), appended to its
-    ``generated`` unless it is ``end`` (end of text). Plain greedy decoding picks them all in one argmax."""
-    if settings.do_sample or settings.repetition_penalty != 1.0:
-        return np.array(
-            [
-                _step(settings, logits[slot], prompts[row], generated[row], rngs[row], end)
-                for slot, row in enumerate(active)
-            ],
-            np.int64,
+def _choose_all(model: TextModel, logits: np.ndarray, rows: list[Sequence]) -> None:
+    """Every row's next token (``logits`` row ``slot`` is ``rows[slot]``'s), appended to its ``generated`` unless it
+    is end of text; rows that end, fill their budget or make a stop string are marked finished. Plain greedy rows are
+    picked in one argmax."""
+    end = model.tokenizer.end_of_text
+    plain = [slot for slot, s in enumerate(rows) if not s.settings.do_sample and s.settings.repetition_penalty == 1.0]
+    if plain:
+        early = [slot for slot in plain if len(rows[slot].generated) < rows[slot].settings.min_new_tokens]
+        if early:
+            logits[early, end] = -np.inf
+        picked = logits[plain].argmax(axis=1) if len(plain) < len(rows) else logits.argmax(axis=1)
+        for slot, token in zip(plain, picked.tolist(), strict=True):
+            rows[slot].chosen = token
+    for slot in sorted(set(range(len(rows))) - set(plain)):
+        rows[slot].chosen = _pick(rows[slot], logits[slot], end)
+    for row in rows:
+        if row.chosen != end:
+            row.generated.append(row.chosen)
+        stop = row.settings.stop
+        row.finished = (
+            row.chosen == end
+            or len(row.generated) >= row.budget
+            or bool(stop and _made_stop(model, stop, row.generated))
         )
-    early = [slot for slot, row in enumerate(active) if len(generated[row]) < settings.min_new_tokens]
-    if early:
-        logits[early, end] = -np.inf
-    chosen: np.ndarray = logits.argmax(axis=1)
-    for row, token in zip(active, chosen.tolist(), strict=True):
-        if token != end:
-            generated[row].append(token)
-    return chosen
 
 
-def _step(
-    settings: TextSampling,
-    logits: np.ndarray,
-    prompt: list[int],
-    generated: list[int],
-    rng: np.random.Generator,
-    end: int,
-) -> int:
-    """Choose one sequence's next token and append it to ``generated`` unless it is ``end`` (end of text)."""
-    if len(generated) < settings.min_new_tokens:
+def _pick(row: Sequence, logits: np.ndarray, end: int) -> int:
+    """One row's next token by its own settings."""
+    if len(row.generated) < row.settings.min_new_tokens:
         logits[end] = -np.inf
-    token = _choose(logits, prompt + generated, settings, rng)
-    if token != end:
-        generated.append(token)
-    return token
+    return _choose(logits, row.prompt + row.generated, row.settings, row.rng)
 
 
 def _made_stop(model: TextModel, stop: list[str], generated: list[int]) -> bool:

@@ -13,12 +13,13 @@ Each model runs one request at a time (a lock per model, generation in a worker 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,9 +31,13 @@ from genloom.config import validate_model
 from genloom.errors import GenloomError
 from genloom.model import LoadedModel
 from genloom.plugins import get_registry
+from genloom.results import TextResult
+from genloom.sampling import TextSampling
+from genloom.serve.batching import TextBatcher, TextTicket
 from genloom.serve.limits import ServerLimits
 from genloom.serve.metrics import ServerMetrics
 from genloom.serve.openai_api import CompletionRequest, completion, stream_events
+from genloom.textgen import TextModel, TextPieces, check_streamable, decoded
 
 OPEN_ROUTES = ("/v2/health", "/metrics")
 """Answered without an API key: what load balancers and scrapers call."""
@@ -48,21 +53,43 @@ class RequestError(Exception):
 
 @dataclasses.dataclass
 class ServedModel:
-    """A loaded model under its served name, with the lock that makes it run one request at a time."""
+    """A loaded model under its served name: a text model whose sessions join (every text export) decodes through
+    its ``batcher``; any other runs one request at a time under its ``lock``."""
 
     name: str
     model: LoadedModel
     kind: Any
+    batcher: TextBatcher | None = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _batcher_for(model: LoadedModel, kind: Any, limits: ServerLimits, metrics: ServerMetrics) -> TextBatcher | None:
+    """A continuous batcher for a text model whose decoding sessions can join one another; None for others."""
+    session = getattr(model, "session", None)
+    if kind.name != "text" or session is None or not callable(getattr(session(), "absorb", None)):
+        return None
+    return TextBatcher(cast(TextModel, model), limits.max_batch, metrics.batch_size.observe)
 
 
 def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = None) -> FastAPI:
     """The app serving ``models`` (served name -> loaded model) within ``limits``."""
     limits = limits or ServerLimits()
     registry = get_registry()
-    served = {name: ServedModel(name, model, registry.kind(model.manifest.modality)) for name, model in models.items()}
     metrics = ServerMetrics()
-    app = FastAPI(title="genloom serve", docs_url=None, redoc_url=None)
+    kinds = {name: registry.kind(model.manifest.modality) for name, model in models.items()}
+    served = {
+        name: ServedModel(name, model, kinds[name], _batcher_for(model, kinds[name], limits, metrics))
+        for name, model in models.items()
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for entry in served.values():  # after uvicorn has drained the requests in flight
+            if entry.batcher is not None:
+                entry.batcher.close()
+
+    app = FastAPI(title="genloom serve", docs_url=None, redoc_url=None, lifespan=lifespan)
     waiting = {"count": 0}
 
     def error_response(error: RequestError) -> JSONResponse:
@@ -109,15 +136,18 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         waiting["count"] -= 1
         metrics.waiting.set(waiting["count"])
 
-    async def run(entry: ServedModel, work: Callable[[], Any]) -> Any:
-        """``work`` on ``entry``'s model in a worker thread, one at a time, within the queue and the timeout."""
+    async def run(entry: ServedModel, settings: dict[str, Any]) -> Any:
+        """``entry``'s result for ``settings``, within the queue and the timeout: from its batcher, or from its model
+        in a worker thread, one request at a time. A request past its timeout leaves the batch."""
         enter_queue()
-
-        def locked() -> Any:
-            with entry.lock:
-                return work()
-
         try:
+            if entry.batcher is not None:
+                return await _batched(entry, entry.batcher, settings, limits.timeout_seconds)
+
+            def locked() -> Any:
+                with entry.lock:
+                    return entry.model.generate(**settings)
+
             return await asyncio.wait_for(run_in_threadpool(locked), limits.timeout_seconds)
         except asyncio.TimeoutError:
             raise RequestError(504, f"the request took longer than {limits.timeout_seconds:g} s") from None
@@ -150,8 +180,12 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
             if request.n > 1 or len(prompts) > 1:
                 raise RequestError(400, "stream: one prompt and n=1 per streamed request", "stream")
             enter_queue()
-            return await _streamed(entry, request, settings, metrics, leave_queue)
-        result = await run(entry, lambda: entry.model.generate(**settings))
+            if entry.batcher is not None:
+                source = _batched_pieces(entry, entry.batcher, settings, metrics)
+            else:
+                source = _locked_pieces(entry, settings, metrics)
+            return await _streamed(entry, request, source, leave_queue)
+        result = await run(entry, settings)
         tokenizer = getattr(entry.model, "tokenizer", None)
         prompt_tokens = sum(len(tokenizer.encode(p)) for p in prompts) if tokenizer is not None else 0
         _count_outputs(metrics, entry, result)
@@ -170,7 +204,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
                 raise RequestError(400, f"max_new_tokens: at most {limits.max_tokens} here", "max_new_tokens")
         if count > limits.max_count:
             raise RequestError(400, f"{count_field}: at most {limits.max_count} outputs a request here", count_field)
-        result = await run(entry, lambda: entry.model.generate(**settings))
+        result = await run(entry, settings)
         _count_outputs(metrics, entry, result)
         return {
             "model": entry.name,
@@ -261,26 +295,67 @@ def _field_of(message: str) -> str | None:
     return message[start + len(marker) : message.find("'", start + len(marker))] if start >= 0 else None
 
 
-async def _streamed(
-    entry: ServedModel,
-    request: CompletionRequest,
-    settings: dict[str, Any],
-    metrics: ServerMetrics,
-    done: Callable[[], None],
-) -> StreamingResponse:
-    """The streamed completion's response. A worker thread decodes while holding the model and hands each piece
-    over; a bad request (a prompt longer than the context) is a 400 before the stream starts; when the client
-    leaves, the worker stops at the next piece and lets the model go. ``done`` runs once, however it ends."""
+async def _batched(entry: ServedModel, batcher: TextBatcher, settings: dict[str, Any], timeout: float) -> TextResult:
+    """A text request decoded in ``batcher``'s batch; a timeout makes it leave the batch (its rows are freed)."""
+    request = validate_model(TextSampling, settings, what="sampling settings")
     loop = asyncio.get_running_loop()
-    handed: asyncio.Queue[str | Exception | None] = asyncio.Queue()
-    leaving = threading.Event()
-    released = threading.Event()
+    ended: asyncio.Future[BaseException | None] = loop.create_future()
+    ticket = batcher.submit(TextTicket(request, lambda error: loop.call_soon_threadsafe(_settle, ended, error)))
+    try:
+        error = await asyncio.wait_for(asyncio.shield(ended), timeout)
+    except asyncio.TimeoutError:
+        ticket.cancel()
+        raise
+    if error is not None:
+        raise error
+    texts = decoded(batcher.model, request, ticket.tokens)
+    return TextResult(texts.texts, texts.tokens, entry.model.provenance(request.seed, request.model_dump()))
 
-    def release() -> None:
-        leaving.set()
-        if not released.is_set():
-            released.set()
-            done()
+
+def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+async def _batched_pieces(
+    entry: ServedModel, batcher: TextBatcher, settings: dict[str, Any], metrics: ServerMetrics
+) -> AsyncGenerator[str, None]:
+    """One streamed sequence's text from ``batcher``'s batch, piece by piece; it leaves the batch when the stream
+    ends early (a client that went away)."""
+    request = validate_model(TextSampling, settings, what="sampling settings")
+    check_streamable(request)
+    loop = asyncio.get_running_loop()
+    steps: asyncio.Queue[list[list[int]] | BaseException | None] = asyncio.Queue()
+    ticket = TextTicket(
+        request,
+        on_end=lambda error: loop.call_soon_threadsafe(steps.put_nowait, error),
+        on_step=lambda tokens: loop.call_soon_threadsafe(steps.put_nowait, tokens),
+    )
+    batcher.submit(ticket)
+    cutter = TextPieces(batcher.model, request)
+    made = 0
+    try:
+        while isinstance(step := await steps.get(), list):
+            made = len(step[0])
+            if piece := cutter.feed(step[0]):
+                yield piece
+        if step is not None:
+            raise step
+        if last := cutter.end():
+            yield last
+    finally:
+        ticket.cancel()
+        metrics.generated.labels(entry.name, "tokens").inc(made)
+
+
+async def _locked_pieces(
+    entry: ServedModel, settings: dict[str, Any], metrics: ServerMetrics
+) -> AsyncGenerator[str, None]:
+    """One streamed sequence's text from a worker thread that holds the model while it decodes; when the stream
+    ends early, the worker stops at the next piece and lets the model go."""
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+    leaving = threading.Event()
 
     def decode() -> None:
         try:
@@ -290,26 +365,50 @@ async def _streamed(
                         break
                     metrics.generated.labels(entry.name, "tokens").inc()
                     loop.call_soon_threadsafe(handed.put_nowait, piece)
-        except Exception as exc:  # noqa: BLE001 - handed to the response, which raises it
+        except Exception as exc:  # noqa: BLE001 - handed to the stream, which raises it
             loop.call_soon_threadsafe(handed.put_nowait, exc)
         finally:
             loop.call_soon_threadsafe(handed.put_nowait, None)
 
-    loop.run_in_executor(None, decode)  # it ends by itself, at its last piece or the first after the client left
-    first = await handed.get()
-    if isinstance(first, Exception):
+    loop.run_in_executor(None, decode)  # it ends by itself, at its last piece or the first after the stream ended
+    try:
+        while isinstance(item := await handed.get(), str):
+            yield item
+        if item is not None:
+            raise item
+    finally:
+        leaving.set()
+
+
+async def _streamed(
+    entry: ServedModel, request: CompletionRequest, source: AsyncGenerator[str, None], done: Callable[[], None]
+) -> StreamingResponse:
+    """The streamed completion's response over ``source``'s pieces. A bad request (a prompt longer than the
+    context) is a 400 before the stream starts; ``done`` runs once, however the stream ends."""
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            done()
+
+    try:
+        first = await anext(source)
+    except StopAsyncIteration:
+        first = None
+    except GenloomError as exc:
         release()
-        if isinstance(first, GenloomError):
-            raise RequestError(400, str(first))
-        raise first
+        raise RequestError(400, str(exc)) from None
+    except BaseException:
+        release()
+        raise
 
     async def pieces() -> AsyncIterator[str]:
-        item: str | Exception | None = first
-        while item is not None:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-            item = await handed.get()
+        if first is None:
+            return
+        yield first
+        async for piece in source:
+            yield piece
 
     async def events() -> AsyncIterator[str]:
         tokenizer = getattr(entry.model, "tokenizer", None)
@@ -317,6 +416,7 @@ async def _streamed(
             async for event in stream_events(entry.name, request, pieces(), tokenizer.encode if tokenizer else None):
                 yield event
         finally:
+            await source.aclose()
             release()
 
     return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release))

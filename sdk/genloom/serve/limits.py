@@ -15,5 +15,8 @@ class ServerLimits(StrictModel):
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest request body.")
     max_tokens: int = Field(2048, ge=1, description="New tokens one completion may ask for.")
     max_count: int = Field(64, ge=1, description="Completions, images, rows or clips one request may ask for.")
+    max_batch: int = Field(
+        64, ge=1, description="Sequences a text model decodes together (1: one request at a time, no batching)."
+    )
     queue_size: int = Field(64, ge=1, description="Requests waiting for or holding a model, in all; more get 503.")
     timeout_seconds: float = Field(300.0, gt=0, description="A request still waiting or running after this gets 504.")

@@ -25,6 +25,12 @@ class ServerMetrics:
             ["model", "unit"],
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "genloom_batch_size",
+            "Sequences in each batched decoder step",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.waiting = Gauge("genloom_queue_depth", "Requests waiting for or holding a model", registry=self.registry)
 
     def exposition(self) -> bytes:
