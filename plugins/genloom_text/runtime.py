@@ -307,7 +307,7 @@ class InPlaceDecoderRun:
         self.model = model
         self.device = "cuda" if model.provider == CUDA else "cpu"
         self.lengths = np.zeros(0, np.int64)  # each row's tokens in the cache, the one being fed included
-        self.buffers: list[Any] = []  # one OrtValue per past/present pair
+        self.buffers: list[Any] = []  # one per past/present pair: numpy arrays with spare rows, or CUDA OrtValues
         self.binding: Any = None
 
     def start(self, tokens: np.ndarray, mask: np.ndarray, every_position: bool = False) -> np.ndarray:
@@ -329,9 +329,7 @@ class InPlaceDecoderRun:
         # Attention reads no position at or after a row's length, so the buffers need no zeros (except on the CPU,
         # where np.zeros costs nothing: the pages are mapped as they are first written).
         if self.device == "cpu":
-            self.buffers = [
-                OrtValue.ortvalue_from_numpy(np.zeros(shape, self.model.cache_dtype)) for _ in self.model.cache_names
-            ]
+            self.buffers = [np.zeros(shape, self.model.cache_dtype) for _ in self.model.cache_names]
         else:
             self.buffers = [
                 OrtValue.ortvalue_from_shape_and_type(shape, self.model.cache_dtype, self.device, 0)
@@ -354,27 +352,44 @@ class InPlaceDecoderRun:
         return self.step_logits[:, 0]
 
     def compact(self, rows: np.ndarray, columns: int) -> None:
-        """Keep the sequences ``rows`` (each keeps its own length, so no columns need dropping)."""
+        """Keep the sequences ``rows`` (each keeps its own length, so no columns need dropping). On the CPU the kept
+        rows move up in their buffers; on CUDA the buffers go through the host."""
         from onnxruntime import OrtValue
 
         self.lengths = self.lengths[rows]
-        self.buffers = [
-            OrtValue.ortvalue_from_numpy(np.ascontiguousarray(buffer.numpy()[rows]), self.device, 0)
-            for buffer in self.buffers
-        ]
+        if self.device == "cpu":
+            moves = [(slot, row) for slot, row in enumerate(rows.tolist()) if slot != row]  # rows ascend: in order
+            for buffer in self.buffers:
+                for slot, row in moves:
+                    buffer[slot] = buffer[row]
+        else:
+            self.buffers = [
+                OrtValue.ortvalue_from_numpy(np.ascontiguousarray(buffer.numpy()[rows]), self.device, 0)
+                for buffer in self.buffers
+            ]
         self._bind()
         self._bind_step(len(rows))
 
     def absorb(self, other: InPlaceDecoderRun) -> None:
-        """Append ``other``'s sequences after these rows (each keeps its own length); the buffers are joined on the
-        host, once per joining request."""
+        """Append ``other``'s sequences after these rows (each keeps its own length). On the CPU their rows are
+        copied into the buffers' spare rows (doubling the buffers when there are too few); on CUDA the buffers are
+        joined on the host."""
         from onnxruntime import OrtValue
 
+        rows, joining = len(self.lengths), len(other.lengths)
         self.lengths = np.concatenate([self.lengths, other.lengths])
-        self.buffers = [
-            OrtValue.ortvalue_from_numpy(np.concatenate([mine.numpy(), theirs.numpy()]), self.device, 0)
-            for mine, theirs in zip(self.buffers, other.buffers, strict=True)
-        ]
+        if self.device == "cpu":
+            for index, (mine, theirs) in enumerate(zip(self.buffers, other.buffers, strict=True)):
+                if rows + joining > len(mine):
+                    grown = np.zeros((max(2 * len(mine), rows + joining), *mine.shape[1:]), mine.dtype)
+                    grown[:rows] = mine[:rows]
+                    self.buffers[index] = mine = grown
+                mine[rows : rows + joining] = theirs[:joining]
+        else:
+            self.buffers = [
+                OrtValue.ortvalue_from_numpy(np.concatenate([mine.numpy(), theirs.numpy()]), self.device, 0)
+                for mine, theirs in zip(self.buffers, other.buffers, strict=True)
+            ]
         self._bind()
         self._bind_step(len(self.lengths))
 
@@ -385,8 +400,17 @@ class InPlaceDecoderRun:
         self.binding.bind_output("logits", "cpu")
         present_names = self.model.output_names[1:]
         for past, present, buffer in zip(self.model.cache_names, present_names, self.buffers, strict=True):
-            self.binding.bind_ortvalue_input(past, buffer)
-            self.binding.bind_ortvalue_output(present, buffer)
+            if self.device == "cpu":  # the buffer's first rows (spare rows after them)
+                shape, dtype, address = (
+                    (len(self.lengths), *buffer.shape[1:]),
+                    self.model.cache_dtype,
+                    buffer.ctypes.data,
+                )
+                self.binding.bind_input(past, "cpu", 0, dtype, shape, address)
+                self.binding.bind_output(present, "cpu", 0, dtype, shape, address)
+            else:
+                self.binding.bind_ortvalue_input(past, buffer)
+                self.binding.bind_ortvalue_output(present, buffer)
 
     def _bind_step(self, batch: int) -> None:
         """The one-token step's ids, mask and logits arrays, bound once for every step until the batch changes.

@@ -20,6 +20,9 @@ class CompletionRequest(BaseModel):
     model: str = Field(description="The served model's name (see GET /v1/models).")
     prompt: str | list[str] = Field(description="One prompt, or a list of prompts.")
     max_tokens: int = Field(16, ge=1, description="New tokens at most, per completion.")
+    min_tokens: int = Field(
+        0, ge=0, description="New tokens at least: end of text is not chosen before (vLLM's extension; extra_body)."
+    )
     temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False, description="0: greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling's share.")
     n: int = Field(1, ge=1, description="Completions per prompt.")
@@ -34,6 +37,7 @@ class CompletionRequest(BaseModel):
         return {
             "prompt": self.prompt,
             "max_new_tokens": self.max_tokens,
+            "min_new_tokens": self.min_tokens,
             "do_sample": self.temperature > 0,
             "temperature": self.temperature if self.temperature > 0 else 1.0,
             "top_k": None,
