@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import numpy as np
 
 import genloom
 from genloom.fileio import atomic_write_text
+from genloom.serve.process import free_port, server_process
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compare import dcgan_64, demo_model
@@ -63,39 +63,13 @@ def prompts(model: Any, count: int, seed: int = 0) -> list[str]:
     return chosen
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def server(export: Path, *options: str) -> Iterator[tuple[str, int]]:
     """``genloom serve EXPORT`` on a free loopback port (its URL and process id), stopped afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "genloom", "serve", str(export), "--name", "model", "--port", str(port)]
-    process = subprocess.Popen([*command, *options, "--queue-size", "1024"], stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"genloom serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("genloom serve did not get ready in 120 s")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with server_process([*command, *options, "--queue-size", "1024"], port, stdout=subprocess.DEVNULL) as process:
+        yield f"http://127.0.0.1:{port}", process.pid
 
 
 async def load(url: str, route: str, bodies: list[dict[str, Any]], clients: int, made: str) -> dict[str, Any]:

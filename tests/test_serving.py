@@ -5,11 +5,9 @@ field, an API key, metrics, and a client that leaves mid-stream without holding 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +20,7 @@ from genloom.errors import GenloomError
 from genloom.plugins import get_registry
 from genloom.sampling import TextSampling
 from genloom.serve.batching import TextBatcher, TextTicket
+from genloom.serve.process import free_port, server_process
 from tests.conftest import cli_in_process
 
 KEY = "test-key"
@@ -29,12 +28,6 @@ TINY_GPT = {"width": 32, "layers": 1, "heads": 2, "context_length": 64, "batch_s
 
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +52,8 @@ def server(exports: dict[str, Path]) -> Iterator[str]:
     command = [sys.executable, "-c", without_torch, "serve", str(exports["gpt"]), str(exports["gan"]),
                "--name", "gpt", "--name", "gan", "--port", str(port), "--api-key", KEY,
                "--max-body-bytes", "20000", "--max-count", "8"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get ready in 90 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with server_process(command, port, ready_within=90, stdout=subprocess.DEVNULL):
+        yield f"http://127.0.0.1:{port}"
 
 
 def client(server: str) -> httpx.Client:
