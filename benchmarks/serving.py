@@ -195,7 +195,7 @@ def image_benchmark(export: Path, clients: int) -> dict[str, Any]:
         offline.append(64 / (time.perf_counter() - started))
     bodies = [{"n": 4, "seed": i} for i in range(clients * 8)]
     with server(export) as (url, _):
-        served = asyncio.run(load(url, "/v1/generate/model", bodies, clients, "images"))
+        served = asyncio.run(load(url, "/v1/generate/model?form=png", bodies, clients, "images"))
     return {"served": served, "offline_batch64_images_per_s": statistics.median(offline)}
 
 

@@ -4,6 +4,8 @@ field, an API key, metrics, and a client that leaves mid-stream without holding 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -14,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import genloom
 from genloom.errors import GenloomError
 from genloom.plugins import get_registry
 from genloom.sampling import TextSampling
-from genloom.serve.batching import TextBatcher, TextTicket
+from genloom.serve.batching import OneShotBatcher, OneShotTicket, TextBatcher, TextTicket
 from genloom.serve.process import free_port, server_process
 from tests.conftest import cli_in_process
 
@@ -85,6 +88,9 @@ def test_generate_serves_every_kind_with_its_settings_and_provenance(server: str
         expected = genloom.load(exports["gan"]).generate(n=3, seed=5).array
         assert np.abs(np.array(body["result"]["array"]) - expected).max() < 1e-6
         assert body["kind"] == "image" and body["provenance"]["seed"] == 5
+        pngs = http.post("/v1/generate/gan?form=png", json={"n": 3, "seed": 5}).json()["result"]["png"]
+        decoded = [np.asarray(Image.open(io.BytesIO(base64.b64decode(png)))) for png in pngs]
+        assert np.abs(np.stack(decoded)[..., None] / 255 - expected).max() <= 0.5 / 255 + 1e-6  # 8 bits a channel
         text = http.post("/v1/generate/gpt", json={"prompt": "The", "max_new_tokens": 4}).json()
         assert text["result"]["texts"] == genloom.load(exports["gpt"]).generate(prompt="The", max_new_tokens=4).texts
         listed = http.get("/v1/models").json()["data"]
@@ -110,6 +116,7 @@ def test_generate_serves_every_kind_with_its_settings_and_provenance(server: str
         ("/v1/generate/gpt", {"prompt": ["a"] * 5, "num_return_sequences": 2}, 400, "at most 8", None),
         ("/v1/completions", {"model": "gpt", "prompt": "a " * 80, "stream": True}, 400, "context holds 64", None),
         ("/v1/generate/gan", {"size": 3}, 422, "unknown field 'size'", None),
+        ("/v1/generate/gan?form=jpeg", {"n": 1}, 400, "no form 'jpeg' (forms: png)", "form"),
         ("/v1/generate/gan", [1, 2], 400, "not an object", None),
         ("/v1/generate/gan", {"labels": "x" * 30_000}, 413, "larger than 20000 bytes", None),
     ],
@@ -163,20 +170,37 @@ def test_concurrent_requests_decode_together_and_each_gets_what_it_gets_alone(
         for i in range(12)
     ]
     scrape = lambda: httpx.get(f"{server}/metrics", timeout=30).text  # noqa: E731
-    steps_before = _batch_steps(scrape())
+    steps_before = _batch_runs(scrape(), "gpt")
     with client(server) as http, ThreadPoolExecutor(len(requests)) as pool:
         answers = list(pool.map(lambda body: http.post("/v1/generate/gpt", json=body), requests))
     assert [answer.status_code for answer in answers] == [200] * len(requests)
     for body, answer in zip(requests, answers, strict=True):
         assert answer.json()["result"]["texts"] == local.generate(**body).texts, body
-    single, total = (after - before for after, before in zip(_batch_steps(scrape()), steps_before, strict=True))
+    single, total = (after - before for after, before in zip(_batch_runs(scrape(), "gpt"), steps_before, strict=True))
     assert total > 0 and single < total  # some steps decoded several requests' sequences at once
 
 
-def _batch_steps(metrics: str) -> tuple[float, float]:
-    """Decoder steps of one sequence, and of any number, from the ``genloom_batch_size`` histogram."""
+@pytest.mark.timeout(120)
+def test_concurrent_image_requests_run_in_one_batch_and_each_gets_its_own_images(
+    server: str, exports: dict[str, Path]
+) -> None:
+    local = genloom.load(exports["gan"])
+    with client(server) as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda seed: http.post("/v1/generate/gan", json={"n": 3, "seed": seed}), range(8)))
+    for seed, answer in enumerate(answers):
+        assert answer.status_code == 200, answer.text
+        expected = local.generate(n=3, seed=seed).array
+        assert np.abs(np.array(answer.json()["result"]["array"]) - expected).max() < 1e-6
+    scraped = httpx.get(f"{server}/metrics", timeout=30).text
+    up_to_three, runs = _batch_runs(scraped, "gan", bucket="4.0")
+    assert runs > 0 and up_to_three < runs  # some runs made the images of several requests
+
+
+def _batch_runs(metrics: str, model: str, bucket: str = "1.0") -> tuple[float, float]:
+    """Runs of at most ``bucket`` rows, and of any number, from ``model``'s ``genloom_batch_size`` histogram."""
     lines = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("genloom_batch_size_"))
-    return float(lines['genloom_batch_size_bucket{le="1.0"}']), float(lines["genloom_batch_size_count"])
+    small = float(lines[f'genloom_batch_size_bucket{{le="{bucket}",model="{model}"}}'])
+    return small, float(lines[f'genloom_batch_size_count{{model="{model}"}}'])
 
 
 @pytest.mark.timeout(120)
@@ -208,6 +232,32 @@ def test_the_text_batcher_keeps_its_batch_size_and_lets_a_cancelled_or_failed_re
         assert tickets[i].tokens == model.generate(**settings[i].model_dump()).tokens
     assert 3 <= len(tickets[1].tokens[0]) < 11  # it left the batch when cancelled
     assert max(sizes) == 3 and not batcher.thread.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_the_micro_batcher_fills_batches_up_to_its_rows_and_skips_a_cancelled_request(exports: dict[str, Path]) -> None:
+    model = genloom.load(exports["gan"])
+    sizes: list[int] = []
+    batcher = OneShotBatcher(model, max_batch=4, max_wait=0.5, on_batch=sizes.append)
+    ended = {i: threading.Event() for i in range(4)}
+    results: dict[int, tuple[object, BaseException | None]] = {}
+
+    def on_end(index: int) -> Callable[[object, BaseException | None], None]:
+        return lambda result, error: (results.__setitem__(index, (result, error)), ended[index].set())
+
+    counts = [3, 2, 1, 2]
+    tickets = [OneShotTicket(model.prepare(n=n, seed=i), on_end(i)) for i, n in enumerate(counts)]
+    tickets[1].cancel()
+    try:
+        for ticket in tickets:
+            batcher.submit(ticket)
+        assert all(event.wait(30) for event in ended.values())
+    finally:
+        batcher.close()
+    assert sizes == [4, 2] and results[1] == (None, None)  # 3 + 1 fill the first run; the cancelled one never ran
+    for i in (0, 2, 3):
+        result, error = results[i]
+        assert error is None and np.abs(result.array - model.generate(n=counts[i], seed=i).array).max() < 1e-6
 
 
 def test_bad_serve_commands_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:

@@ -69,6 +69,9 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
     to_json: Callable[[ResultT], object]
     """A result's JSON form (lists, numbers, strings): what a server answers, and how the conformance kit compares
     an export run in a process without torch with PyTorch's result."""
+    forms: Mapping[str, Callable[[ResultT], object]] = field(default_factory=dict)
+    """Other JSON forms of a result, by name, that a server answers on request (``/v1/generate/{model}?form=NAME``):
+    compact ones, such as base64 PNGs for images."""
     description: str = ""
     default_out: str | None = None
     """``--out`` when the user gives none (``None``: the writer's own default, e.g. stdout)."""
@@ -116,4 +119,7 @@ class DataKind(Generic[SettingsT, OutputT, ResultT]):
             raise PluginError(
                 f"data kind '{self.name}': count_field '{self.count_field}' is not a field of {self.sampling.__name__}"
             )
+        for form, encode in self.forms.items():
+            if not (isinstance(form, str) and NAME_PATTERN.match(form) and callable(encode)):
+                raise PluginError(f"data kind '{self.name}': forms maps lower-case names to callables, got {form!r}")
         self.sampling.model_validate(dict(self.check_settings))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,16 @@ def to_json(result: ImageResult) -> dict[str, Any]:
     return {"array": result.array.tolist()}
 
 
+def to_png_json(result: ImageResult) -> dict[str, Any]:
+    """``{"png": [one base64 PNG per image]}`` (8 bits a channel): the compact form for apps."""
+    encoded = []
+    for image in result.images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return {"png": encoded}
+
+
 def evaluate(
     model: Any, data: ImageData, train: ImageData, validation: ImageData | None, *, samples: int, seed: int
 ) -> dict[str, Any]:
@@ -67,6 +79,7 @@ IMAGE = DataKind(
     write=write,
     compare=compare,
     to_json=to_json,
+    forms={"png": to_png_json},
     check_settings={"n": 3, "seed": 7},
     description="float images (N, H, W, C) in [0, 1]; a PNG grid",
     default_out=DEFAULT_OUT,

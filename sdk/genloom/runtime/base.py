@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from genloom.artifacts import MANIFEST_FILE, ExportSection, Manifest, check_listed_file
 from genloom.errors import ArtifactError, ConfigError, GenloomError
 from genloom.model import LoadedModel
 from genloom.runtime.graphfile import external_data_locations
 from genloom.runtime.providers import Providers, create_session
+
+
+@dataclass
+class BatchPart:
+    """One request of a one-shot model, ready to run in a batch with others: its graph inputs (its rows on the first
+    axis of each) and ``finish``, which makes its result from its rows of the graph's outputs."""
+
+    feeds: dict[str, np.ndarray]
+    finish: Callable[[dict[str, np.ndarray]], Any]
+
+    @property
+    def rows(self) -> int:
+        """The rows it adds to a batch."""
+        return len(next(iter(self.feeds.values())))
 
 
 class OnnxModel(LoadedModel):

@@ -11,7 +11,7 @@ from genloom.artifacts import Manifest
 from genloom.config import validate_model
 from genloom.errors import ArtifactError
 from genloom.results import ImageResult
-from genloom.runtime.base import OnnxModel
+from genloom.runtime.base import BatchPart, OnnxModel
 from genloom.runtime.providers import Providers
 from genloom.sampling import ImageSampling, resolve_labels
 
@@ -63,6 +63,13 @@ class OnnxImageModel(OnnxModel):
 
     def generate(self, **settings: Any) -> ImageResult:
         """The same call as the torch path: ``generate(n=16, seed=0, labels=[3])``; same seed, same latents."""
+        part = self.prepare(**settings)
+        result: ImageResult = part.finish(self.run_batch(part.feeds))
+        return result
+
+    def prepare(self, **settings: Any) -> BatchPart:
+        """The request's latents (and labels), drawn as ``generate`` draws them, to run in a batch with others
+        (``genloom serve``'s micro-batching); its ``finish`` makes the ``ImageResult``."""
         request = validate_model(ImageSampling, settings, what="sampling settings")
         facts = self.manifest.facts
         labels = resolve_labels(
@@ -74,8 +81,13 @@ class OnnxImageModel(OnnxModel):
         )
         latents = request.rng().standard_normal((request.n, self.latent_dim), dtype=np.float32)
         feeds = {"latents": latents, **({"labels": labels} if labels is not None else {})}
+        provenance = self.provenance(request.seed, request.model_dump())
+        return BatchPart(feeds, lambda outputs: ImageResult(outputs["images"].transpose(0, 2, 3, 1).copy(), provenance))
+
+    def run_batch(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The generating graph's outputs for ``feeds`` (the parts of one or more requests), in one run."""
         (images,) = self.onnx.run(["images"], feeds)
-        return ImageResult(images.transpose(0, 2, 3, 1).copy(), self.provenance(request.seed, request.model_dump()))
+        return {"images": images}
 
 
 def _latent_dim(session: Any, graph: str) -> int:

@@ -33,7 +33,7 @@ from genloom.model import LoadedModel
 from genloom.plugins import get_registry
 from genloom.results import TextResult
 from genloom.sampling import TextSampling
-from genloom.serve.batching import TextBatcher, TextTicket
+from genloom.serve.batching import OneShotBatcher, OneShotModel, OneShotTicket, TextBatcher, TextTicket
 from genloom.serve.limits import ServerLimits
 from genloom.serve.metrics import ServerMetrics
 from genloom.serve.openai_api import CompletionRequest, completion, stream_events
@@ -53,22 +53,28 @@ class RequestError(Exception):
 
 @dataclasses.dataclass
 class ServedModel:
-    """A loaded model under its served name: a text model whose sessions join (every text export) decodes through
-    its ``batcher``; any other runs one request at a time under its ``lock``."""
+    """A loaded model under its served name, run by its ``batcher``: continuous batching for a text model whose
+    sessions join (every text export), micro-batching for a one-shot model that prepares requests (image exports);
+    any other runs one request at a time under its ``lock``."""
 
     name: str
     model: LoadedModel
     kind: Any
-    batcher: TextBatcher | None = None
+    batcher: TextBatcher | OneShotBatcher | None = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
-def _batcher_for(model: LoadedModel, kind: Any, limits: ServerLimits, metrics: ServerMetrics) -> TextBatcher | None:
-    """A continuous batcher for a text model whose decoding sessions can join one another; None for others."""
+def _batcher_for(
+    name: str, model: LoadedModel, kind: Any, limits: ServerLimits, metrics: ServerMetrics
+) -> TextBatcher | OneShotBatcher | None:
+    """The batcher that runs ``model``'s requests together, or None for a model that runs one at a time."""
+    observe = metrics.batch_size.labels(name).observe
+    if callable(getattr(model, "prepare", None)) and callable(getattr(model, "run_batch", None)):
+        return OneShotBatcher(cast(OneShotModel, model), limits.max_batch, limits.max_wait_ms / 1000, observe)
     session = getattr(model, "session", None)
-    if kind.name != "text" or session is None or not callable(getattr(session(), "absorb", None)):
-        return None
-    return TextBatcher(cast(TextModel, model), limits.max_batch, metrics.batch_size.observe)
+    if kind.name == "text" and session is not None and callable(getattr(session(), "absorb", None)):
+        return TextBatcher(cast(TextModel, model), limits.max_batch, observe)
+    return None
 
 
 def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = None) -> FastAPI:
@@ -78,7 +84,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
     metrics = ServerMetrics()
     kinds = {name: registry.kind(model.manifest.modality) for name, model in models.items()}
     served = {
-        name: ServedModel(name, model, kinds[name], _batcher_for(model, kinds[name], limits, metrics))
+        name: ServedModel(name, model, kinds[name], _batcher_for(name, model, kinds[name], limits, metrics))
         for name, model in models.items()
     }
 
@@ -138,11 +144,13 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
 
     async def run(entry: ServedModel, settings: dict[str, Any]) -> Any:
         """``entry``'s result for ``settings``, within the queue and the timeout: from its batcher, or from its model
-        in a worker thread, one request at a time. A request past its timeout leaves the batch."""
+        in a worker thread, one request at a time. A request past its timeout leaves its batcher."""
         enter_queue()
         try:
-            if entry.batcher is not None:
-                return await _batched(entry, entry.batcher, settings, limits.timeout_seconds)
+            if isinstance(entry.batcher, TextBatcher):
+                return await _batched_text(entry, entry.batcher, settings, limits.timeout_seconds)
+            if isinstance(entry.batcher, OneShotBatcher):
+                return await _batched_one_shot(entry, entry.batcher, settings, limits.timeout_seconds)
 
             def locked() -> Any:
                 with entry.lock:
@@ -180,7 +188,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
             if request.n > 1 or len(prompts) > 1:
                 raise RequestError(400, "stream: one prompt and n=1 per streamed request", "stream")
             enter_queue()
-            if entry.batcher is not None:
+            if isinstance(entry.batcher, TextBatcher):
                 source = _batched_pieces(entry, entry.batcher, settings, metrics)
             else:
                 source = _locked_pieces(entry, settings, metrics)
@@ -192,8 +200,12 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         return completion(entry.name, request, result.texts, result.tokens, prompt_tokens).model_dump()
 
     @app.post("/v1/generate/{model}")
-    async def generate(model: str, request: Request) -> dict[str, Any]:
+    async def generate(model: str, request: Request, form: str | None = None) -> JSONResponse:
         entry = model_named(model)
+        forms = entry.kind.forms
+        if form is not None and form not in forms:
+            known = ", ".join(forms) or "none; leave form out"
+            raise RequestError(400, f"form: {entry.kind.name} results have no form {form!r} (forms: {known})", "form")
         settings = _checked(entry, await _json_object(request))
         count_field = entry.kind.count_field
         count = int(settings.get(count_field) or 1) if count_field else 1
@@ -206,12 +218,9 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
             raise RequestError(400, f"{count_field}: at most {limits.max_count} outputs a request here", count_field)
         result = await run(entry, settings)
         _count_outputs(metrics, entry, result)
-        return {
-            "model": entry.name,
-            "kind": entry.kind.name,
-            "result": entry.kind.to_json(result),
-            "provenance": dataclasses.asdict(result.provenance),
-        }
+        to_json = forms[form] if form is not None else entry.kind.to_json
+        body = {"model": entry.name, "kind": entry.kind.name, "result": to_json(result)}
+        return JSONResponse({**body, "provenance": dataclasses.asdict(result.provenance)})  # JSON already: sent as is
 
     @app.get("/v2/health/live")
     async def live() -> dict[str, bool]:
@@ -295,26 +304,47 @@ def _field_of(message: str) -> str | None:
     return message[start + len(marker) : message.find("'", start + len(marker))] if start >= 0 else None
 
 
-async def _batched(entry: ServedModel, batcher: TextBatcher, settings: dict[str, Any], timeout: float) -> TextResult:
+async def _batched_text(
+    entry: ServedModel, batcher: TextBatcher, settings: dict[str, Any], timeout: float
+) -> TextResult:
     """A text request decoded in ``batcher``'s batch; a timeout makes it leave the batch (its rows are freed)."""
     request = validate_model(TextSampling, settings, what="sampling settings")
     loop = asyncio.get_running_loop()
     ended: asyncio.Future[BaseException | None] = loop.create_future()
     ticket = batcher.submit(TextTicket(request, lambda error: loop.call_soon_threadsafe(_settle, ended, error)))
-    try:
-        error = await asyncio.wait_for(asyncio.shield(ended), timeout)
-    except asyncio.TimeoutError:
-        ticket.cancel()
-        raise
+    error = await _awaited(ended, ticket, timeout)
     if error is not None:
         raise error
     texts = decoded(batcher.model, request, ticket.tokens)
     return TextResult(texts.texts, texts.tokens, entry.model.provenance(request.seed, request.model_dump()))
 
 
-def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
+async def _batched_one_shot(
+    entry: ServedModel, batcher: OneShotBatcher, settings: dict[str, Any], timeout: float
+) -> Any:
+    """A one-shot request run in ``batcher``'s next batch; a timeout before that batch starts takes it out."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[tuple[Any, BaseException | None]] = loop.create_future()
+    part = cast(OneShotModel, entry.model).prepare(**settings)
+    ticket = batcher.submit(OneShotTicket(part, lambda *end: loop.call_soon_threadsafe(_settle, ended, end)))
+    result, error = await _awaited(ended, ticket, timeout)
+    if error is not None:
+        raise error
+    return result
+
+
+async def _awaited(ended: asyncio.Future[Any], ticket: TextTicket | OneShotTicket, timeout: float) -> Any:
+    """What ``ended`` is set to; past ``timeout`` the ticket is cancelled and the TimeoutError raised."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(ended), timeout)
+    except asyncio.TimeoutError:
+        ticket.cancel()
+        raise
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
-        future.set_result(error)
+        future.set_result(value)
 
 
 async def _batched_pieces(

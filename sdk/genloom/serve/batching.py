@@ -1,18 +1,28 @@
-"""Continuous batching for text: one thread per model decodes every request together, one batched decoder step per
-token. A request joins at the next step and leaves when its sequences stop, without waiting for the others; each
-sequence gets its own budget, random stream and settings, so its tokens are the ones it gets alone.
+"""Batching inside the server, on one thread per model.
 
-The thread calls back (``on_step`` after every step a request is in, ``on_end`` once when it is done); the server
-turns those into its event loop's futures and queues. Nothing here knows HTTP.
+Text: continuous batching. Every request is decoded together, one batched decoder step per token; a request joins
+at the next step and leaves when its sequences stop, without waiting for the others; each sequence gets its own
+budget, random stream and settings, so its tokens are the ones it gets alone.
+
+One-shot kinds (images): micro-batching. Requests that arrive within ``max_wait`` of the first, up to
+``max_batch`` rows, run through the graph at once, and each gets its own rows of the outputs back.
+
+The threads call back (``on_step`` after every step a text request is in, ``on_end`` once when a request is done);
+the server turns those into its event loop's futures and queues. Nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+
+from genloom.runtime.base import BatchPart
 from genloom.sampling import TextSampling
 from genloom.textgen import DecodingBatch, Sequence, TextModel
 
@@ -42,22 +52,22 @@ class TextTicket:
         self.cancelled = True
 
 
-class TextBatcher:
-    """Decodes the text requests of one model together, on a thread of its own, at most ``max_batch`` rows at a
-    time (a request with more rows than that runs alone). ``on_batch`` hears each step's batch size."""
+TicketT = TypeVar("TicketT")
 
-    def __init__(self, model: TextModel, max_batch: int, on_batch: Callable[[int], None] | None = None) -> None:
-        self.model, self.max_batch, self.on_batch = model, max_batch, on_batch
-        self.batch = DecodingBatch(model)
-        self.waiting: deque[TextTicket] = deque()
-        self.live: list[TextTicket] = []
+
+class BatcherThread(Generic[TicketT]):
+    """A queue of tickets and the thread that takes them in batches (``_run``, a subclass's); ``close`` lets the
+    tickets already queued finish, then stops the thread."""
+
+    def __init__(self, max_batch: int, on_batch: Callable[[int], None] | None, name: str) -> None:
+        self.max_batch, self.on_batch = max_batch, on_batch
+        self.waiting: deque[TicketT] = deque()
         self.wakeup = threading.Condition()
         self.closing = False
-        self.thread = threading.Thread(target=self._run, name="genloom-text-batcher", daemon=True)
-        self.thread.start()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def submit(self, ticket: TextTicket) -> TextTicket:
-        """Queue ``ticket``; it joins the batch at the next step that has room for it."""
+    def submit(self, ticket: TicketT) -> TicketT:
+        """Queue ``ticket`` for the next batch that has room for it."""
         with self.wakeup:
             if self.closing:
                 raise RuntimeError("the batcher is closed")
@@ -66,11 +76,26 @@ class TextBatcher:
         return ticket
 
     def close(self) -> None:
-        """Finish the requests already in, then stop the thread."""
+        """Finish the requests already queued, then stop the thread."""
         with self.wakeup:
             self.closing = True
             self.wakeup.notify()
         self.thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TextBatcher(BatcherThread[TextTicket]):
+    """Decodes the text requests of one model together, on a thread of its own, at most ``max_batch`` rows at a
+    time (a request with more rows than that runs alone). ``on_batch`` hears each step's batch size."""
+
+    def __init__(self, model: TextModel, max_batch: int, on_batch: Callable[[int], None] | None = None) -> None:
+        super().__init__(max_batch, on_batch, "genloom-text-batcher")
+        self.model = model
+        self.batch = DecodingBatch(model)
+        self.live: list[TextTicket] = []
+        self.thread.start()
 
     def _run(self) -> None:
         while True:
@@ -141,3 +166,92 @@ class TextBatcher:
         for ticket in finished:
             self.live.remove(ticket)
             ticket.on_end(None)
+
+
+class OneShotModel(Protocol):
+    """A model whose requests can run in one batch: ``prepare`` a request, ``run_batch`` the joined parts."""
+
+    def prepare(self, **settings: Any) -> BatchPart: ...
+
+    def run_batch(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class OneShotTicket:
+    """One request in a one-shot batcher: its part, and ``on_end(result, error)``, called once."""
+
+    part: BatchPart
+    on_end: Callable[[Any, BaseException | None], object]
+    arrived: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Leave the queue, if the batch it would run in has not started."""
+        self.cancelled = True
+
+
+class OneShotBatcher(BatcherThread[OneShotTicket]):
+    """Runs the requests of one one-shot model in batches: those that arrive within ``max_wait`` seconds of the
+    first waiting one, up to ``max_batch`` rows (a request with more rows runs alone). ``on_batch`` hears each
+    run's rows."""
+
+    def __init__(
+        self, model: OneShotModel, max_batch: int, max_wait: float, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        super().__init__(max_batch, on_batch, "genloom-micro-batcher")
+        self.model, self.max_wait = model, max_wait
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self.wakeup:
+                while not (self.waiting or self.closing):
+                    self.wakeup.wait()
+                if self.closing and not self.waiting:
+                    return
+                deadline = self.waiting[0].arrived + self.max_wait
+                while not self.closing and self._rows() < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self.wakeup.wait(left)
+                batch = self._taken()
+            if batch:
+                self._run_batch(batch)
+
+    def _rows(self) -> int:
+        return sum(ticket.part.rows for ticket in self.waiting if not ticket.cancelled)
+
+    def _taken(self) -> list[OneShotTicket]:
+        """The waiting tickets that fit in one batch, in their order (the first always); cancelled ones are let go."""
+        taken: list[OneShotTicket] = []
+        rows = 0
+        while self.waiting:
+            ticket = self.waiting[0]
+            if ticket.cancelled:
+                self.waiting.popleft().on_end(None, None)
+                continue
+            if taken and rows + ticket.part.rows > self.max_batch:
+                break
+            taken.append(self.waiting.popleft())
+            rows += ticket.part.rows
+        return taken
+
+    def _run_batch(self, batch: list[OneShotTicket]) -> None:
+        rows = [ticket.part.rows for ticket in batch]
+        if self.on_batch is not None:
+            self.on_batch(sum(rows))
+        try:
+            names = batch[0].part.feeds
+            outputs = self.model.run_batch(
+                {name: np.concatenate([t.part.feeds[name] for t in batch]) for name in names}
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing run fails every request in it
+            for ticket in batch:
+                ticket.on_end(None, exc)
+            return
+        ends = np.cumsum(rows)
+        for ticket, end, count in zip(batch, ends.tolist(), rows, strict=True):
+            try:
+                result = ticket.part.finish({name: output[end - count : end] for name, output in outputs.items()})
+            except Exception as exc:  # noqa: BLE001 - the request's own error, handed back to it
+                ticket.on_end(None, exc)
+                continue
+            ticket.on_end(result, None)

@@ -16,7 +16,12 @@ class ServerLimits(StrictModel):
     max_tokens: int = Field(2048, ge=1, description="New tokens one completion may ask for.")
     max_count: int = Field(64, ge=1, description="Completions, images, rows or clips one request may ask for.")
     max_batch: int = Field(
-        64, ge=1, description="Sequences a text model decodes together (1: one request at a time, no batching)."
+        64,
+        ge=1,
+        description="Sequences a text model decodes together, or images one run makes (1: one request at a time).",
+    )
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a batch of images waits for more requests after its first one arrives."
     )
     queue_size: int = Field(64, ge=1, description="Requests waiting for or holding a model, in all; more get 503.")
     timeout_seconds: float = Field(300.0, gt=0, description="A request still waiting or running after this gets 504.")

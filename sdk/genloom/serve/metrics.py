@@ -27,7 +27,8 @@ class ServerMetrics:
         )
         self.batch_size = Histogram(
             "genloom_batch_size",
-            "Sequences in each batched decoder step",
+            "Rows of each batched run, by model: sequences in a decoder step, images in a graph run",
+            ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
