@@ -101,6 +101,26 @@ def test_generate_serves_every_kind_with_its_settings_and_provenance(server: str
 
 
 @pytest.mark.timeout(120)
+def test_the_v2_infer_route_runs_an_export_graph_as_kserve_and_triton_clients_call_it(
+    server: str, exports: dict[str, Path]
+) -> None:
+    local = genloom.load(exports["gan"])
+    with client(server) as http:
+        metadata = http.get("/v2/models/gan").json()
+        assert metadata["inputs"] == [{"name": "latents", "datatype": "FP32", "shape": [-1, local.latent_dim]}]
+        latents = np.random.default_rng(11).standard_normal((2, local.latent_dim), dtype=np.float32)
+        request = {"id": "r1", "inputs": [{"name": "latents", "shape": [2, local.latent_dim], "datatype": "FP32",
+                                           "data": latents.ravel().tolist()}]}  # fmt: skip
+        answer = http.post("/v2/models/gan/infer", json=request)
+        assert answer.status_code == 200, answer.text
+        (images,) = answer.json()["outputs"]
+        assert images["name"] == "images" and images["datatype"] == "FP32" and images["shape"][0] == 2
+        expected = local.generate(n=2, seed=11).array.transpose(0, 3, 1, 2)  # the same latents, drawn alike
+        assert np.abs(np.array(images["data"]).reshape(images["shape"]) - expected).max() < 1e-6
+        assert answer.json()["id"] == "r1"
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     ("route", "body", "status", "fragment", "param"),
     [
@@ -117,6 +137,41 @@ def test_generate_serves_every_kind_with_its_settings_and_provenance(server: str
         ("/v1/completions", {"model": "gpt", "prompt": "a " * 80, "stream": True}, 400, "context holds 64", None),
         ("/v1/generate/gan", {"size": 3}, 422, "unknown field 'size'", None),
         ("/v1/generate/gan?form=jpeg", {"n": 1}, 400, "no form 'jpeg' (forms: png)", "form"),
+        (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "latents", "shape": [1, 8], "datatype": "INT64", "data": [0] * 8}]},
+            400,
+            "takes FP32, not INT64",
+            "inputs",
+        ),
+        (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "latents", "shape": [2, 8], "datatype": "FP32", "data": [0.0] * 8}]},
+            400,
+            "holds 16 values, but data has 8",
+            "inputs",
+        ),
+        (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "noise", "shape": [1], "datatype": "FP32", "data": [0.0]}]},
+            400,
+            "no input 'noise'",
+            "inputs",
+        ),
+        (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "latents", "shape": [1, 3], "datatype": "FP32", "data": [0.0] * 3}]},
+            400,
+            "has shape [-1, 8], not [1, 3]",
+            "inputs",
+        ),
+        (
+            "/v2/models/nope/infer",
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0.0]}]},
+            404,
+            "not served here",
+            "model",
+        ),
         ("/v1/generate/gan", [1, 2], 400, "not an object", None),
         ("/v1/generate/gan", {"labels": "x" * 30_000}, 413, "larger than 20000 bytes", None),
     ],

@@ -40,6 +40,8 @@ class OnnxModel(LoadedModel):
         if manifest.export is None:
             raise ArtifactError(f"'{directory}' is a trained torch model, not an export; load it with genloom.load()")
         self.export: ExportSection = manifest.export
+        self.graph_sessions: dict[str, Any] = {}
+        """Every graph opened so far, by name: what ``genloom serve``'s v2 ``infer`` route runs."""
 
     onnx: Any
 
@@ -70,7 +72,7 @@ class OnnxModel(LoadedModel):
         path = self.directory / files[precision]
         self._check_external_data(path)
         try:
-            return create_session(str(path), providers, session_options, cpu_threads)
+            session = create_session(str(path), providers, session_options, cpu_threads)
         except GenloomError:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for a graph it cannot open
@@ -78,6 +80,8 @@ class OnnxModel(LoadedModel):
             raise ArtifactError(
                 f"{path}: ONNX Runtime cannot open this graph ({reason}); the export is damaged: re-export the model"
             ) from None
+        self.graph_sessions[graph] = session
+        return session
 
     def listed_file(self, option: str) -> Path:
         """The file that ``driver_options[option]`` names, once checked to be one the manifest lists and hashes."""

@@ -33,6 +33,7 @@ from genloom.model import LoadedModel
 from genloom.plugins import get_registry
 from genloom.results import TextResult
 from genloom.sampling import TextSampling
+from genloom.serve import inference_v2
 from genloom.serve.batching import OneShotBatcher, OneShotModel, OneShotTicket, TextBatcher, TextTicket
 from genloom.serve.limits import ServerLimits
 from genloom.serve.metrics import ServerMetrics
@@ -230,23 +231,52 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
+    graphs = {
+        v2_name: (entry, graph)
+        for entry in served.values()
+        for graph, v2_name in inference_v2.graph_names(
+            entry.name, list(getattr(entry.model, "graph_sessions", {}))
+        ).items()
+    }
+
+    def graph_named(name: str) -> tuple[ServedModel, Any]:
+        if name not in graphs:
+            if name in served:
+                raise RequestError(
+                    400, f"model '{name}' runs in PyTorch, not from an export: it has no graphs", "model"
+                )
+            raise RequestError(404, f"model '{name}' is not served here; graphs: {', '.join(sorted(graphs))}", "model")
+        entry, graph = graphs[name]
+        return entry, entry.model.graph_sessions[graph]  # type: ignore[attr-defined]
+
     @app.get("/v2/models/{model}")
     async def model_metadata(model: str) -> dict[str, Any]:
-        entry = model_named(model)
-        export = entry.model.manifest.export
-        graphs = export.graphs if export is not None else []
-        return {
-            "name": entry.name,
-            "versions": ["1"],
-            "platform": "onnxruntime_onnx" if export is not None else "pytorch",
-            "kind": entry.kind.name,
-            "inputs": [{"name": name} for name in (graphs[0].inputs if graphs else [])],
-            "outputs": [{"name": name} for name in (graphs[0].outputs if graphs else [])],
-        }
+        if model in served and model not in graphs:
+            return {"name": model, "versions": ["1"], "platform": "pytorch", "kind": served[model].kind.name}
+        entry, session = graph_named(model)
+        return {**inference_v2.metadata(model, session), "kind": entry.kind.name}
 
     @app.get("/v2/models/{model}/ready")
     async def model_ready(model: str) -> dict[str, Any]:
-        return {"name": model_named(model).name, "ready": True}
+        if model not in served:
+            graph_named(model)
+        return {"name": model, "ready": True}
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: inference_v2.InferRequest) -> JSONResponse:
+        entry, session = graph_named(model)
+        enter_queue()
+        try:
+            answer = await asyncio.wait_for(
+                run_in_threadpool(inference_v2.infer, model, session, request), limits.timeout_seconds
+            )
+        except inference_v2.InferError as exc:
+            raise RequestError(400, str(exc), exc.param) from None
+        except asyncio.TimeoutError:
+            raise RequestError(504, f"the request took longer than {limits.timeout_seconds:g} s") from None
+        finally:
+            leave_queue()
+        return JSONResponse(answer)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -450,6 +480,11 @@ async def _streamed(
             release()
 
     return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release))
+
+
+def _graphs_of(model: LoadedModel) -> list[str]:
+    """The graphs an export opened, in the export's order (none for a model run in PyTorch)."""
+    return list(getattr(model, "graph_sessions", {}))
 
 
 def _count_outputs(metrics: ServerMetrics, entry: ServedModel, result: Any) -> None:
