@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +43,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     corpus.write_text(get_registry().open_data("pydoc").text[:20_000], encoding="utf-8")
     genloom.train("gpt", f"text:{corpus}", root / "gpt", progress=False, steps=20, eval_every=0, **TINY_GPT)
     genloom.train("gan", "digits", root / "gan", progress=False, steps=2, width=8, latent_dim=8, sample_every=0)
-    for name in ("gpt", "gan"):
+    lstm = {"width": 16, "layers": 1, "batch_size": 4, "vocab_size": 300, "context_length": 16}
+    genloom.train("lstm", f"text:{corpus}", root / "lstm", progress=False, steps=2, eval_every=0, **lstm)
+    for name in ("gpt", "gan", "lstm"):
         result = cli_in_process("export", str(root / name), "--out", str(root / f"{name}-onnx"))
         assert result.returncode == 0, result.stderr
-    return {"gpt": root / "gpt-onnx", "gan": root / "gan-onnx"}
+    return {"gpt": root / "gpt-onnx", "gan": root / "gan-onnx", "lstm": root / "lstm-onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +192,19 @@ def test_bad_requests_are_4xx_json_that_name_the_field(
     assert fragment in error["message"] and (param is None or error["param"] == param), error
 
 
+@pytest.mark.timeout(60)
+def test_a_chunked_body_over_the_limit_is_413(server: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"n": 1, "labels": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}'
+
+    with client(server) as http:
+        answer = http.post("/v1/generate/gan", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "larger than 20000 bytes" in answer.json()["error"]["message"]
+
+
 @pytest.mark.timeout(120)
 def test_the_api_key_guards_the_models_but_not_health_or_metrics(server: str) -> None:
     refused = httpx.post(f"{server}/v1/generate/gan", json={"n": 1}, timeout=30)
@@ -313,6 +331,56 @@ def test_the_micro_batcher_fills_batches_up_to_its_rows_and_skips_a_cancelled_re
     for i in (0, 2, 3):
         result, error = results[i]
         assert error is None and np.abs(result.array - model.generate(n=counts[i], seed=i).array).max() < 1e-6
+
+
+LONG = {"model": "lstm", "prompt": "The", "max_tokens": 20_000, "min_tokens": 20_000, "temperature": 0}
+"""A request that keeps the LSTM (no context limit) busy for seconds: 20,000 tokens, one at a time."""
+
+
+@contextmanager
+def lstm_server(exports: dict[str, Path], *options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    command = [sys.executable, "-m", "genloom", "serve", str(exports["lstm"]), "--name", "lstm", "--port", str(port),
+               "--max-tokens", "20000"]  # fmt: skip
+    with server_process([*command, *options], port, ready_within=90, stdout=subprocess.DEVNULL, text=True) as process:
+        yield f"http://127.0.0.1:{port}", process
+
+
+def wait_for_depth(url: str, depth: int) -> None:
+    """Until the server says ``depth`` requests are waiting for or holding a model (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while f"genloom_queue_depth {float(depth)}" not in httpx.get(f"{url}/metrics", timeout=10).text:
+        assert time.monotonic() < deadline, f"the queue never held {depth}"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(120)
+def test_a_full_queue_answers_503_with_retry_after_and_a_slow_request_504(exports: dict[str, Path]) -> None:
+    with (
+        lstm_server(exports, "--queue-size", "1", "--timeout-seconds", "0.3") as (url, _),
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first = pool.submit(httpx.post, f"{url}/v1/completions", json=LONG, timeout=60)
+        wait_for_depth(url, 1)
+        refused = httpx.post(f"{url}/v1/completions", json={**LONG, "max_tokens": 2}, timeout=30)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
+        assert "busy" in refused.json()["error"]["message"]
+        assert first.result().status_code == 504 and "longer than 0.3 s" in first.result().json()["error"]["message"]
+        after = httpx.post(f"{url}/v1/completions", json={**LONG, "max_tokens": 3, "min_tokens": 3}, timeout=30)
+        assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 3  # the slot came back
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_drains_the_requests_in_flight_then_exits(exports: dict[str, Path]) -> None:
+    with lstm_server(exports) as (url, process), ThreadPoolExecutor(1) as pool:
+        running = pool.submit(httpx.post, f"{url}/v1/completions", json=LONG, timeout=60)
+        wait_for_depth(url, 1)
+        process.send_signal(signal.SIGTERM)
+        answer = running.result()
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 20_000
+        assert process.wait(timeout=30) == -signal.SIGTERM  # uvicorn re-raises the signal once it has drained
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/v2/health/live", timeout=5)
 
 
 def test_bad_serve_commands_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:

@@ -118,6 +118,8 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         message = f"field '{field}': {first.get('msg')}" if field else str(first.get("msg"))
         return error_response(RequestError(422, message, field))
 
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)  # inside the guard: the route's reads count
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
@@ -283,6 +285,30 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+class BodyLimit:
+    """Counts a request body's bytes as they arrive, so that a chunked body (no content-length to check first)
+    stops at the limit too: a 413 from the route that reads it."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise RequestError(413, f"the body is larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 async def _guarded(
