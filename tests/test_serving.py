@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -383,10 +385,46 @@ def test_sigterm_drains_the_requests_in_flight_then_exits(exports: dict[str, Pat
             httpx.get(f"{url}/v2/health/live", timeout=5)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ray_serve_runs_the_same_app_on_two_replicas(exports: dict[str, Path]) -> None:
+    pytest.importorskip("ray.serve")
+    with tempfile.TemporaryDirectory(prefix="genloom-ray-") as ray_dir:  # short: Ray's socket paths must fit 107 bytes
+        check_ray_serve(exports, Path(ray_dir))
+
+
+def check_ray_serve(exports: dict[str, Path], ray_dir: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "genloom", "serve", str(exports["gpt"]), str(exports["gan"]), "--name", "gpt",
+               "--name", "gan", "--port", str(port), "--ray", "--replicas", "2"]  # fmt: skip
+    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(ray_dir)}
+    with server_process(command, port, ready_within=180, stdout=subprocess.PIPE, text=True, env=environment) as process:
+        assert process.stdout is not None
+        assert "on Ray Serve, 2 replicas running" in process.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        local = genloom.load(exports["gan"])
+        with httpx.Client(base_url=url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda seed: http.post("/v1/generate/gan", json={"n": 2, "seed": seed}), range(8)))
+            completion = http.post(
+                "/v1/completions", json={"model": "gpt", "prompt": "The", "max_tokens": 6, "temperature": 0}
+            )
+        for seed, answer in enumerate(answers):
+            assert answer.status_code == 200, answer.text
+            assert (
+                np.abs(np.array(answer.json()["result"]["array"]) - local.generate(n=2, seed=seed).array).max() < 1e-6
+            )
+        expected = genloom.load(exports["gpt"]).generate(prompt="The", max_new_tokens=6).texts[0]
+        assert completion.status_code == 200 and completion.json()["choices"][0]["text"] == expected
+        process.terminate()
+        assert process.wait(timeout=90) == 0  # Serve and Ray shut down with it
+
+
 def test_bad_serve_commands_are_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:
     from tests.conftest import assert_one_line_error
 
     missing = cli_in_process("serve", str(tmp_path / "missing"))
     assert_one_line_error(missing, "is not a genloom model")
+    lonely = cli_in_process("serve", str(exports["gan"]), "--replicas", "2")
+    assert_one_line_error(lonely, "--replicas: only with --ray")
     twice = cli_in_process("serve", str(exports["gan"]), str(exports["gan"]))
     assert_one_line_error(twice, "--name: 'gan-onnx' names two models", "different --name")

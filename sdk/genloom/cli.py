@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import annotated_types
 import click
 
 from genloom.errors import GenloomError
@@ -630,7 +631,8 @@ def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
     for name, field in reversed(list(ServerLimits.model_fields.items())):
         if name == "api_key":
             continue
-        kind = click.IntRange(min=1) if field.annotation is int else click.FloatRange(min=0, min_open=True)
+        above_zero = any(isinstance(rule, annotated_types.Gt) for rule in field.metadata)
+        kind = click.IntRange(min=1) if field.annotation is int else click.FloatRange(min=0, min_open=above_zero)
         option = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=field.default, show_default=True,
                               help=field.description)  # fmt: skip
         command = option(command)
@@ -647,19 +649,38 @@ def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--api-key", envvar="GENLOOM_API_KEY", help="Require 'Authorization: Bearer KEY' (or set GENLOOM_API_KEY)."
 )
+@click.option("--ray", "on_ray", is_flag=True, help="Run as a Ray Serve deployment on a local Ray instance.")
+@click.option("--replicas", type=click.IntRange(min=1), help="Replicas of the Ray Serve deployment (with --ray).")
 @_limit_options
 def serve(
-    model_dirs: tuple[Path, ...], names: tuple[str, ...], host: str, port: int, api_key: str | None, **limits: Any
+    model_dirs: tuple[Path, ...],
+    names: tuple[str, ...],
+    host: str,
+    port: int,
+    api_key: str | None,
+    on_ray: bool,
+    replicas: int | None,
+    **limits: Any,
 ) -> None:
     """Serve exported models over HTTP: OpenAI-compatible /v1/completions for text, /v1/generate/MODEL for every
-    kind, Open Inference Protocol health routes and Prometheus /metrics (docs/serving.md)."""
-    from genloom.install import require_serving_install
+    kind, the Open Inference Protocol v2 routes and Prometheus /metrics (docs/serving.md)."""
+    from genloom.install import require_ray_install, require_serving_install
 
+    if replicas is not None and not on_ray:
+        raise click.UsageError("--replicas: only with --ray (genloom serve --ray --replicas N)")
     require_serving_install()
     from genloom.serve.limits import ServerLimits
+
+    limits_model = ServerLimits(api_key=api_key, **limits)
+    if on_ray:
+        require_ray_install()
+        from genloom.serve.ray_serve import serve_with_ray
+
+        serve_with_ray(list(model_dirs), names=names, host=host, port=port, limits=limits_model, replicas=replicas or 1)
+        return
     from genloom.serve.server import serve as run_server
 
-    run_server(list(model_dirs), names=names, host=host, port=port, limits=ServerLimits(api_key=api_key, **limits))
+    run_server(list(model_dirs), names=names, host=host, port=port, limits=limits_model)
 
 
 def _parse_labels(text: str) -> list[int]:

@@ -28,3 +28,9 @@ def require_serving_install() -> None:
         raise NotAvailableError(
             f"genloom serve needs {', '.join(missing)}, which this install lacks: pip install 'genloom[serve]'"
         )
+
+
+def require_ray_install() -> None:
+    """Raise a NotAvailableError naming the ``ray`` extra when Ray Serve is missing."""
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
+        raise NotAvailableError("genloom serve --ray needs Ray Serve, missing here: pip install 'genloom[ray]'")
