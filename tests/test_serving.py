@@ -373,6 +373,19 @@ def test_a_full_queue_answers_503_with_retry_after_and_a_slow_request_504(export
 
 
 @pytest.mark.timeout(120)
+def test_a_client_that_leaves_mid_stream_frees_its_batch_row(exports: dict[str, Path]) -> None:
+    with lstm_server(exports) as (url, _):
+        with httpx.stream("POST", f"{url}/v1/completions", json={**LONG, "stream": True}, timeout=60) as events:
+            assert next(events.iter_lines()).startswith("data: ")
+        wait_for_depth(url, 0)
+        time.sleep(0.2)  # the batcher's next step lets the stream's row go
+        before = _batch_runs(httpx.get(f"{url}/metrics", timeout=10).text, "lstm")[1]
+        time.sleep(0.5)
+        after = _batch_runs(httpx.get(f"{url}/metrics", timeout=10).text, "lstm")[1]
+        assert after == before  # no step ran for a stream nobody reads: 20,000 tokens would take seconds
+
+
+@pytest.mark.timeout(120)
 def test_sigterm_drains_the_requests_in_flight_then_exits(exports: dict[str, Path]) -> None:
     with lstm_server(exports) as (url, process), ThreadPoolExecutor(1) as pool:
         running = pool.submit(httpx.post, f"{url}/v1/completions", json=LONG, timeout=60)
