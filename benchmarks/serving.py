@@ -22,11 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from compare import dcgan_64, demo_model
 
 NEW_TOKENS = 64
-REQUESTS_PER_CLIENT = 4
+REQUESTS_PER_CLIENT = 8
 EVERY_TOKEN = {"min_tokens": NEW_TOKENS}
 """Every request makes its 64 tokens (the demo GPT often ends a text sooner)."""
+END_OF_TEXT = "<|endoftext|>"
 LEVEL_SECONDS = 120.0
 """A load level stops sending after this, whatever it has left."""
 
@@ -111,13 +113,12 @@ async def load(url: str, route: str, bodies: list[dict[str, Any]], clients: int,
     }
 
 
-async def first_token_times(url: str, texts: list[str], clients: int) -> dict[str, float]:
-    """Time to the first streamed piece, with ``clients`` concurrent streams, one prompt each."""
+async def first_token_times(url: str, bodies: list[dict[str, Any]]) -> dict[str, float]:
+    """Time to the first streamed piece, with one concurrent stream per body."""
     times: list[float] = []
 
-    async def one(http: httpx.AsyncClient, prompt: str) -> None:
-        body = {"model": "model", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0, "stream": True}
-        body.update(EVERY_TOKEN)
+    async def one(http: httpx.AsyncClient, request: dict[str, Any]) -> None:
+        body = {**request, "stream": True}
         started = time.perf_counter()
         first: float | None = None
         async with http.stream("POST", "/v1/completions", json=body) as events:
@@ -128,9 +129,41 @@ async def first_token_times(url: str, texts: list[str], clients: int) -> dict[st
             times.append(first)
 
     async with httpx.AsyncClient(base_url=url, timeout=LEVEL_SECONDS) as http:
-        await asyncio.gather(*(one(http, prompt) for prompt in texts[:clients]))
+        await asyncio.gather(*(one(http, body) for body in bodies))
     p50, p95 = np.quantile(times, [0.5, 0.95]) * 1000
-    return {"clients": clients, "ttft_p50_ms": float(p50), "ttft_p95_ms": float(p95)}
+    return {"clients": len(bodies), "ttft_p50_ms": float(p50), "ttft_p95_ms": float(p95)}
+
+
+def gpt2_folder(trained: Path, out: Path) -> Path:
+    """The trained GPT as a Hugging Face GPT-2 folder (the same weights, its tokenizer, no end-of-text stop, so that
+    every request makes its 64 tokens): what ``transformers serve`` loads."""
+    if (out / "config.json").is_file():
+        return out
+    import transformers
+    from safetensors.numpy import load_file, save_file
+
+    from genloom_text.hf import CONV1D_SUFFIXES
+
+    manifest = json.loads((trained / "manifest.json").read_text())
+    config, vocab = manifest["config"], int(manifest["facts"]["vocab_size"])
+    weights = load_file(str(trained / "model.safetensors"))
+    state = {}
+    for key, value in weights.items():
+        name = "transformer." + key.removeprefix("model.")
+        if name.startswith("transformer.lm_head"):
+            continue  # tied to the embedding, as in GPT-2
+        state[name] = np.ascontiguousarray(value.T if name.endswith(CONV1D_SUFFIXES) else value)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out / "model.safetensors"))
+    gpt2 = transformers.GPT2Config(
+        n_layer=config["layers"], n_head=config["heads"], n_embd=config["width"], n_positions=config["context_length"],
+        vocab_size=vocab, activation_function="gelu_new", bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    gpt2.save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps({"do_sample": False}))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(trained / "tokenizer.json"))
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def resident_mib(pid: int) -> float:
@@ -151,17 +184,18 @@ def offline_text(model: Any, texts: list[str], batch: int, repeats: int = 3) -> 
     return statistics.median(rates)
 
 
-def text_benchmark(export: Path, levels: list[int], memory_requests: int) -> dict[str, Any]:
+def text_benchmark(export: Path, peer: Path | None, levels: list[int], memory_requests: int) -> dict[str, Any]:
     model = genloom.load(export)
     texts = prompts(model, max(levels) * REQUESTS_PER_CLIENT)
 
-    def bodies(clients: int) -> list[dict[str, Any]]:
-        chosen = texts[: clients * REQUESTS_PER_CLIENT]
-        body = {"model": "model", "max_tokens": NEW_TOKENS, "temperature": 0, **EVERY_TOKEN}
-        return [{**body, "prompt": prompt} for prompt in chosen]
+    def bodies(clients: int, name: str = "model", prefix: str = "") -> list[dict[str, Any]]:
+        body = {"model": name, "max_tokens": NEW_TOKENS, "temperature": 0, **(EVERY_TOKEN if not prefix else {})}
+        return [{**body, "prompt": prefix + prompt} for prompt in texts[: clients * REQUESTS_PER_CLIENT]]
 
     rows: list[dict[str, Any]] = []
     with server(export) as (batched, pid), server(export, "--max-batch", "1") as (serial, _):
+        for url in (batched, serial):  # warm up: the first requests of a session pay for its first runs
+            asyncio.run(load(url, "/v1/completions", bodies(4), 4, "tokens"))
         for clients in levels:
             row = {"clients": clients}
             row["batched"] = asyncio.run(load(batched, "/v1/completions", bodies(clients), clients, "tokens"))
@@ -169,9 +203,36 @@ def text_benchmark(export: Path, levels: list[int], memory_requests: int) -> dic
             row["offline_tokens_per_s"] = offline_text(model, texts, clients)
             rows.append(row)
             print(json.dumps(row), flush=True)
-        ttft = asyncio.run(first_token_times(batched, texts, 16))
+        ttft = asyncio.run(first_token_times(batched, bodies(16)[:16]))
         memory = memory_run(batched, pid, texts, memory_requests)
-    return {"levels": rows, "ttft": ttft, "memory": memory}
+    report: dict[str, Any] = {"levels": rows, "ttft": ttft, "memory": memory}
+    if peer is not None:
+        report["peer"] = peer_benchmark(peer, levels, lambda clients: bodies(clients, str(peer), END_OF_TEXT))
+    return report
+
+
+def peer_benchmark(folder: Path, levels: list[int], bodies: Callable[[int], list[dict[str, Any]]]) -> dict[str, Any]:
+    """``transformers serve --continuous-batching`` on the same model, the same requests (its prompts start with the
+    end-of-text token that genloom's server puts before each prompt; the folder has no end-of-text stop, so every
+    request makes its 64 tokens, as genloom's do with ``min_tokens``)."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder), "--continuous-batching",
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "warning"]  # fmt: skip
+    started = time.perf_counter()
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with server_process(command, port, ready_within=300, ready_path="/health", env=environment,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:  # fmt: skip
+        ready_seconds = time.perf_counter() - started
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load(url, "/v1/completions", bodies(1), 1, "tokens"))  # its first request loads the model
+        rows = []
+        for clients in levels:
+            row = asyncio.run(load(url, "/v1/completions", bodies(clients), clients, "tokens"))
+            rows.append(row)
+            print(json.dumps({"peer": row}), flush=True)
+        ttft = asyncio.run(first_token_times(url, bodies(16)[:16]))
+        memory = resident_mib(process.pid)
+    return {"levels": rows, "ttft": ttft, "ready_seconds": ready_seconds, "resident_mib": memory}
 
 
 def memory_run(url: str, pid: int, texts: list[str], requests: int) -> dict[str, Any]:
@@ -206,13 +267,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--images", action="store_true", help="also the DCGAN-64-shaped image generator")
+    parser.add_argument("--no-peer", action="store_true", help="leave out transformers serve")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     trained = demo_model(args.demo, args.out, "gpt", "pydoc", 200)
     export = args.out / "pydoc-gpt-onnx"
     if not (export / "manifest.json").is_file():
         genloom.plugins.get_registry().exporter("onnx").value.export(trained, export)
-    report: dict[str, Any] = {"text": text_benchmark(export, args.clients, args.memory_requests)}
+    peer = None if args.no_peer else gpt2_folder(trained, args.out / "pydoc-gpt-hf")
+    report: dict[str, Any] = {"text": text_benchmark(export, peer, args.clients, args.memory_requests)}
     if args.images:
         images = args.out / "dcgan-64-onnx"
         if not (images / "manifest.json").is_file():
@@ -223,22 +286,39 @@ def main() -> None:
 
 
 def print_tables(report: dict[str, Any]) -> None:
-    print("\n| clients | batched tok/s | req/s | p50 / p95 / p99 ms | one at a time tok/s | offline batch-N tok/s "
-          "| batched / one at a time | batched / offline |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for row in report["text"]["levels"]:
-        batched, serial = row["batched"], row["one_at_a_time"]
+    text = report["text"]
+    peers = {row["clients"]: row for row in text.get("peer", {}).get("levels", [])}
+    columns = [
+        "clients",
+        "genloom serve tok/s",
+        "req/s",
+        "p50 / p95 / p99 ms",
+        "one at a time tok/s",
+        "offline batch-N tok/s",
+        "transformers serve tok/s",
+        "x one at a time",
+        "x offline",
+        "x transformers serve",
+    ]
+    print("\n| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in text["levels"]:
+        batched, serial, peer = row["batched"], row["one_at_a_time"], peers.get(row["clients"])
+        peer_rate = f"{peer['tokens_per_s']:,.0f}" if peer else "-"
+        versus_peer = f"{batched['tokens_per_s'] / peer['tokens_per_s']:.2f}" if peer else "-"
         print(
             f"| {row['clients']} | {batched['tokens_per_s']:,.0f} | {batched['requests_per_s']:.1f} "
             f"| {batched['p50_ms']:.0f} / {batched['p95_ms']:.0f} / {batched['p99_ms']:.0f} "
-            f"| {serial['tokens_per_s']:,.0f} | {row['offline_tokens_per_s']:,.0f} "
+            f"| {serial['tokens_per_s']:,.0f} | {row['offline_tokens_per_s']:,.0f} | {peer_rate} "
             f"| {batched['tokens_per_s'] / serial['tokens_per_s']:.2f} "
-            f"| {batched['tokens_per_s'] / row['offline_tokens_per_s']:.2f} |"
+            f"| {batched['tokens_per_s'] / row['offline_tokens_per_s']:.2f} | {versus_peer} |"
         )
-    failed = sum(row["batched"]["failed"] + row["one_at_a_time"]["failed"] for row in report["text"]["levels"])
-    print(f"\nfailed requests: {failed}")
-    print(f"time to first token, 16 streams: {json.dumps(report['text']['ttft'])}")
-    print(f"memory: {json.dumps(report['text']['memory'])}")
+    failed = sum(row["batched"]["failed"] + row["one_at_a_time"]["failed"] for row in text["levels"])
+    print(f"\nfailed requests: {failed} (transformers serve: {sum(r['failed'] for r in peers.values())})")
+    print(f"time to first token, 16 streams: {json.dumps(text['ttft'])}")
+    if "peer" in text:
+        print(f"transformers serve: {json.dumps({k: v for k, v in text['peer'].items() if k != 'levels'})}")
+    print(f"memory: {json.dumps(text['memory'])}")
     if "images" in report:
         images = report["images"]
         ratio = images["served"]["images_per_s"] / images["offline_batch64_images_per_s"]

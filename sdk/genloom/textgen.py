@@ -112,27 +112,49 @@ class DecodingBatch:
     def join(self, settings: TextSampling) -> list[Sequence]:
         """Start every sequence that ``settings`` asks for and choose its first token; those that go on join the
         batch. A ConfigError (a prompt too long for the context) before anything joins."""
-        prompts = [p for p in encode_prompts(self.model, settings) for _ in range(settings.num_return_sequences)]
-        sequences = [
-            Sequence(
-                prompt, _budget(self.model, settings, prompt), settings.rng(i % settings.num_return_sequences), settings
+        (joined,) = self.join_all([settings])
+        if isinstance(joined, Exception):
+            raise joined
+        return joined
+
+    def join_all(self, requests: list[TextSampling]) -> list[list[Sequence] | ConfigError]:
+        """``join`` for several requests at once, their prompts run in one session: each request's sequences, or
+        the ConfigError that kept that request (alone) out."""
+        outcomes: list[list[Sequence] | ConfigError] = []
+        for settings in requests:
+            try:
+                prompts = encode_prompts(self.model, settings)
+            except ConfigError as exc:
+                outcomes.append(exc)
+                continue
+            copies = settings.num_return_sequences
+            outcomes.append(
+                [
+                    Sequence(prompt, _budget(self.model, settings, prompt), settings.rng(i % copies), settings)
+                    for i, prompt in enumerate(p for p in prompts for _ in range(copies))
+                ]
             )
-            for i, prompt in enumerate(prompts)
-        ]
-        tokens, mask = _left_padded(prompts)
+        sequences = [s for outcome in outcomes if not isinstance(outcome, ConfigError) for s in outcome]
+        if sequences:
+            self._start(sequences)
+        return outcomes
+
+    def _start(self, sequences: list[Sequence]) -> None:
+        """Run the sequences' prompts in a session of their own, choose their first tokens, and let those that go
+        on join the batch's session."""
+        tokens, mask = _left_padded([s.prompt for s in sequences])
         session = self.model.session()
         _choose_all(self.model, session.start(tokens, mask), sequences)
         joined = _Joined(session, sequences, tokens.shape[1])
         joined.keep([s for s in sequences if not s.finished])
         if not joined.rows:
-            return sequences
+            return
         if self.session is None:
             self.session, self.rows, self.cache_length = joined.session, joined.rows, joined.cache_length
         else:
             cast(JoinableSession, self.session).absorb(cast(JoinableSession, joined.session))
             self.rows += joined.rows
             self.cache_length = max(self.cache_length, joined.cache_length)
-        return sequences
 
     def step(self) -> None:
         """Feed every row's chosen token, choose the next ones, and let the finished rows go."""

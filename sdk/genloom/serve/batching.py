@@ -105,8 +105,10 @@ class TextBatcher(BatcherThread[TextTicket]):
                 if self.closing and not (self.waiting or self.live):
                     return
                 joining = self._admitted()
+            self._join([ticket for ticket in joining if not ticket.cancelled])
             for ticket in joining:
-                self._join(ticket)
+                if ticket.cancelled:
+                    ticket.on_end(None)
             self._drop_cancelled()
             if self.batch.rows:
                 self._step()
@@ -122,17 +124,26 @@ class TextBatcher(BatcherThread[TextTicket]):
             admitted.append(ticket)
         return admitted
 
-    def _join(self, ticket: TextTicket) -> None:
-        if ticket.cancelled:
-            ticket.on_end(None)
+    def _join(self, tickets: list[TextTicket]) -> None:
+        """The tickets' prompts run in one session that joins the batch; a ticket whose request the model cannot
+        take (a prompt too long) hears its error alone."""
+        if not tickets:
             return
         try:
-            ticket.sequences = self.batch.join(ticket.settings)
-        except Exception as exc:  # noqa: BLE001 - the request's own error (a prompt too long), handed back to it
-            ticket.on_end(exc)
+            outcomes = self.batch.join_all([ticket.settings for ticket in tickets])
+        except Exception as exc:  # noqa: BLE001 - a failing prefill fails the requests in it
+            for ticket in tickets:
+                ticket.on_end(exc)
             return
-        self.live.append(ticket)
-        self._report([ticket])
+        joined = []
+        for ticket, outcome in zip(tickets, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                ticket.on_end(outcome)
+                continue
+            ticket.sequences = outcome
+            self.live.append(ticket)
+            joined.append(ticket)
+        self._report(joined)
 
     def _drop_cancelled(self) -> None:
         gone = [ticket for ticket in self.live if ticket.cancelled]

@@ -22,15 +22,19 @@ def free_port() -> int:
 
 @contextmanager
 def server_process(
-    command: Sequence[str], port: int, ready_within: float = 120.0, **popen: Any
+    command: Sequence[str],
+    port: int,
+    ready_within: float = 120.0,
+    ready_path: str = "/v2/health/ready",
+    **popen: Any,
 ) -> Iterator[subprocess.Popen[Any]]:
-    """Run ``command`` (a server on 127.0.0.1:``port``) until ``GET /v2/health/ready`` answers 200, then yield it;
-    a RuntimeError if it exits or is not ready within ``ready_within`` seconds. Stopped with SIGTERM (killed after
+    """Run ``command`` (a server on 127.0.0.1:``port``) until ``GET ready_path`` answers 200, then yield it; a
+    RuntimeError if it exits or is not ready within ``ready_within`` seconds. Stopped with SIGTERM (killed after
     30 s) when the block ends."""
     process = subprocess.Popen(list(command), **popen)
     try:
         deadline = time.monotonic() + ready_within
-        while not _ready(f"http://127.0.0.1:{port}/v2/health/ready"):
+        while not _ready(f"http://127.0.0.1:{port}{ready_path}"):
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
             if time.monotonic() > deadline:
