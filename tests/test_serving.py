@@ -173,6 +173,20 @@ def test_the_v2_infer_route_runs_an_export_graph_as_kserve_and_triton_clients_ca
             "inputs",
         ),
         (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "latents", "shape": [1, 8], "datatype": "FP32", "data": [True] + [0.0] * 7}]},
+            400,
+            "takes finite numbers that fit FP32",
+            "inputs",
+        ),
+        (
+            "/v2/models/gan/infer",
+            {"inputs": [{"name": "latents", "shape": [9, 8], "datatype": "FP32", "data": [0.0] * 72}]},
+            400,
+            "9 rows, at most 8 a request here",
+            "inputs",
+        ),
+        (
             "/v2/models/nope/infer",
             {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0.0]}]},
             404,
@@ -203,8 +217,9 @@ def test_a_chunked_body_over_the_limit_is_413(server: str) -> None:
         yield b'"}'
 
     with client(server) as http:
-        answer = http.post("/v1/generate/gan", content=chunks(), headers={"content-type": "application/json"})
-    assert answer.status_code == 413 and "larger than 20000 bytes" in answer.json()["error"]["message"]
+        for route in ("/v1/generate/gan", "/v1/completions", "/v2/models/gan/infer"):  # read by hand, and by FastAPI
+            answer = http.post(route, content=chunks(), headers={"content-type": "application/json"})
+            assert answer.status_code == 413 and "larger than 20000 bytes" in answer.json()["error"]["message"], route
 
 
 @pytest.mark.timeout(120)
@@ -294,7 +309,7 @@ def test_the_text_batcher_keeps_its_batch_size_and_lets_a_cancelled_or_failed_re
     settings = [TextSampling(prompt="The", max_new_tokens=10 + i, do_sample=True, seed=i) for i in range(5)]
     settings.append(TextSampling(prompt="word " * 80))  # longer than the context: its own error only
     tickets = [TextTicket(s, on_end(i)) for i, s in enumerate(settings)]
-    tickets[1].on_step = lambda tokens: tickets[1].cancel() if len(tokens[0]) >= 3 else None
+    tickets[1].on_step = lambda made: tickets[1].cancel() if made >= 3 else None
     try:
         for ticket in tickets:
             batcher.submit(ticket)

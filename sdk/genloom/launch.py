@@ -102,5 +102,10 @@ def _relay(stream: IO[bytes] | None, captured: list[bytes]) -> None:
         return
     while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
         captured.append(chunk)
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.buffer.flush()
+        binary = getattr(sys.stderr, "buffer", None)  # a text-only stderr (a notebook, a test's capture) has none
+        if binary is not None:
+            binary.write(chunk)
+            binary.flush()
+        else:
+            sys.stderr.write(chunk.decode("utf-8", errors="replace"))
+            sys.stderr.flush()

@@ -63,9 +63,9 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for entry in served.values():  # after uvicorn has drained the requests in flight
+        for entry in served.values():  # after uvicorn has drained the requests in flight (or cancelled them)
             if entry.batcher is not None:
-                entry.batcher.close()
+                await asyncio.to_thread(entry.batcher.close)
 
     app = FastAPI(title="genloom serve", docs_url=None, redoc_url=None, lifespan=lifespan)
     waiting = {"count": 0}
@@ -186,7 +186,9 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         if entry.kind.name == "text":
             prompts = settings.get("prompt", "")
             count *= len(prompts) if isinstance(prompts, list) else 1
-            if int(settings.get("max_new_tokens") or 0) > limits.max_tokens:
+            if int(settings.get("max_new_tokens", entry.kind.sampling.model_fields["max_new_tokens"].default)) > (
+                limits.max_tokens
+            ):
                 raise RequestError(400, f"max_new_tokens: at most {limits.max_tokens} here", "max_new_tokens")
         if count > limits.max_count:
             raise RequestError(400, f"{count_field}: at most {limits.max_count} outputs a request here", count_field)
@@ -241,7 +243,7 @@ def create_app(models: dict[str, LoadedModel], limits: ServerLimits | None = Non
         enter_queue()
         try:
             answer = await asyncio.wait_for(
-                run_in_threadpool(inference_v2.infer, model, session, request), limits.timeout_seconds
+                run_in_threadpool(inference_v2.infer, model, session, request, limits.max_count), limits.timeout_seconds
             )
         except inference_v2.InferError as exc:
             raise RequestError(400, str(exc), exc.param) from None

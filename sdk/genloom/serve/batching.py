@@ -27,13 +27,15 @@ from genloom.sampling import TextSampling
 from genloom.textgen import DecodingBatch, Sequence, TextModel
 
 
-@dataclass
+@dataclass(eq=False)
 class TextTicket:
-    """One request in the batcher: its settings, its sequences once joined, and its callbacks."""
+    """One request in the batcher: its settings, its sequences once joined, and its callbacks: ``on_step(made)``
+    after each step it is in (``made``: the tokens its first sequence holds then, a prefix of ``sequences[0].
+    generated`` that no later step changes), ``on_end(error)`` once, when it is done, cancelled or failed."""
 
     settings: TextSampling
     on_end: Callable[[BaseException | None], object]
-    on_step: Callable[[list[list[int]]], object] | None = None
+    on_step: Callable[[int], object] | None = None
     sequences: list[Sequence] = field(default_factory=list)
     cancelled: bool = False
 
@@ -105,23 +107,31 @@ class TextBatcher(BatcherThread[TextTicket]):
                 if self.closing and not (self.waiting or self.live):
                     return
                 joining = self._admitted()
-            self._join([ticket for ticket in joining if not ticket.cancelled])
-            for ticket in joining:
-                if ticket.cancelled:
-                    ticket.on_end(None)
-            self._drop_cancelled()
-            if self.batch.rows:
-                self._step()
+            try:
+                self._join(joining)
+                self._drop_cancelled()
+                if self.batch.rows:
+                    self._step()
+            except Exception as exc:  # noqa: BLE001 - a failing prefill, step or compaction fails every request in it
+                for ticket in self.live:
+                    ticket.on_end(exc)
+                self.live = []
+                self.batch = DecodingBatch(self.model)
 
     def _admitted(self) -> list[TextTicket]:
         """The waiting tickets that fit in the batch now, in their order (the first one always, into an empty
-        batch)."""
+        batch); cancelled ones are let go."""
         room = self.max_batch - len(self.batch.rows)
         admitted: list[TextTicket] = []
-        while self.waiting and (self.waiting[0].rows <= room or not (self.batch.rows or admitted)):
-            ticket = self.waiting.popleft()
+        while self.waiting:
+            ticket = self.waiting[0]
+            if ticket.cancelled:
+                self.waiting.popleft().on_end(None)
+                continue
+            if ticket.rows > room and (self.batch.rows or admitted):
+                break
+            admitted.append(self.waiting.popleft())
             room -= ticket.rows
-            admitted.append(ticket)
         return admitted
 
     def _join(self, tickets: list[TextTicket]) -> None:
@@ -129,50 +139,39 @@ class TextBatcher(BatcherThread[TextTicket]):
         take (a prompt too long) hears its error alone."""
         if not tickets:
             return
-        try:
-            outcomes = self.batch.join_all([ticket.settings for ticket in tickets])
-        except Exception as exc:  # noqa: BLE001 - a failing prefill fails the requests in it
-            for ticket in tickets:
-                ticket.on_end(exc)
-            return
+        self.live += tickets  # from here a failure reaches them too
+        outcomes = self.batch.join_all([ticket.settings for ticket in tickets])
         joined = []
         for ticket, outcome in zip(tickets, outcomes, strict=True):
             if isinstance(outcome, Exception):
+                self.live.remove(ticket)
                 ticket.on_end(outcome)
                 continue
             ticket.sequences = outcome
-            self.live.append(ticket)
             joined.append(ticket)
         self._report(joined)
 
     def _drop_cancelled(self) -> None:
-        gone = [ticket for ticket in self.live if ticket.cancelled]
+        gone = [ticket for ticket in self.live if ticket.cancelled]  # read once: a cancel may come at any moment
         if not gone:
             return
         leaving = {id(s) for ticket in gone for s in ticket.sequences}
         self.batch.keep([s for s in self.batch.rows if id(s) not in leaving])
-        self.live = [ticket for ticket in self.live if not ticket.cancelled]
+        self.live = [ticket for ticket in self.live if ticket not in gone]
         for ticket in gone:
             ticket.on_end(None)
 
     def _step(self) -> None:
         if self.on_batch is not None:
             self.on_batch(len(self.batch.rows))
-        try:
-            self.batch.step()
-        except Exception as exc:  # noqa: BLE001 - a failing step fails every request in it, and the batch starts anew
-            for ticket in self.live:
-                ticket.on_end(exc)
-            self.live = []
-            self.batch = DecodingBatch(self.model)
-            return
+        self.batch.step()
         self._report(self.live)
 
     def _report(self, tickets: list[TextTicket]) -> None:
         """Each ticket's tokens after a step; the finished ones leave ``live`` and hear their end."""
         for ticket in tickets:
             if ticket.on_step is not None:
-                ticket.on_step(ticket.tokens)
+                ticket.on_step(len(ticket.sequences[0].generated))
         finished = [ticket for ticket in tickets if all(s.finished for s in ticket.sequences)]
         for ticket in finished:
             self.live.remove(ticket)
@@ -187,7 +186,7 @@ class OneShotModel(Protocol):
     def run_batch(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class OneShotTicket:
     """One request in a one-shot batcher: its part, and ``on_end(result, error)``, called once."""
 

@@ -91,9 +91,10 @@ def metadata(name: str, session: Any) -> dict[str, Any]:
     }
 
 
-def infer(name: str, session: Any, request: InferRequest) -> dict[str, Any]:
-    """Run the graph on the request's tensors; an InferError naming the field for one it cannot take."""
-    feeds = _feeds(session, request)
+def infer(name: str, session: Any, request: InferRequest, max_rows: int) -> dict[str, Any]:
+    """Run the graph on the request's tensors (at most ``max_rows`` on their first axis); an InferError naming the
+    field for one it cannot take."""
+    feeds = _feeds(session, request, max_rows)
     known = [output.name for output in session.get_outputs()]
     wanted = [output.name for output in request.outputs] if request.outputs else known
     for index, output in enumerate(wanted):
@@ -104,6 +105,11 @@ def infer(name: str, session: Any, request: InferRequest) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own errors for inputs it cannot run
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InferError(f"the graph cannot run these inputs: {reason}", "inputs") from None
+    for output, value in zip(wanted, values, strict=True):
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise InferError(
+                f"outputs: the graph made values that are not finite in {output!r} for these inputs", "inputs"
+            )
     types = {output.name: output.type for output in session.get_outputs()}
     return {
         "model_name": name,
@@ -121,8 +127,9 @@ def infer(name: str, session: Any, request: InferRequest) -> dict[str, Any]:
     }
 
 
-def _feeds(session: Any, request: InferRequest) -> dict[str, np.ndarray]:
-    """The request's tensors as numpy arrays, each checked against the graph input of its name."""
+def _feeds(session: Any, request: InferRequest, max_rows: int) -> dict[str, np.ndarray]:
+    """The request's tensors as numpy arrays, each checked against the graph input of its name: its datatype, shape
+    (its first axis at most ``max_rows``), value count and values (numbers for numbers, true/false for BOOL)."""
     inputs = {value.name: value for value in session.get_inputs()}
     feeds: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(request.inputs):
@@ -146,11 +153,32 @@ def _feeds(session: Any, request: InferRequest) -> dict[str, np.ndarray]:
         if not fits:
             shown = [axis if isinstance(axis, int) else -1 for axis in expected]
             raise InferError(f"{where}.shape: input {tensor.name!r} has shape {shown}, not {tensor.shape}", "inputs")
-        try:
-            feeds[tensor.name] = np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)
-        except (TypeError, ValueError):
-            raise InferError(f"{where}.data: values that are not {datatype}", "inputs") from None
+        if tensor.shape and tensor.shape[0] > max_rows:
+            raise InferError(f"{where}.shape: {tensor.shape[0]} rows, at most {max_rows} a request here", "inputs")
+        feeds[tensor.name] = _values(tensor, datatype, dtype, where)
     missing = sorted(set(inputs) - set(feeds))
     if missing:
         raise InferError(f"inputs: the graph also needs {', '.join(missing)}", "inputs")
     return feeds
+
+
+def _values(tensor: InferTensor, datatype: str, dtype: Any, where: str) -> np.ndarray:
+    """The tensor's data as ``dtype``: booleans for BOOL, numbers (not booleans, strings or null) for the others,
+    integers within the integer type's range."""
+    if datatype == "BOOL":
+        fits = all(isinstance(value, bool) for value in tensor.data)
+    elif np.issubdtype(dtype, np.integer):
+        limits = np.iinfo(dtype)
+        fits = all(
+            isinstance(value, int) and not isinstance(value, bool) and limits.min <= value <= limits.max
+            for value in tensor.data
+        )
+    else:
+        fits = all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            for value in tensor.data
+        )
+    if not fits:
+        kind = "true or false" if datatype == "BOOL" else f"finite numbers that fit {datatype}"
+        raise InferError(f"{where}.data: {tensor.name!r} takes {kind}", "inputs")
+    return np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)

@@ -35,7 +35,8 @@ def deployment(
         return create_app({name: genloom.load(path) for name, path in zip(chosen, paths, strict=True)}, limits)
 
     ingress = serve.ingress(build_app)()
-    return serve.deployment(name=APP_NAME, num_replicas=replicas)(ingress).bind()
+    waiting = (limits or ServerLimits()).queue_size  # each replica's own queue and batcher take them, not Ray's router
+    return serve.deployment(name=APP_NAME, num_replicas=replicas, max_ongoing_requests=waiting)(ingress).bind()
 
 
 def serve_with_ray(

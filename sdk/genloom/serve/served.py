@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 
 from genloom.config import validate_model
 from genloom.errors import GenloomError
@@ -25,12 +26,13 @@ from genloom.serve.openai_api import CompletionRequest, stream_events
 from genloom.textgen import TextModel, TextPieces, check_streamable, decoded
 
 
-class RequestError(Exception):
-    """A request the server refuses: its status, message and the field it names."""
+class RequestError(HTTPException):
+    """A request the server refuses: its status, message and the field it names. An HTTPException, so that FastAPI
+    lets it through unchanged even from inside its own reading of a body (the body limit)."""
 
     def __init__(self, status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.headers = status, message, param, headers or {}
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.status, self.message, self.param = status, message, param
 
 
 @dataclasses.dataclass
@@ -89,10 +91,11 @@ async def batched_one_shot(
 
 
 async def _awaited(ended: asyncio.Future[Any], ticket: TextTicket | OneShotTicket, timeout: float) -> Any:
-    """What ``ended`` is set to; past ``timeout`` the ticket is cancelled and the TimeoutError raised."""
+    """What ``ended`` is set to; past ``timeout``, or when the request's task is cancelled (a server shutting down),
+    the ticket is cancelled too and the error raised."""
     try:
         return await asyncio.wait_for(asyncio.shield(ended), timeout)
-    except asyncio.TimeoutError:
+    except BaseException:
         ticket.cancel()
         raise
 
@@ -106,26 +109,42 @@ async def batched_pieces(
     entry: ServedModel, batcher: TextBatcher, settings: dict[str, Any], metrics: ServerMetrics
 ) -> AsyncGenerator[str, None]:
     """One streamed sequence's text from ``batcher``'s batch, piece by piece; it leaves the batch when the stream
-    ends early (a client that went away)."""
+    ends early (a client that went away).
+
+    The batcher's steps are not queued one by one: each wakes the stream, which then reads all the tokens made so
+    far. So a stream that sends slower than the model decodes does not fall behind, and it reaches an await
+    (where a departed client's cancellation lands) at every piece."""
     request = validate_model(TextSampling, settings, what="sampling settings")
     check_streamable(request)
     loop = asyncio.get_running_loop()
-    steps: asyncio.Queue[list[list[int]] | BaseException | None] = asyncio.Queue()
-    ticket = TextTicket(
-        request,
-        on_end=lambda error: loop.call_soon_threadsafe(steps.put_nowait, error),
-        on_step=lambda tokens: loop.call_soon_threadsafe(steps.put_nowait, tokens),
-    )
+    progress = asyncio.Event()
+    ended: list[BaseException | None] = []
+
+    def end(error: BaseException | None) -> None:
+        ended.append(error)
+        progress.set()
+
+    def stepped(made: int) -> None:
+        if not progress.is_set():  # read from the batcher's thread: at worst one wake-up too many
+            loop.call_soon_threadsafe(progress.set)
+
+    ticket = TextTicket(request, on_end=lambda error: loop.call_soon_threadsafe(end, error), on_step=stepped)
     batcher.submit(ticket)
     cutter = TextPieces(batcher.model, request)
     made = 0
     try:
-        while isinstance(step := await steps.get(), list):
-            made = len(step[0])
-            if piece := cutter.feed(step[0]):
+        while True:
+            await progress.wait()
+            progress.clear()
+            finished = bool(ended)
+            made = len(ticket.sequences[0].generated) if ticket.sequences else 0  # a prefix no later step changes
+            if made and (piece := cutter.feed(ticket.sequences[0].generated[:made])):
                 yield piece
-        if step is not None:
-            raise step
+            if finished:
+                break
+            await asyncio.sleep(0)
+        if ended[0] is not None:
+            raise ended[0]
         if last := cutter.end():
             yield last
     finally:
@@ -159,6 +178,7 @@ async def locked_pieces(
     try:
         while isinstance(item := await handed.get(), str):
             yield item
+            await asyncio.sleep(0)  # an await that suspends, where a departed client's cancellation lands
         if item is not None:
             raise item
     finally:
