@@ -16,9 +16,13 @@ class ServerLimits(StrictModel):
     max_tokens: int = Field(2048, ge=1, description="New tokens one completion may ask for.")
     max_count: int = Field(64, ge=1, description="Completions, images, rows or clips one request may ask for.")
     max_batch: int = Field(
-        64,
+        16,
         ge=1,
-        description="Sequences a text model decodes together, or images one run makes (1: one request at a time).",
+        description="Sequences a text model decodes together (1: one request at a time). More suit a GPU; on a CPU a "
+        "step's time grows with them, and the batch's latency with it.",
+    )
+    max_batch_images: int = Field(
+        64, ge=1, description="Images (or rows) one batched run of a one-shot model makes (1: one request at a time)."
     )
     max_wait_ms: float = Field(
         5.0, ge=0, description="How long a batch of images waits for more requests after its first one arrives."

@@ -54,7 +54,7 @@ def batcher_for(
     """The batcher that runs ``model``'s requests together, or None for a model that runs one at a time."""
     observe = metrics.batch_size.labels(name).observe
     if callable(getattr(model, "prepare", None)) and callable(getattr(model, "run_batch", None)):
-        return OneShotBatcher(cast(OneShotModel, model), limits.max_batch, limits.max_wait_ms / 1000, observe)
+        return OneShotBatcher(cast(OneShotModel, model), limits.max_batch_images, limits.max_wait_ms / 1000, observe)
     session = getattr(model, "session", None)
     if kind.name == "text" and session is not None and callable(getattr(session(), "absorb", None)):
         return TextBatcher(cast(TextModel, model), limits.max_batch, observe)
