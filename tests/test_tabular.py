@@ -191,7 +191,7 @@ def test_a_configured_range_and_type_hold_in_the_generated_rows(tmp_path: Path) 
     )  # fmt: skip
     frame = genloom.load(out).generate(n=500, seed=0).frame
     assert frame["body_mass_g"].dropna().between(3500, 4500).all()
-    assert not pd.api.types.is_numeric_dtype(frame["year"]) and set(frame["year"]) <= {2007, 2008, 2009}
+    assert frame["year"].dtype == np.int64 and set(frame["year"]) <= {2007, 2008, 2009}  # the training dtype
 
 
 def write_bytes(path: Path, data: bytes) -> str:
@@ -207,6 +207,7 @@ BAD_TABLES = {
     ),
     "empty": (b"", ("is empty", "header row")),
     "not-utf8": (b"name,x\ncaf\xe9,1\nbar,2\n", ("is not UTF-8", "save it as UTF-8")),
+    "semicolons": (b"name;x\na;1\nb;2\n", ("look separated by ';', not commas", "save it with commas")),
 }
 
 
@@ -228,19 +229,21 @@ def test_a_target_column_that_does_not_exist_is_one_line(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("condition", "fragments"),
+    ("conditions", "fragments"),
     [
-        ("colour=red", ("cannot condition on 'colour' (no such column)", "species, island, sex")),
-        ("species=Emperor", ("'species' has no category 'Emperor'", "Adelie, Gentoo, Chinstrap")),
-        ("body_mass_g=4000", ("'body_mass_g' is integer", "condition on a categorical or boolean column")),
+        (["colour=red"], ("cannot condition on 'colour' (no such column)", "species, island, sex")),
+        (["species=Emperor"], ("'species' has no category 'Emperor'", "Adelie, Gentoo, Chinstrap")),
+        (["body_mass_g=4000"], ("'body_mass_g' is integer", "condition on a categorical or boolean column")),
+        (["species=Adelie", "species=Gentoo"], ("'species' is already set to 'Adelie'", "one value")),
     ],
 )
 def test_a_bad_condition_is_one_line_and_nothing_is_written(
-    models: dict[tuple[str, str], Path], tmp_path: Path, condition: str, fragments: tuple[str, ...]
+    models: dict[tuple[str, str], Path], tmp_path: Path, conditions: list[str], fragments: tuple[str, ...]
 ) -> None:
     for form in FORMS:
         out = tmp_path / f"{form}.csv"
-        refused = cli_in_process("generate", str(models[("copula", form)]), "--condition", condition, "--out", str(out))
+        given = [part for condition in conditions for part in ("--condition", condition)]
+        refused = cli_in_process("generate", str(models[("copula", form)]), *given, "--out", str(out))
         assert_one_line_error(refused, *fragments)
         assert not out.exists()
 

@@ -74,6 +74,12 @@ def load_csv(argument: str | None) -> TableData:
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             header = next(csv.reader(handle), [])  # pandas would rename a repeated name ('a', 'a.1')
+        separator = next((mark for mark in (";", "\t", "|") if len(header) == 1 and mark in header[0]), None)
+        if separator:
+            raise DataError(
+                f"data source 'csv:{path}' has one column, {header[0]!r}: its fields look separated by "
+                f"{separator!r}, not commas; save it with commas between fields"
+            )
         repeated = sorted({name for name in header if header.count(name) > 1})
         if repeated:
             raise DataError(f"data source 'csv:{path}': column '{repeated[0]}' appears twice; name columns uniquely")

@@ -212,6 +212,9 @@ def build_frame(
                 series = series.astype(bool)
             elif column.dtype in ("str", "string"):  # pandas' string dtypes (read_csv's default from pandas 3)
                 series = series.astype(column.dtype)
+            elif column.dtype.startswith(("int", "uint", "float")):  # a numeric column set categorical
+                whole = column.dtype.startswith(("int", "uint"))
+                series = series.astype("Int64" if whole and gone is not None else column.dtype)
         else:
             assert column.minimum is not None and column.maximum is not None
             scale = 10.0**column.decimals  # the range's ends rounded inwards, so rounding cannot leave it

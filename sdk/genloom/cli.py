@@ -693,11 +693,16 @@ def _parse_labels(text: str) -> list[int]:
 
 
 def _parse_conditions(pairs: tuple[str, ...]) -> dict[str, str]:
-    conditions = {}
+    conditions: dict[str, str] = {}
     for pair in pairs:
         column, equals, value = pair.partition("=")
         if not equals or not column.strip():
             raise click.UsageError(f"--condition {pair}: write COLUMN=VALUE, e.g. species=Adelie")
+        if column.strip() in conditions:
+            raise click.UsageError(
+                f"--condition {pair}: {column.strip()!r} is already set to {conditions[column.strip()]!r}; "
+                "give each column one value (generate once per value for several)"
+            )
         conditions[column.strip()] = value.strip()
     return conditions
 

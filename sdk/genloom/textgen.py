@@ -89,6 +89,13 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     chosen: int = -1
     finished: bool = False
+    greedy: bool = field(init=False)  # plain argmax: no sampling, no repetition penalty (picked batch-wise)
+    min_new_tokens: int = field(init=False)
+    stop: list[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.greedy = not self.settings.do_sample and self.settings.repetition_penalty == 1.0
+        self.min_new_tokens, self.stop = self.settings.min_new_tokens, self.settings.stop
 
 
 class DecodingBatch:
@@ -105,6 +112,7 @@ class DecodingBatch:
 
     def __init__(self, model: TextModel) -> None:
         self.model = model
+        self.end_of_text = model.tokenizer.end_of_text
         self.session: DecoderSession | None = None
         self.rows: list[Sequence] = []  # the sequence in each of the session's rows
         self.cache_length = 0
@@ -144,7 +152,7 @@ class DecodingBatch:
         on join the batch's session."""
         tokens, mask = _left_padded([s.prompt for s in sequences])
         session = self.model.session()
-        _choose_all(self.model, session.start(tokens, mask), sequences)
+        _choose_all(self.model, self.end_of_text, session.start(tokens, mask), sequences)
         joined = _Joined(session, sequences, tokens.shape[1])
         joined.keep([s for s in sequences if not s.finished])
         if not joined.rows:
@@ -159,10 +167,11 @@ class DecodingBatch:
     def step(self) -> None:
         """Feed every row's chosen token, choose the next ones, and let the finished rows go."""
         assert self.session is not None, "step() with no sequences"
-        logits = self.session.advance(np.array([s.chosen for s in self.rows], np.int64))
+        rows = self.rows
+        logits = self.session.advance(np.fromiter([s.chosen for s in rows], np.int64, len(rows)))
         self.cache_length += 1
-        _choose_all(self.model, logits, self.rows)
-        self.keep([s for s in self.rows if not s.finished])
+        if _choose_all(self.model, self.end_of_text, logits, rows):
+            self.keep([s for s in rows if not s.finished])
 
     def keep(self, kept: list[Sequence]) -> None:
         """Keep only the rows ``kept`` (in their order); the others leave the batch."""
@@ -311,35 +320,39 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
         yield generated
 
 
-def _choose_all(model: TextModel, logits: np.ndarray, rows: list[Sequence]) -> None:
+def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Sequence]) -> bool:
     """Every row's next token (``logits`` row ``slot`` is ``rows[slot]``'s), appended to its ``generated`` unless it
-    is end of text; rows that end, fill their budget or make a stop string are marked finished. Plain greedy rows are
-    picked in one argmax."""
-    end = model.tokenizer.end_of_text
-    plain = [slot for slot, s in enumerate(rows) if not s.settings.do_sample and s.settings.repetition_penalty == 1.0]
-    if plain:
-        early = [slot for slot in plain if len(rows[slot].generated) < rows[slot].settings.min_new_tokens]
-        if early:
-            logits[early, end] = -np.inf
-        picked = logits[plain].argmax(axis=1) if len(plain) < len(rows) else logits.argmax(axis=1)
-        for slot, token in zip(plain, picked.tolist(), strict=True):
+    is end of text (``end``); rows that end, fill their budget or make a stop string are marked finished. Plain greedy
+    rows are picked in one argmax. Whether any row finished."""
+    greedy = [slot for slot, s in enumerate(rows) if s.greedy]
+    if greedy:
+        held = [slot for slot in greedy if len(rows[slot].generated) < rows[slot].min_new_tokens]
+        if len(held) == len(rows):
+            logits[:, end] = -np.inf
+        for slot in held if len(held) < len(rows) else ():
+            logits[slot, end] = -np.inf
+        picked = logits.argmax(axis=1) if len(greedy) == len(rows) else logits[greedy].argmax(axis=1)
+        for slot, token in zip(greedy, picked.tolist(), strict=True):
             rows[slot].chosen = token
-    for slot in sorted(set(range(len(rows))) - set(plain)):
-        rows[slot].chosen = _pick(rows[slot], logits[slot], end)
+    if len(greedy) < len(rows):
+        for slot, row in enumerate(rows):
+            if not row.greedy:
+                row.chosen = _pick(row, logits[slot], end)
+    any_finished = False
     for row in rows:
-        if row.chosen != end:
-            row.generated.append(row.chosen)
-        stop = row.settings.stop
-        row.finished = (
-            row.chosen == end
-            or len(row.generated) >= row.budget
-            or bool(stop and _made_stop(model, stop, row.generated))
-        )
+        generated = row.generated
+        if row.chosen == end:
+            row.finished = True
+        else:
+            generated.append(row.chosen)
+            row.finished = len(generated) >= row.budget or bool(row.stop and _made_stop(model, row.stop, generated))
+        any_finished |= row.finished
+    return any_finished
 
 
 def _pick(row: Sequence, logits: np.ndarray, end: int) -> int:
     """One row's next token by its own settings."""
-    if len(row.generated) < row.settings.min_new_tokens:
+    if len(row.generated) < row.min_new_tokens:
         logits[end] = -np.inf
     return _choose(logits, row.prompt + row.generated, row.settings, row.rng)
 
