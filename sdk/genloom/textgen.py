@@ -116,6 +116,7 @@ class DecodingBatch:
         self.session: DecoderSession | None = None
         self.rows: list[Sequence] = []  # the sequence in each of the session's rows
         self.cache_length = 0
+        self.next_tokens: np.ndarray | None = None  # the rows' chosen tokens from one argmax; None: read the rows
 
     def join(self, settings: TextSampling) -> list[Sequence]:
         """Start every sequence that ``settings`` asks for and choose its first token; those that go on join the
@@ -153,6 +154,7 @@ class DecodingBatch:
         tokens, mask = _left_padded([s.prompt for s in sequences])
         session = self.model.session()
         _choose_all(self.model, self.end_of_text, session.start(tokens, mask), sequences)
+        self.next_tokens = None
         joined = _Joined(session, sequences, tokens.shape[1])
         joined.keep([s for s in sequences if not s.finished])
         if not joined.rows:
@@ -167,16 +169,18 @@ class DecodingBatch:
     def step(self) -> None:
         """Feed every row's chosen token, choose the next ones, and let the finished rows go."""
         assert self.session is not None, "step() with no sequences"
-        rows = self.rows
-        logits = self.session.advance(np.fromiter([s.chosen for s in rows], np.int64, len(rows)))
+        rows, fed = self.rows, self.next_tokens
+        logits = self.session.advance(fed if fed is not None else np.array([s.chosen for s in rows], np.int64))
         self.cache_length += 1
-        if _choose_all(self.model, self.end_of_text, logits, rows):
+        self.next_tokens, finished = _choose_all(self.model, self.end_of_text, logits, rows)
+        if finished:
             self.keep([s for s in rows if not s.finished])
 
     def keep(self, kept: list[Sequence]) -> None:
         """Keep only the rows ``kept`` (in their order); the others leave the batch."""
         if len(kept) == len(self.rows):
             return
+        self.next_tokens = None
         if not kept:
             self.session, self.rows, self.cache_length = None, [], 0
             return
@@ -320,10 +324,12 @@ def _decode(model: TextModel, settings: TextSampling) -> Iterator[list[list[int]
         yield generated
 
 
-def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Sequence]) -> bool:
+def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Sequence]) -> tuple[np.ndarray | None, bool]:
     """Every row's next token (``logits`` row ``slot`` is ``rows[slot]``'s), appended to its ``generated`` unless it
     is end of text (``end``); rows that end, fill their budget or make a stop string are marked finished. Plain greedy
-    rows are picked in one argmax. Whether any row finished."""
+    rows are picked in one argmax. The chosen tokens as an array when that argmax chose them all (else None), and
+    whether any row finished."""
+    picked = None
     greedy = [slot for slot, s in enumerate(rows) if s.greedy]
     if greedy:
         held = [slot for slot in greedy if len(rows[slot].generated) < rows[slot].min_new_tokens]
@@ -347,7 +353,7 @@ def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Seque
             generated.append(row.chosen)
             row.finished = len(generated) >= row.budget or bool(row.stop and _made_stop(model, row.stop, generated))
         any_finished |= row.finished
-    return any_finished
+    return (picked if len(greedy) == len(rows) else None), any_finished
 
 
 def _pick(row: Sequence, logits: np.ndarray, end: int) -> int:
