@@ -1,7 +1,7 @@
 """Text exports side by side: genloom's runtime against ONNX Runtime GenAI on the same export, the fused graph against
 the portable one, block-wise quantization against fp32 and transformers, and the cost of a step along the text.
 
-    python benchmarks/text_exports.py [--out runs/text-exports] [--repeats 7]
+    python benchmarks/text_exports.py [--out runs/text-exports] [--repeats 7] [--parts demo,gpt2,steps,flips]
 
 1. The demo's GPT (``runs/demo/pydoc-gpt`` when the demo has run, else trained here
    on a short schedule), exported fused (the default) and portable: 120 greedy tokens
@@ -20,7 +20,8 @@ the portable one, block-wise quantization against fp32 and transformers, and the
    the torch model's top-two logit gap there is under ``FLIP_EPSILON``, else as a
    mismatch.
 
-Writes ``text_exports.json`` into ``--out`` and prints the tables.
+``--parts`` runs only some of them (all four by default). Writes ``text_exports.json`` into ``--out`` (the parts
+that ran) and prints the tables.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ STEP_POSITIONS = (50, 900)
 FLIP_EPSILON = 1e-3
 """A token that differs where the reference's top-two logit gap is under this counts as a flip, not a mismatch."""
 PROMPTS = ["The", "def f(x):", "Return the value of", "A list of", "import"]
+PARTS = ("demo", "gpt2", "steps", "flips")
 
 
 def median_rates(calls: dict[str, Callable[[], object]], tokens: int, repeats: int) -> dict[str, float]:
@@ -227,42 +229,60 @@ def flips(torch_dir: Path, exports: dict[str, Path], tokens: int) -> dict[str, d
     return counts
 
 
+def print_rows(title: str, rows: list[dict[str, Any]], digits: int) -> None:
+    print(f"== {title} ==")
+    for row in rows:
+        print("  ".join(f"{k} {v:,.{digits}f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/text-exports"))
     parser.add_argument("--demo", type=Path, default=Path("runs/demo"), help="Where the demo left its models.")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"Comma-separated, of {', '.join(PARTS)}.")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: {', '.join(sorted(parts - set(PARTS)))} is not one of {', '.join(PARTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     demo_gpt = demo_model(args.demo, args.out, "gpt", "pydoc", 200)
+    figures: dict[str, Any] = {}
+    if "demo" in parts:
+        figures["demo"] = demo_rows(demo_gpt, args.out, args.repeats)
+        print_rows("demo GPT: tokens/s, 120 greedy tokens", figures["demo"], 2)
+    if parts == {"demo"}:
+        return write_figures(args.out, figures)
     gpt2 = gpt2_small(args.out)
     gpt2_fused = export(gpt2, args.out / "gpt2-fused", int8=True, q8=True, q4=True)
     gpt2_portable = export(gpt2, args.out / "gpt2-portable", portable=True)
+    if "gpt2" in parts:
+        figures["gpt2_small"] = gpt2_rows(gpt2, gpt2_fused, args.repeats)
+        print_rows("GPT-2 small shape, batch 1, 2 threads", figures["gpt2_small"], 3)
+    if "steps" in parts:
+        figures["step_ms"] = {
+            graph: {str(p): 1e3 * step_seconds(path, p, args.repeats) for p in STEP_POSITIONS}
+            for graph, path in (("fused", gpt2_fused), ("portable", gpt2_portable))
+        }
+        rows = [{"graph": graph, **steps} for graph, steps in figures["step_ms"].items()]
+        print_rows("GPT-2 small shape: one step at each position, ms", rows, 2)
+    if "flips" in parts:
+        demo_exports = {
+            "fused": export(demo_gpt, args.out / "demo-fused", q8=True, q4=True),
+            "portable": export(demo_gpt, args.out / "demo-portable", portable=True),
+        }
+        figures["flips"] = {
+            "demo": flips(demo_gpt, demo_exports, 64),
+            "gpt2_small": flips(gpt2, {"fused": gpt2_fused, "portable": gpt2_portable}, GPT2_TOKENS),
+        }
+        print(f"== greedy tokens against torch (flip epsilon {FLIP_EPSILON}) ==")
+        print(json.dumps(figures["flips"]))
+    return write_figures(args.out, figures)
 
-    figures: dict[str, Any] = {"demo": demo_rows(demo_gpt, args.out, args.repeats)}
-    print("== demo GPT: tokens/s, 120 greedy tokens ==")
-    for row in figures["demo"]:
-        print("  ".join(f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    figures["gpt2_small"] = gpt2_rows(gpt2, gpt2_fused, args.repeats)
-    print("== GPT-2 small shape, batch 1, 2 threads ==")
-    for row in figures["gpt2_small"]:
-        print("  ".join(f"{k} {v:,.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    figures["step_ms"] = {
-        graph: {str(p): 1e3 * step_seconds(path, p, args.repeats) for p in STEP_POSITIONS}
-        for graph, path in (("fused", gpt2_fused), ("portable", gpt2_portable))
-    }
-    print("== GPT-2 small shape: one step, ms ==")
-    for graph, steps in figures["step_ms"].items():
-        first, last = (steps[str(p)] for p in STEP_POSITIONS)
-        print(f"{graph}: position {STEP_POSITIONS[0]} {first:.2f}, {STEP_POSITIONS[1]} {last:.2f}, x{last / first:.2f}")
-    figures["flips"] = {
-        "demo": flips(demo_gpt, {"fused": args.out / "demo-fused", "portable": args.out / "demo-portable"}, 64),
-        "gpt2_small": flips(gpt2, {"fused": gpt2_fused, "portable": gpt2_portable}, GPT2_TOKENS),
-    }
-    print(f"== demo GPT: greedy tokens against torch (flip epsilon {FLIP_EPSILON}) ==")
-    print(json.dumps(figures["flips"]))
-    atomic_write_text(args.out / "text_exports.json", json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out / 'text_exports.json'}")
+
+def write_figures(out: Path, figures: dict[str, Any]) -> int:
+    atomic_write_text(out / "text_exports.json", json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out / 'text_exports.json'}")
     return 0
 
 
