@@ -80,7 +80,8 @@ class Decoded:
 @dataclass
 class Sequence:
     """One sequence being decoded: its prompt, its budget of new tokens, its random stream and settings, what it has
-    generated and the token chosen last (fed at the next step)."""
+    generated and the token chosen last (fed at the next step). ``greedy``, ``min_new_tokens`` and ``stop`` are read
+    from the settings once, when it is made (the loop reads them at every step)."""
 
     prompt: list[int]
     budget: int
