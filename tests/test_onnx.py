@@ -603,7 +603,7 @@ def test_the_fused_fp16_graph_decodes_with_its_in_place_cache_on_cuda(
 
 
 JOINING = [
-    TextSampling(prompt="The", max_new_tokens=20),
+    TextSampling(prompt="The", max_new_tokens=20, min_new_tokens=12),  # held from ending while others are not
     TextSampling(prompt=["A longer prompt of words", "x"], max_new_tokens=15, do_sample=True, seed=3,
                  num_return_sequences=2),
     TextSampling(prompt="def", max_new_tokens=25, do_sample=True, seed=9, temperature=0.7, top_p=0.9),
