@@ -695,15 +695,15 @@ def _parse_labels(text: str) -> list[int]:
 def _parse_conditions(pairs: tuple[str, ...]) -> dict[str, str]:
     conditions: dict[str, str] = {}
     for pair in pairs:
-        column, equals, value = pair.partition("=")
-        if not equals or not column.strip():
+        column, equals, value = (part.strip() for part in pair.partition("="))
+        if not equals or not column:
             raise click.UsageError(f"--condition {pair}: write COLUMN=VALUE, e.g. species=Adelie")
-        if column.strip() in conditions:
+        if column in conditions:
             raise click.UsageError(
-                f"--condition {pair}: {column.strip()!r} is already set to {conditions[column.strip()]!r}; "
+                f"--condition {pair}: {column!r} is already set to {conditions[column]!r}; "
                 "give each column one value (generate once per value for several)"
             )
-        conditions[column.strip()] = value.strip()
+        conditions[column] = value
     return conditions
 
 

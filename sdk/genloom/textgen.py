@@ -155,11 +155,11 @@ class DecodingBatch:
         tokens, mask = _left_padded([s.prompt for s in sequences])
         session = self.model.session()
         _choose_all(self.model, self.end_of_text, session.start(tokens, mask), sequences)
-        self.next_tokens = None
         joined = _Joined(session, sequences, tokens.shape[1])
         joined.keep([s for s in sequences if not s.finished])
         if not joined.rows:
             return
+        self.next_tokens = None  # rows join: the next step reads their tokens
         if self.session is None:
             self.session, self.rows, self.cache_length = joined.session, joined.rows, joined.cache_length
         else:
@@ -336,8 +336,9 @@ def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Seque
         held = [slot for slot in greedy if len(rows[slot].generated) < rows[slot].min_new_tokens]
         if len(held) == len(rows):
             logits[:, end] = -np.inf
-        for slot in held if len(held) < len(rows) else ():
-            logits[slot, end] = -np.inf
+        else:
+            for slot in held:
+                logits[slot, end] = -np.inf
         picked = logits.argmax(axis=1) if len(greedy) == len(rows) else logits[greedy].argmax(axis=1)
         for slot, token in zip(greedy, picked.tolist(), strict=True):
             rows[slot].chosen = token

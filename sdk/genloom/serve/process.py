@@ -3,11 +3,10 @@ stopped (SIGTERM, then killed) however the block ends. Standard library only."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +33,7 @@ def server_process(
     process = subprocess.Popen(list(command), **popen)
     try:
         deadline = time.monotonic() + ready_within
-        while not _ready(f"http://127.0.0.1:{port}{ready_path}"):
+        while not _ready(port, ready_path):
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
             if time.monotonic() > deadline:
@@ -50,9 +49,14 @@ def server_process(
             process.wait(timeout=10)
 
 
-def _ready(url: str) -> bool:
+def _ready(port: int, path: str) -> bool:
+    """Whether the server on 127.0.0.1:``port`` answers ``GET path`` with 200: a direct loopback connection, which
+    no proxy setting can send elsewhere."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
-        with urllib.request.urlopen(url, timeout=1) as answer:
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError):
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
