@@ -103,7 +103,7 @@ def test_the_conditional_vae_decodes_each_class_and_needs_labels_to_encode(tmp_p
 def test_the_mixture_prior_maps_noise_to_each_component_with_its_weight_mean_and_scale() -> None:
     import torch
 
-    from genloom_vae.nets import MixturePrior
+    from genloom.priors import MixturePrior
 
     prior = MixturePrior(latent_dim=2, components=3)  # built for 3, fitted with 2: the third is never picked
     means = torch.tensor([[-10.0, 0.0], [10.0, 1.0]])  # far apart, so the sign of x tells the component

@@ -66,8 +66,8 @@ class TVAE(ModeGenerator):
     config: TVAEConfig
 
     def build(self) -> dict[str, torch.nn.Module]:
+        from genloom.priors import MixturePrior
         from genloom_tabular.nets import TableDecoder, TableEncoder
-        from genloom_vae.nets import MixturePrior
 
         width, config = self.codec.transform.width, self.config
         modules: dict[str, torch.nn.Module] = {

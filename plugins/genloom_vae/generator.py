@@ -86,7 +86,8 @@ class ConvVAE(genloom.ImageGenerator):
         square_image_levels(self.facts, self.name)
 
     def build(self) -> dict[str, torch.nn.Module]:
-        from genloom_vae.nets import ConvDecoder, ConvEncoder, GaussianLikelihood, MixturePrior
+        from genloom.priors import MixturePrior
+        from genloom_vae.nets import ConvDecoder, ConvEncoder, GaussianLikelihood
 
         channels, levels, config = self.facts["channels"], square_image_levels(self.facts, self.name), self.config
         modules: dict[str, torch.nn.Module] = {
@@ -126,7 +127,7 @@ class ConvVAE(genloom.ImageGenerator):
         import torch
         from sklearn.mixture import GaussianMixture
 
-        from genloom_vae.nets import MixturePrior
+        from genloom.priors import MixturePrior
 
         if "prior" not in self.modules:
             return
@@ -290,7 +291,8 @@ class ConvVAE(genloom.ImageGenerator):
         return self.config.latent_dim + (1 if "prior" in self.modules else 0)
 
     def _sampler(self) -> torch.nn.Module:
-        from genloom_vae.nets import MixturePrior, SampledImages
+        from genloom.priors import MixturePrior
+        from genloom_vae.nets import SampledImages
 
         prior = self._built("prior", MixturePrior) if "prior" in self.modules else None
         return SampledImages(self._decoder(), prior)
