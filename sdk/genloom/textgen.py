@@ -334,11 +334,8 @@ def _choose_all(model: TextModel, end: int, logits: np.ndarray, rows: list[Seque
     greedy = [slot for slot, s in enumerate(rows) if s.greedy]
     if greedy:
         held = [slot for slot in greedy if len(rows[slot].generated) < rows[slot].min_new_tokens]
-        if len(held) == len(rows):
-            logits[:, end] = -np.inf
-        else:
-            for slot in held:
-                logits[slot, end] = -np.inf
+        if held:
+            logits[held, end] = -np.inf
         picked = logits.argmax(axis=1) if len(greedy) == len(rows) else logits[greedy].argmax(axis=1)
         for slot, token in zip(greedy, picked.tolist(), strict=True):
             rows[slot].chosen = token
